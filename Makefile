@@ -1,0 +1,33 @@
+# The README's two commands: `make demo` and `make test`. Everything else is for developers.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_OUT := results/demo
+THREADS ?= 2
+
+.PHONY: demo test lint unit reliability bench ablation-contrastive ablation-emotion clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,onnx]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m data_prep.synthetic data/SynthEmo
+	OMP_NUM_THREADS=$(THREADS) $(PY) recipes/SynthEmo/train.py recipes/SynthEmo/hparams/ecapa_aam.yaml \
+		--output_folder $(DEMO_OUT)/experiment --report_folder $(DEMO_OUT)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/yamllint -s recipes .yamllint.yaml
+
+test: $(STAMP) lint
+	OMP_NUM_THREADS=$(THREADS) $(PY) -m pytest -q -m "not slow"
+
+reliability: $(STAMP)
+	OMP_NUM_THREADS=$(THREADS) $(PY) -m pytest -q tests/reliability
+
+clean:
+	rm -rf results/demo results/SynthEmo

@@ -1,0 +1,7 @@
+"""Brains: :class:`SpeakerBrain` (the baseline and its hooks) and the subclasses that
+override a hook or two for each paper's method.
+"""
+
+from speechbrain_ext.brains.speaker import SpeakerBrain, TrainingAborted
+
+__all__ = ["SpeakerBrain", "TrainingAborted"]

@@ -1,0 +1,332 @@
+"""The speaker-embedding Brain every recipe uses, and the hooks its subclasses override.
+
+Training step::
+
+    prepare_waveforms   (crop already done by the loader) → wav augmentation
+    compute_features    Fbank → mean-variance norm
+    embedding_model     → embeddings [B, 1, D]
+    classifier          → cosine logits [B, 1, C]
+    compute_losses      → {"aam": ...}           (subclasses add terms)
+    loss_balancer       → one scalar + stats     (fixed weights or MGDA, from YAML)
+
+Validation extracts embeddings of the validation speakers and scores their trial
+list, so checkpoints are selected by a verification EER on speakers the model never
+saw, never on the evaluation trials.
+"""
+
+import logging
+import os
+import time
+from collections import defaultdict
+from types import SimpleNamespace
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
+
+from speechbrain_ext import data as sx_data
+from speechbrain_ext import verification
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingAborted(RuntimeError):
+    """Training cannot go on (non-finite loss, too many unreadable files); nothing was saved after it.
+
+    Example
+    -------
+    >>> str(TrainingAborted("loss is nan at step 3"))
+    'loss is nan at step 3'
+    """
+
+
+class EpochStats:
+    """Running means (and ranges) of scalar statistics over an epoch, for the train log.
+
+    Example
+    -------
+    >>> s = EpochStats()
+    >>> s.add({"alpha": 0.2}); s.add({"alpha": 0.6})
+    >>> s.summary()
+    {'alpha': 0.4, 'alpha_min': 0.2, 'alpha_max': 0.6}
+    """
+
+    ranged = ("alpha",)
+
+    def __init__(self):
+        self.sums = defaultdict(float)
+        self.counts = defaultdict(int)
+        self.lows, self.highs = {}, {}
+
+    def add(self, values):
+        """Add one step's values (floats or 0-dim tensors)."""
+        for key, value in values.items():
+            value = float(value)
+            self.sums[key] += value
+            self.counts[key] += 1
+            self.lows[key] = min(self.lows.get(key, value), value)
+            self.highs[key] = max(self.highs.get(key, value), value)
+
+    def summary(self):
+        """Means, plus min/max for the keys in :attr:`ranged`."""
+        out = {}
+        for key in self.sums:
+            out[key] = round(self.sums[key] / self.counts[key], 6)
+            if key in self.ranged:
+                out[f"{key}_min"] = round(self.lows[key], 6)
+                out[f"{key}_max"] = round(self.highs[key], 6)
+        return out
+
+
+@register_checkpoint_hooks
+class RNGState:
+    """Saves and restores the torch, numpy and Python RNG states with each checkpoint.
+
+    With it a resumed run draws the same augmentation noise as an uninterrupted one.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "rng.ckpt")
+    >>> r = RNGState(); r.save(p); a = torch.rand(1); r.load(p); bool(torch.rand(1) == a)
+    True
+    """
+
+    @mark_as_saver
+    def save(self, path):
+        """Write the RNG states to ``path``."""
+        import random
+
+        import numpy as np
+
+        state = {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+        torch.save(state, path)
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch=False):
+        """Restore the RNG states saved at ``path``."""
+        import random
+
+        import numpy as np
+
+        # numpy's state tuple holds a numpy array and strings, which weights_only cannot load;
+        # this file is written by save() above, never downloaded.
+        state = torch.load(path, weights_only=False)
+        torch.set_rng_state(state["torch"])
+        np.random.set_state(state["numpy"])
+        random.setstate(state["python"])
+
+
+class SpeakerBrain(sb.core.Brain):
+    """ECAPA-TDNN + AAM-softmax speaker-embedding training (the baseline), with hooks.
+
+    Subclasses override :meth:`add_train_items`, :meth:`prepare_waveforms`,
+    :meth:`compute_features` or :meth:`compute_losses`; everything else (data,
+    sampler, validation by EER, skipped-audio accounting, evaluation) is shared.
+
+    Expected hparams: ``compute_features``, ``mean_var_norm``, ``embedding_model``,
+    ``classifier`` (in ``modules``), ``aam_loss``, ``loss_balancer``, ``wav_augment``
+    (or null), ``train_annotation``, ``valid_annotation``, ``valid_trials_dir``,
+    ``data_folder``, ``sample_rate``, ``crop_seconds``, ``n_speakers``,
+    ``max_skipped_share``, ``epoch_counter``, ``lr_annealing``, ``train_logger``.
+
+    Example
+    -------
+    >>> issubclass(SpeakerBrain, sb.core.Brain)
+    True
+    """
+
+    # ---------------------------------------------------------------- data hooks
+    def make_datasets(self):
+        """Build the training and validation datasets (called once before :meth:`fit`)."""
+        hp = self.hparams
+        train = sx_data.load_dataset(hp.train_annotation, hp.data_folder, self.train_columns())
+        self.label_encoder = sx_data.speaker_label_encoder(
+            train, os.path.join(hp.save_folder, "label_encoder.txt"), expected=hp.n_speakers
+        )
+        self.crop_reader = sx_data.AudioReader(hp.sample_rate, hp.crop_seconds, seed=hp.seed)
+        sx_data.add_audio(train, self.crop_reader)
+        sx_data.add_speaker_label(train, self.label_encoder)
+        self.add_train_items(train)
+        train.set_output_keys(self.train_output_keys())
+        valid = verification.utterance_dataset(hp.valid_annotation, hp.data_folder, hp.sample_rate)
+        self.train_set = train
+        return train, valid
+
+    def train_columns(self):
+        """Manifest columns the training set needs."""
+        return sx_data.REQUIRED_COLUMNS
+
+    def add_train_items(self, dataset):
+        """Hook: add dynamic items to the training set (e.g. a parallel partner)."""
+
+    def train_output_keys(self):
+        """Keys of a training example."""
+        return ["id", "sig", "audio_issue", "spk_id_encoded"]
+
+    def train_loader_options(self, dataset):
+        """DataLoader options for training: P×K batch sampler from YAML, or shuffled batches."""
+        hp = self.hparams
+        options = dict(hp.train_dataloader_opts)
+        options["collate_fn"] = sx_data.collate_skipping
+        if hp.train_sampler is not None:
+            labels = sx_data.manifest_column(dataset, "spk_id")
+            sampler = hp.train_sampler(labels=labels, seed=hp.seed)
+            self.checkpointer.add_recoverable("train_sampler", sampler)
+            self.batch_sampler = sampler
+            options.pop("batch_size", None)
+            options.pop("shuffle", None)
+            options["batch_sampler"] = sampler
+        else:
+            self.batch_sampler = None
+            options.setdefault("shuffle", True)
+        return options
+
+    def valid_loader_options(self):
+        """DataLoader options for embedding extraction (validation and evaluation)."""
+        options = dict(self.hparams.eval_dataloader_opts)
+        options["collate_fn"] = sx_data.collate_skipping
+        return options
+
+    # ---------------------------------------------------------------- model hooks
+    def prepare_waveforms(self, batch, stage):
+        """Hook: return ``(wavs, lens, labels)`` for the encoder; applies wav augmentation in training."""
+        wavs, lens = batch.sig
+        labels = batch.spk_id_encoded.data if stage == sb.Stage.TRAIN else None
+        augment = self.hparams.wav_augment
+        if stage == sb.Stage.TRAIN and augment is not None:
+            wavs, lens = augment(wavs, lens)
+            labels = augment.replicate_labels(labels)
+        return wavs, lens, labels
+
+    def compute_features(self, wavs, lens, stage):
+        """Hook: features fed to the encoder (Fbank → mean-variance norm)."""
+        feats = self.modules.compute_features(wavs)
+        return self.modules.mean_var_norm(feats, lens)
+
+    def encode(self, wavs, lens, stage=sb.Stage.TEST):
+        """Embeddings ``[B, 1, D]`` of a padded batch of waveforms."""
+        feats = self.compute_features(wavs, lens, stage)
+        return self.modules.embedding_model(feats, lens)
+
+    def compute_forward(self, batch, stage):
+        """Waveforms → embeddings (and cosine logits in training)."""
+        batch = batch.to(self.device)
+        wavs, lens, labels = self.prepare_waveforms(batch, stage)
+        embeddings = self.encode(wavs, lens, stage)
+        logits = self.modules.classifier(embeddings) if stage == sb.Stage.TRAIN else None
+        return SimpleNamespace(embeddings=embeddings, logits=logits, labels=labels, lens=lens, batch=batch)
+
+    def compute_losses(self, outputs):
+        """Hook: the named loss terms of a training step (the baseline: AAM-softmax)."""
+        return {"aam": self.hparams.aam_loss(outputs.logits, outputs.labels)}
+
+    def compute_objectives(self, outputs, batch, stage):
+        """Combine the loss terms with the YAML's balancer (fixed weights or MGDA)."""
+        losses = self.compute_losses(outputs)
+        loss, stats = self.hparams.loss_balancer(losses, outputs.embeddings)
+        self.epoch_stats.add({**{k: v.detach() for k, v in losses.items()}, **stats})
+        return loss
+
+    # ---------------------------------------------------------------- training loop
+    def on_fit_start(self):
+        """Register the RNG state with the checkpointer before SpeechBrain recovers it."""
+        if "rng_state" not in self.checkpointer.recoverables:
+            self.checkpointer.add_recoverable("rng_state", RNGState())
+        super().on_fit_start()
+
+    def fit_batch(self, batch):
+        """Count unreadable utterances, skip an all-unreadable batch, stop on a non-finite loss."""
+        self.audio_issues.update(batch.all_issues, batch.all_ids)
+        self._check_skipped_share()
+        if batch.batchsize == 0:
+            return torch.tensor(0.0)
+        return super().fit_batch(batch)
+
+    def check_loss_isfinite(self, loss):
+        """A non-finite loss stops training at once, before any step or checkpoint uses it."""
+        if not torch.isfinite(loss):
+            raise TrainingAborted(
+                f"loss is {float(loss)} at epoch {self.hparams.epoch_counter.current}, step {self.step}; "
+                "training stopped and no checkpoint was written after the last good one "
+                f"(last: {self._last_checkpoint_name()})"
+            )
+
+    def _last_checkpoint_name(self):
+        ckpts = self.checkpointer.list_checkpoints()
+        return os.path.basename(max(ckpts, key=lambda c: c.meta.get("unixtime", 0)).path) if ckpts else None
+
+    def _check_skipped_share(self):
+        counter, limit = self.audio_issues, self.hparams.max_skipped_share
+        # A minimum count keeps one bad file in a tiny first batch from aborting a run.
+        if counter.skipped and counter.seen >= 100 and counter.skipped_share > limit:
+            raise TrainingAborted(
+                f"{counter.skipped} of {counter.seen} utterances ({counter.skipped_share:.1%}) could not be read, "
+                f"more than max_skipped_share={limit:.1%}; first: {counter.first_errors}"
+            )
+
+    def on_stage_start(self, stage, epoch=None):
+        """Reset the per-epoch statistics; move the crop positions to this epoch."""
+        self.epoch_stats = EpochStats()
+        self.stage_start_time = time.time()
+        if stage == sb.Stage.TRAIN:
+            self.audio_issues = sx_data.AudioIssueCounter()
+            self.crop_reader.set_epoch(epoch)
+        else:
+            self.valid_ids, self.valid_embeddings = [], []
+
+    def evaluate_batch(self, batch, stage):
+        """Validation: collect embeddings, the loss is the EER computed at the end of the stage."""
+        if batch.batchsize:
+            wavs, lens = batch.to(self.device).sig
+            self.valid_embeddings.append(self.encode(wavs, lens, stage)[:, 0].float().cpu())
+            self.valid_ids.extend(batch.id)
+        return torch.tensor(0.0)
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Log the epoch; after validation, score the valid trials and checkpoint by their EER."""
+        elapsed = time.time() - self.stage_start_time
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = {"loss": stage_loss, **self.epoch_stats.summary(), "seconds": round(elapsed, 1)}
+            self.train_stats.update(self.extra_train_stats())
+            counter = self.audio_issues
+            if counter.skipped or counter.resampled or counter.downmixed:
+                self.train_stats.update(
+                    skipped=counter.skipped, resampled=counter.resampled, downmixed=counter.downmixed
+                )
+            return
+        if stage != sb.Stage.VALID:
+            return
+        metrics = self.score_valid()
+        old_lr, new_lr = self.hparams.lr_annealing(epoch)
+        sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+        self.hparams.train_logger.log_stats(
+            stats_meta={"epoch": epoch, "lr": old_lr},
+            train_stats=getattr(self, "train_stats", None),
+            valid_stats={**metrics, "seconds": round(elapsed, 1)},
+        )
+        self.checkpointer.save_and_keep_only(
+            meta={"EER": metrics["EER"], "epoch": epoch},
+            min_keys=["EER"],
+            num_to_keep=self.hparams.keep_checkpoints,
+        )
+
+    def extra_train_stats(self):
+        """Hook: further per-epoch training statistics (sampler or partner fallbacks...)."""
+        stats = {}
+        if self.batch_sampler is not None and getattr(self.batch_sampler, "num_resampled_speakers", 0):
+            stats["speakers_with_replacement"] = self.batch_sampler.num_resampled_speakers
+        return stats
+
+    def score_valid(self):
+        """EER (%) and minDCF of the validation trials on the collected embeddings."""
+        embeddings = torch.cat(self.valid_embeddings) if self.valid_embeddings else torch.zeros(0, 1)
+        result = verification.score_trial_dir(
+            self.valid_ids, embeddings, self.hparams.valid_trials_dir, conditions=[self.hparams.valid_condition]
+        )
+        cond = result[self.hparams.valid_condition]
+        return {"EER": round(100 * cond["eer"], 4), "minDCF": round(cond["min_dcf"], 5)}

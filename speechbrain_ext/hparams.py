@@ -1,0 +1,161 @@
+"""Composition of HyperPyYAML files: a system file names its base and overrides it.
+
+A system file starts with ``base: <file>`` (or a list of files, applied in order,
+paths relative to the system file); every other top-level key of the system file
+overrides or extends the base, nested mappings merge key by key. Command-line
+overrides apply last and must name keys that exist (a typo is an error, not a
+silently ignored setting). Resolution of ``!ref``/``!new:`` happens once, on the
+composed text, so a system file may reference any key of its base.
+"""
+
+import io
+import os
+
+import ruamel.yaml
+from hyperpyyaml import load_hyperpyyaml
+from hyperpyyaml.core import recursive_update
+
+BASE_KEY = "base"
+
+
+class HparamsError(ValueError):
+    """A hyperparameter file or override is wrong; the message names the file and key.
+
+    Example
+    -------
+    >>> str(HparamsError("a.yaml: unknown key 'x'"))
+    "a.yaml: unknown key 'x'"
+    """
+
+
+def _yaml():
+    yaml = ruamel.yaml.YAML()
+    yaml.preserve_quotes = True
+    return yaml
+
+
+def _load_layers(path, chain=()):
+    """Return the round-trip YAML mappings of ``path``'s bases then ``path`` itself."""
+    path = os.path.abspath(path)
+    if path in chain:
+        raise HparamsError(f"{path}: circular base chain {' -> '.join(chain + (path,))}")
+    if not os.path.isfile(path):
+        where = f" (base of {chain[-1]})" if chain else ""
+        raise HparamsError(f"hyperparameter file not found: {path}{where}")
+    with open(path) as f:
+        try:
+            node = _yaml().load(f)
+        except ruamel.yaml.YAMLError as err:
+            raise HparamsError(f"{path}: not valid YAML: {err}") from err
+    if node is None:
+        node = ruamel.yaml.comments.CommentedMap()
+    if not isinstance(node, dict):
+        raise HparamsError(f"{path}: the top level must be a mapping")
+    bases = node.pop(BASE_KEY, None)
+    layers = []
+    if bases is not None:
+        for base in [bases] if isinstance(bases, str) else list(bases):
+            base_path = os.path.join(os.path.dirname(path), str(base))
+            layers.extend(_load_layers(base_path, chain + (path,)))
+    layers.append((path, node))
+    return layers
+
+
+def compose_hparams(path):
+    """Compose ``path`` with its bases into one HyperPyYAML text (still unresolved).
+
+    Arguments
+    ---------
+    path : str
+        A system file, optionally with ``base:``.
+
+    Returns
+    -------
+    str
+        The composed YAML, suitable for :func:`hyperpyyaml.load_hyperpyyaml`.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(d, "b.yaml"), "w").write("lr: 1\\nopt:\\n  beta: 2\\n")
+    >>> _ = open(os.path.join(d, "s.yaml"), "w").write("base: b.yaml\\nopt:\\n  gamma: 3\\n")
+    >>> print(compose_hparams(os.path.join(d, "s.yaml")).strip())
+    lr: 1
+    opt:
+      beta: 2
+      gamma: 3
+    """
+    layers = _load_layers(path)
+    composed = layers[0][1]
+    for _, layer in layers[1:]:
+        recursive_update(composed, layer, must_match=False)
+    stream = io.StringIO()
+    _yaml().dump(composed, stream)
+    return stream.getvalue()
+
+
+def load_hparams(path, overrides=None):
+    """Compose ``path`` with its bases, apply command-line ``overrides`` and resolve.
+
+    Arguments
+    ---------
+    path : str
+        The system file.
+    overrides : str or dict or None
+        Overrides as SpeechBrain's ``parse_arguments`` returns them; every key must
+        exist in the composed file.
+
+    Returns
+    -------
+    hparams : dict
+        The resolved hyperparameters.
+    composed : str
+        The composed YAML text with the overrides applied (to save next to a run).
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(d, "b.yaml"), "w").write("lr: 1\\ntwice: !ref <lr> * 2\\n")
+    >>> _ = open(os.path.join(d, "s.yaml"), "w").write("base: b.yaml\\nlr: 3\\n")
+    >>> hparams, _ = load_hparams(os.path.join(d, "s.yaml"), "lr: 5")
+    >>> hparams["twice"]
+    10
+    >>> load_hparams(os.path.join(d, "s.yaml"), "lrr: 5")
+    Traceback (most recent call last):
+    ...
+    speechbrain_ext.hparams.HparamsError: unknown hyperparameter 'lrr' in the overrides for ...s.yaml; ...
+    """
+    text = compose_hparams(path)
+    if isinstance(overrides, dict):
+        stream = io.StringIO()
+        _yaml().dump(overrides, stream)
+        overrides = stream.getvalue()
+    overrides = overrides or None
+    if overrides:
+        known = set(_yaml().load(text) or {})
+        given = _yaml().load(overrides) or {}
+        unknown = sorted(k for k in given if k not in known)
+        if unknown:
+            close = ", ".join(sorted(k for k in known if _similar(k, unknown[0]))[:5])
+            hint = f"did you mean: {close}" if close else f"known keys include: {', '.join(sorted(known)[:12])}"
+            raise HparamsError(
+                f"unknown hyperparameter {unknown[0]!r} in the overrides for {path}; {hint}"
+            )
+        base_map = _yaml().load(text)
+        recursive_update(base_map, given, must_match=False)
+        stream = io.StringIO()
+        _yaml().dump(base_map, stream)
+        text = stream.getvalue()
+    try:
+        hparams = load_hyperpyyaml(text)
+    except Exception as err:
+        raise HparamsError(f"{path}: could not build the hyperparameters: {type(err).__name__}: {err}") from err
+    return hparams, text
+
+
+def _similar(a, b):
+    """Cheap closeness test for 'did you mean' hints (shared prefix or containment)."""
+    a, b = a.lower(), b.lower()
+    return a[:4] == b[:4] or a in b or b in a

@@ -1,0 +1,249 @@
+"""Extract → score → report: the verification stage shared by every recipe.
+
+Embeddings of an evaluation manifest are extracted once per checkpoint and cached on
+disk (keyed by the checkpoint and the manifest), every trial list of a split's trial
+folder is scored with batched cosine scoring (optionally AS-normalised against the
+training speakers' mean embeddings), and the metrics go to ``metrics.json``,
+``report.md``, ``det.png`` and ``score_hist.png``.
+"""
+
+import hashlib
+import logging
+import os
+
+import numpy as np
+import speechbrain as sb
+import torch
+from tqdm import tqdm
+
+from speechbrain_ext import data as sx_data
+from speechbrain_ext import report, scoring
+
+logger = logging.getLogger(__name__)
+
+ENROL_MAP = "enrol.map"
+
+
+def utterance_dataset(manifest, data_folder, sample_rate):
+    """Whole utterances of a manifest, longest first (little padding, early out-of-memory).
+
+    Example
+    -------
+    >>> import tempfile, os, soundfile as sf
+    >>> d = tempfile.mkdtemp()
+    >>> for name, n in (("a", 800), ("b", 1600)):
+    ...     sf.write(os.path.join(d, name + ".wav"), np.zeros(n, dtype="float32"), 16000)
+    >>> p = os.path.join(d, "m.csv")
+    >>> _ = open(p, "w").write("ID,duration,wav,spk_id\\na,0.05,$data_root/a.wav,s\\nb,0.1,$data_root/b.wav,s\\n")
+    >>> [ex["id"] for ex in utterance_dataset(p, d, 16000)]
+    ['b', 'a']
+    """
+    dataset = sx_data.load_dataset(manifest, data_folder)
+    sx_data.add_audio(dataset, sx_data.AudioReader(sample_rate))
+    dataset.set_output_keys(["id", "sig", "audio_issue"])
+    return dataset.filtered_sorted(sort_key="duration", reverse=True)
+
+
+def trial_lists(trials_dir):
+    """The trial lists of a split's folder, ``{condition: path}`` in name order.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> for n in ("all.txt", "enrol.map", "b.txt"):
+    ...     _ = open(os.path.join(d, n), "w").write("")
+    >>> list(trial_lists(d))
+    ['all', 'b']
+    """
+    if not os.path.isdir(trials_dir):
+        raise FileNotFoundError(f"trial folder not found: {trials_dir} (did data preparation run?)")
+    names = sorted(n for n in os.listdir(trials_dir) if n.endswith(".txt"))
+    if not names:
+        raise FileNotFoundError(f"no trial list (*.txt) in {trials_dir}")
+    return {n[: -len(".txt")]: os.path.join(trials_dir, n) for n in names}
+
+
+def score_trial_dir(ids, embeddings, trials_dir, conditions=None, cohort=None, top_n=300, return_scores=False):
+    """Score the trial lists of ``trials_dir`` against an embedding table.
+
+    Arguments
+    ---------
+    ids : list of str
+        Utterance IDs, aligned with ``embeddings``.
+    embeddings : torch.Tensor or np.ndarray
+        ``[N, D]`` embeddings.
+    trials_dir : str
+        Folder of ``<condition>.txt`` lists and an optional ``enrol.map``.
+    conditions : list of str or None
+        The conditions to score (default: every list in the folder).
+    cohort : torch.Tensor or None
+        ``[M, D]`` cohort for AS-norm; ``None`` scores raw cosine.
+    top_n : int
+        AS-norm cohort size.
+    return_scores : bool
+        Also return ``{condition: (scores, labels)}``.
+
+    Returns
+    -------
+    dict
+        ``{condition: {"eer", "min_dcf", "n_target", "n_nontarget", ...}}``
+        (and the scores when asked).
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(d, "all.txt"), "w").write("1 a b\\n0 a c\\n")
+    >>> emb = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    >>> score_trial_dir(["a", "b", "c"], emb, d)["all"]["eer"]
+    0.0
+    """
+    lists = trial_lists(trials_dir)
+    if conditions is not None:
+        unknown = [c for c in conditions if c not in lists]
+        if unknown:
+            raise FileNotFoundError(f"no trial list {unknown[0]}.txt in {trials_dir} (have: {sorted(lists)})")
+        lists = {c: lists[c] for c in conditions}
+    enrol_path = os.path.join(trials_dir, ENROL_MAP)
+    enrol_map = scoring.load_enrol_map(enrol_path) if os.path.isfile(enrol_path) else None
+    embeddings = embeddings.numpy() if isinstance(embeddings, torch.Tensor) else np.asarray(embeddings)
+    scores_by_condition = {}
+    for name, path in lists.items():
+        trials = scoring.load_trials(path)
+        scores = scoring.score_trials(ids, embeddings, trials, enrol_map=enrol_map, cohort=cohort, top_n=top_n)
+        scores_by_condition[name] = (scores, trials.labels)
+    metrics = scoring.evaluate_conditions(scores_by_condition)
+    return (metrics, scores_by_condition) if return_scores else metrics
+
+
+def extract_embeddings(brain, dataset, loader_options, cache_path=None, desc="embeddings"):
+    """Embeddings of every readable utterance of ``dataset`` with ``brain.encode`` (eval mode).
+
+    Arguments
+    ---------
+    brain : SpeakerBrain
+        Provides ``encode(wavs, lens)``, ``modules`` and ``device``.
+    dataset : DynamicItemDataset
+        With output keys ``id``, ``sig``, ``audio_issue``.
+    loader_options : dict
+        DataLoader options (batch size, workers).
+    cache_path : str or None
+        Where to cache the result; reused when it exists.
+    desc : str
+        Progress-bar label.
+
+    Returns
+    -------
+    ids : list of str
+    embeddings : torch.Tensor
+        ``[N, D]`` float32 on the CPU.
+    """
+    if cache_path and os.path.isfile(cache_path):
+        cached = torch.load(cache_path, weights_only=True)
+        return cached["ids"], cached["embeddings"]
+    loader = brain.make_dataloader(dataset, stage=sb.Stage.TEST, ckpt_prefix=None, **loader_options)
+    ids, chunks, issues = [], [], sx_data.AudioIssueCounter()
+    brain.modules.eval()
+    with torch.no_grad():
+        for batch in tqdm(loader, desc=desc, dynamic_ncols=True):
+            issues.update(batch.all_issues, batch.all_ids)
+            if not batch.batchsize:
+                continue
+            wavs, lens = batch.to(brain.device).sig
+            chunks.append(brain.encode(wavs, lens)[:, 0].float().cpu())
+            ids.extend(batch.id)
+    if issues.skipped:
+        logger.warning(
+            "%d utterance(s) could not be read and have no embedding: %s", issues.skipped, issues.first_errors
+        )
+    embeddings = torch.cat(chunks) if chunks else torch.zeros(0, 0)
+    if cache_path:
+        os.makedirs(os.path.dirname(cache_path), exist_ok=True)
+        tmp = cache_path + ".tmp"
+        torch.save({"ids": ids, "embeddings": embeddings}, tmp)
+        os.replace(tmp, cache_path)
+    return ids, embeddings
+
+
+def cache_key(checkpoint_path, manifest):
+    """A short key naming (checkpoint, manifest content) for the embedding cache.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "m.csv"); _ = open(p, "w").write("x")
+    >>> cache_key("/ckpt/a", p) == cache_key("/ckpt/a", p), cache_key("/ckpt/a", p) == cache_key("/ckpt/b", p)
+    (True, False)
+    """
+    digest = hashlib.sha256(str(os.path.abspath(checkpoint_path) if checkpoint_path else "none").encode())
+    with open(manifest, "rb") as f:
+        digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+def speaker_cohort(brain, max_per_speaker=5):
+    """Mean embeddings of the training speakers (AS-norm cohort), a few utterances each.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[n_speakers, D]``, L2-normalised.
+    """
+    hp = brain.hparams
+    dataset = utterance_dataset(hp.train_annotation, hp.data_folder, hp.sample_rate)
+    taken, keep = {}, []
+    for utt in sorted(dataset.data_ids):
+        spk = dataset.data[utt]["spk_id"]
+        if taken.get(spk, 0) < max_per_speaker:
+            taken[spk] = taken.get(spk, 0) + 1
+            keep.append(utt)
+    subset = dataset.filtered_sorted(key_test={"id": lambda i, keep=set(keep): i in keep}, sort_key="duration")
+    ids, emb = extract_embeddings(brain, subset, brain.valid_loader_options(), desc="cohort")
+    emb = torch.nn.functional.normalize(emb, dim=1)
+    speakers = [dataset.data[i]["spk_id"] for i in ids]
+    names = sorted(set(speakers))
+    index = torch.tensor([names.index(s) for s in speakers])
+    means = torch.zeros(len(names), emb.shape[1]).index_add_(0, index, emb)
+    return torch.nn.functional.normalize(means, dim=1)
+
+
+def evaluate(brain, out_dir, title, extra=None):
+    """Score the evaluation trials with the best checkpoint (lowest valid EER) and write the report.
+
+    Arguments
+    ---------
+    brain : SpeakerBrain
+        A Brain whose checkpointer holds the trained model.
+    out_dir : str
+        Where ``metrics.json``, ``report.md`` and the plots go.
+    title : str
+        Report title.
+    extra : dict or None
+        More fields for ``metrics.json`` and the report (command, system...).
+
+    Returns
+    -------
+    dict
+        The metrics per condition.
+    """
+    hp = brain.hparams
+    checkpoint = brain.checkpointer.recover_if_possible(min_key="EER")
+    if checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint in {brain.checkpointer.checkpoints_dir}: train first")
+    dataset = utterance_dataset(hp.eval_annotation, hp.data_folder, hp.sample_rate)
+    cache = os.path.join(hp.output_folder, "embeddings", f"eval-{cache_key(checkpoint.path, hp.eval_annotation)}.pt")
+    ids, embeddings = extract_embeddings(brain, dataset, brain.valid_loader_options(), cache_path=cache, desc="eval")
+    cohort = speaker_cohort(brain, hp.cohort_utterances_per_speaker) if hp.score_norm == "as-norm" else None
+    metrics, scores = score_trial_dir(
+        ids, embeddings, hp.eval_trials_dir, cohort=cohort, top_n=hp.cohort_top_n, return_scores=True
+    )
+    info = {
+        "checkpoint": os.path.relpath(checkpoint.path, hp.output_folder),
+        "valid_EER": checkpoint.meta.get("EER"),
+        "epoch": checkpoint.meta.get("epoch"),
+        "score_norm": hp.score_norm,
+        **(extra or {}),
+    }
+    report.write_report(out_dir, metrics, scores, title=title, extra=info)
+    return metrics
