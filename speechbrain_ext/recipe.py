@@ -8,7 +8,6 @@ checkpoint and writes the report. Every component is swappable from the YAML or 
 command line; nothing here knows a corpus or a method.
 """
 
-import json
 import logging
 import os
 import sys
@@ -28,9 +27,10 @@ def setup_experiment(hparams_file, hparams, composed):
 
     Example
     -------
-    >>> import tempfile, os
+    >>> import contextlib, io, tempfile, os
     >>> out = os.path.join(tempfile.mkdtemp(), "exp")
-    >>> setup_experiment("x.yaml", {"output_folder": out}, "a: 1\\n")
+    >>> with contextlib.redirect_stdout(io.StringIO()):  # SpeechBrain logs the start to stdout
+    ...     setup_experiment("x.yaml", {"output_folder": out}, "a: 1\\n")
     >>> sorted(n for n in os.listdir(out) if n.endswith(".yaml"))
     ['hyperparams.yaml']
     """
@@ -82,5 +82,4 @@ def main(argv=None):
         )
         print(report.format_metrics_table(metrics))
         print(f"report: {os.path.join(hparams['report_folder'], 'report.md')}")
-        logger.info("metrics: %s", json.dumps(metrics))
     return brain
