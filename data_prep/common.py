@@ -74,6 +74,8 @@ def atomic_write(path, mode="w", **open_kwargs):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    if "b" not in mode:
+        open_kwargs.setdefault("encoding", "utf-8")  # transcripts of ESD and Dusha are not ASCII
     try:
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f

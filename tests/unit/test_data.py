@@ -16,7 +16,10 @@ def write_manifest(path, lines):
     "lines, message",
     [
         (["ID,duration,wav"], r"line 1: missing column\(s\) \['spk_id'\]"),
-        (["ID,duration,wav,spk_id", "a,1,x.wav,s", "b,1,y.wav,s", "a,2,z.wav,s"], r"line 4: duplicate ID 'a'.*line 2"),
+        (
+            ["ID,duration,wav,spk_id", "a,1,x.wav,s", "b,1,y.wav,s", "a,2,z.wav,s"],
+            r"line 4: duplicate ID 'a'.*line 2",
+        ),
         (["ID,duration,wav,spk_id", "a,one,x.wav,s"], r"line 2: duration 'one' of 'a' is not a number"),
         (["ID,duration,wav,spk_id", "a,nan,x.wav,s"], r"line 2: duration nan of 'a' is invalid"),
         (["ID,duration,wav,spk_id", "a,1,x.wav"], r"line 2: 3 fields, header has 4"),

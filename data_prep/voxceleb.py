@@ -1,0 +1,422 @@
+"""VoxCeleb1 (+ optional VoxCeleb2 dev) for speaker verification.
+
+Layout (verified against SpeechBrain's ``recipes/VoxCeleb/voxceleb_prepare.py``
+conventions and the VoxCeleb READMEs of PaddleSpeech ``examples/voxceleb`` and
+mindaudio ``recipes/VoxCeleb``: ``wav/<spk>/<video>/<n>.wav``, VoxCeleb2 released as
+``.m4a`` that must be converted to 16 kHz wav, and the cleaned trial lists
+``veri_test2.txt`` (37,611 trials), ``list_test_all2.txt``, ``list_test_hard2.txt``)::
+
+    <data_folder>/wav/<spk>/<video>/<nnnnn>.wav          vox1_dev_wav.zip + vox1_test_wav.zip
+      or vox1_dev_wav/wav/... and vox1_test_wav/wav/...   (two separate extractions)
+    <data_folder>/veri_test2.txt                          Vox1-O (cleaned)
+    <data_folder>/list_test_all2.txt                      Vox1-E (cleaned)
+    <data_folder>/list_test_hard2.txt                     Vox1-H (cleaned)
+        trial lists may also sit in <data_folder>/meta/ or <data_folder>/lists/,
+        or in the folder given by ``lists_folder``
+    <data_folder>/vox2_dev/<spk>/<video>/<nnnnn>.wav      optional, converted from .m4a
+        (a ``vox2_dev/wav/`` or ``vox2_dev/aac/`` level is accepted)
+
+A trial line is ``<1|0> <spk>/<video>/<n>.wav <spk>/<video>/<n>.wav``.
+
+Manifest IDs are paths without extension (``id10270/5r0dWxy17C8/00001``; VoxCeleb1
+speakers are id10001-id11251 and VoxCeleb2 speakers id00012-id09272, so IDs
+never collide); ``spk_id`` is the first component.
+
+Training excludes the 40 Vox1-O test speakers (id10270-id10309) always, and every
+speaker named by a requested trial list. Vox1-E and Vox1-H draw on the whole of
+VoxCeleb1 (dev speakers included), so requesting either leaves no VoxCeleb1
+speaker for training: the conventional setup then trains on VoxCeleb2 dev only
+(``use_vox2=True``), which this preparation requires and logs. Trials naming an
+utterance that does not exist are an error (first ids named); an utterance that
+exists but cannot be read is a counted skip and its trials are dropped (counted
+per list in the summary).
+
+Outputs: ``train.csv``, ``valid.csv`` (``n_valid_speakers`` training speakers held
+out by ``seed``) with ``trials/valid/all.txt`` (:func:`data_prep.common.speaker_trials`),
+``eval.csv`` (every utterance a requested list names) and ``trials/eval/<list>.txt``
+for ``vox1_o``, ``vox1_e``, ``vox1_h``.
+
+``duration_from="none"`` skips the header reads (duration 0.0): only for
+benchmarking the walk and manifest path (``bench/bench_prep_scale.py``).
+"""
+
+import logging
+import os
+import time
+from collections import Counter
+
+from data_prep.common import PreparationError, speaker_trials, write_manifest
+from data_prep.corpus_utils import (
+    SkipLog,
+    pick_valid_speakers,
+    read_durations,
+    root_relative,
+    run_preparation,
+    split_summary,
+    write_conditions,
+)
+
+logger = logging.getLogger(__name__)
+
+CORPUS = "VoxCeleb"
+VOX1_VERSION = "VoxCeleb1 (vox1_dev_wav.zip + vox1_test_wav.zip, wav/<spk>/<video>/<n>.wav)"
+VOX2_VERSION = "VoxCeleb2 dev (vox2_dev_aac.zip converted to 16 kHz wav)"
+VOX1_TEST_SPEAKERS = tuple(f"id{n}" for n in range(10270, 10310))
+TRIAL_LISTS = {"vox1_o": "veri_test2.txt", "vox1_e": "list_test_all2.txt", "vox1_h": "list_test_hard2.txt"}
+DEFAULT_VOX1_ROOTS = ("wav", "vox1_dev_wav/wav", "vox1_test_wav/wav")
+LIST_SUBFOLDERS = ("", "meta", "lists")
+M4A_HINT = (
+    "convert them to 16 kHz mono wav next to the .m4a files first, e.g.\n"
+    "  find {root} -name '*.m4a' -print0 | xargs -0 -P 8 -n 1 sh -c "
+    '\'ffmpeg -loglevel error -n -i "$0" -ac 1 -ar 16000 "${{0%.m4a}}.wav"\''
+)
+
+
+def utterance_id(token):
+    """Manifest ID of a trial-list path: the path without its extension.
+
+    Example
+    -------
+    >>> utterance_id("id10270/x6uYqmx31kE/00001.wav")
+    'id10270/x6uYqmx31kE/00001'
+    """
+    stem, ext = os.path.splitext(token)
+    return stem if ext.lower() in (".wav", ".m4a", ".flac") else token
+
+
+def read_trial_list(path):
+    """Parse a VoxCeleb trial list into ``(label, enrol_id, test_id)`` tuples.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "veri_test2.txt")
+    >>> with open(p, "w") as f:
+    ...     _ = f.write("1 id10270/a/00001.wav id10270/b/00002.wav\\n")
+    ...     _ = f.write("0 id10270/a/00001.wav id10300/c/00001.wav\\n")
+    >>> read_trial_list(p)
+    [(1, 'id10270/a/00001', 'id10270/b/00002'), (0, 'id10270/a/00001', 'id10300/c/00001')]
+    """
+    trials = []
+    with open(path) as f:
+        for number, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 3 or parts[0] not in ("0", "1"):
+                raise PreparationError(
+                    f"{path}:{number}: expected '<1|0> <spk>/<video>/<n>.wav <spk>/<video>/<n>.wav', "
+                    f"got {line!r}"
+                )
+            trials.append((int(parts[0]), utterance_id(parts[1]), utterance_id(parts[2])))
+    return trials
+
+
+def walk_speaker_tree(root, ext_counts=None):
+    """``(utt_id, path)`` of every ``<root>/<spk>/<video>/<n>.wav``, sorted.
+
+    ``ext_counts`` (a Counter) receives the number of files per extension.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp(); os.makedirs(os.path.join(d, "id1", "v1"))
+    >>> for n in ("00002.wav", "00001.wav", "00003.m4a"):
+    ...     open(os.path.join(d, "id1", "v1", n), "w").close()
+    >>> counts = Counter()
+    >>> [u for u, _ in walk_speaker_tree(d, counts)], counts[".m4a"]
+    (['id1/v1/00001', 'id1/v1/00002'], 1)
+    """
+    out = []
+    ext_counts = Counter() if ext_counts is None else ext_counts
+    for spk, spk_path in _subdirs(root):
+        for video, video_path in _subdirs(spk_path):
+            with os.scandir(video_path) as it:
+                names = sorted(e.name for e in it if e.is_file())
+            for name in names:
+                stem, ext = os.path.splitext(name)
+                ext = ext.lower()
+                ext_counts[ext] += 1
+                if ext == ".wav":
+                    out.append((f"{spk}/{video}/{stem}", f"{video_path}/{name}"))
+    return out
+
+
+def _subdirs(path):
+    with os.scandir(path) as it:
+        return sorted((e.name, e.path) for e in it if e.is_dir())
+
+
+def _find_list(name, data_folder, lists_folder):
+    filename = TRIAL_LISTS[name]
+    folders = [lists_folder] if lists_folder else [os.path.join(data_folder, s) for s in LIST_SUBFOLDERS]
+    candidates = [os.path.normpath(os.path.join(folder, filename)) for folder in folders]
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    raise PreparationError(
+        f"{VOX1_VERSION}: trial list {name!r} needs {candidates[0]}"
+        + (f" (also looked for {', '.join(candidates[1:])})" if len(candidates) > 1 else "")
+    )
+
+
+def _vox1_roots(data_folder, vox1_roots):
+    if vox1_roots is None:
+        roots = [os.path.join(data_folder, r) for r in DEFAULT_VOX1_ROOTS]
+        found = [r for r in roots if os.path.isdir(r)]
+        if not found:
+            raise PreparationError(
+                f"{VOX1_VERSION}: no VoxCeleb1 audio folder; expected {' or '.join(roots)}"
+            )
+        return found
+    roots = [os.path.join(data_folder, r) for r in vox1_roots]
+    for root in roots:
+        if not os.path.isdir(root):
+            raise PreparationError(f"{VOX1_VERSION}: missing folder {root}")
+    return roots
+
+
+def _vox2_root(data_folder, vox2_root):
+    root = os.path.join(data_folder, vox2_root)
+    if not os.path.isdir(root):
+        raise PreparationError(f"{VOX2_VERSION}: missing folder {root}")
+    names = {name for name, _ in _subdirs(root)}
+    if not any(n.startswith("id") for n in names):
+        for level in ("wav", "aac"):
+            if level in names:
+                logger.info("%s: using %s", CORPUS, os.path.join(root, level))
+                return os.path.join(root, level)
+    return root
+
+
+def _walk_vox2(root, skips):
+    counts = Counter()
+    utts = walk_speaker_tree(root, counts)
+    if not utts:
+        if counts[".m4a"]:
+            raise PreparationError(
+                f"{VOX2_VERSION}: {root} holds {counts['.m4a']} .m4a files and no .wav; "
+                + M4A_HINT.format(root=root)
+            )
+        raise PreparationError(f"{VOX2_VERSION}: no <spk>/<video>/<n>.wav under {root}")
+    if counts[".m4a"]:
+        have = {u for u, _ in utts}
+        for spk, spk_path in _subdirs(root):
+            for video, video_path in _subdirs(spk_path):
+                for name in sorted(os.listdir(video_path)):
+                    stem, ext = os.path.splitext(name)
+                    if ext.lower() == ".m4a" and f"{spk}/{video}/{stem}" not in have:
+                        skips.add("m4a_not_converted", os.path.join(video_path, name))
+    return utts
+
+
+def prepare_voxceleb(
+    data_folder,
+    save_folder,
+    trial_lists=("vox1_o",),
+    vox1_roots=None,
+    lists_folder=None,
+    use_vox2=False,
+    vox2_root="vox2_dev",
+    n_valid_speakers=20,
+    valid_max_targets_per_speaker=10,
+    seed=1234,
+    nontargets_per_target=3,
+    duration_from="soundfile",
+    num_workers=None,
+):
+    """Prepare VoxCeleb1 (+ VoxCeleb2 dev) for speaker verification (see the module docstring).
+
+    Arguments
+    ---------
+    data_folder : str
+        The VoxCeleb root.
+    save_folder : str
+        Where manifests, trials and ``prepare.json`` go.
+    trial_lists : sequence of str
+        Any of ``vox1_o``, ``vox1_e``, ``vox1_h``.
+    vox1_roots : sequence of str or None
+        VoxCeleb1 audio roots relative to ``data_folder`` (``None``: those of
+        ``wav``, ``vox1_dev_wav/wav``, ``vox1_test_wav/wav`` that exist).
+    lists_folder : str or None
+        Folder of the trial lists (``None``: ``data_folder``, ``meta/``, ``lists/``).
+    use_vox2 : bool
+        Add VoxCeleb2 dev to training (required with ``vox1_e``/``vox1_h``).
+    vox2_root : str
+        VoxCeleb2 dev folder relative to ``data_folder``.
+    n_valid_speakers : int
+        Validation speakers held out of the training speakers (by ``seed``).
+    valid_max_targets_per_speaker : int or None
+        Cap on test utterances per validation speaker in ``trials/valid/all.txt``.
+    seed : int
+        Seed of the validation choice and of the validation trials.
+    nontargets_per_target : int
+        Non-target validation trials per target trial.
+    duration_from : str
+        ``soundfile`` (header reads) or ``none`` (0.0; benchmarks only).
+    num_workers : int or None
+        Threads reading audio headers (does not change the outputs).
+
+    Returns
+    -------
+    dict
+        Summary: utterances/speakers per split, trials per list, skips, timings, ``status``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> prepare_voxceleb(tempfile.mkdtemp(), tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    data_prep.common.PreparationError: VoxCeleb1 (...): no VoxCeleb1 audio folder; expected .../wav or ...
+    """
+    trial_lists = list(trial_lists)
+    unknown = sorted(set(trial_lists) - set(TRIAL_LISTS))
+    if unknown:
+        raise ValueError(f"unknown trial lists {unknown}; choose among {sorted(TRIAL_LISTS)}")
+    if not trial_lists:
+        raise ValueError("trial_lists must name at least one of vox1_o, vox1_e, vox1_h")
+    options = {
+        "corpus": "voxceleb",
+        "prep_version": 1,
+        "trial_lists": sorted(trial_lists),
+        "vox1_roots": list(vox1_roots) if vox1_roots is not None else None,
+        "lists_folder": lists_folder,
+        "use_vox2": bool(use_vox2),
+        "vox2_root": vox2_root if use_vox2 else None,
+        "n_valid_speakers": n_valid_speakers,
+        "valid_max_targets_per_speaker": valid_max_targets_per_speaker,
+        "seed": seed,
+        "nontargets_per_target": nontargets_per_target,
+        "duration_from": duration_from,
+    }
+    data_folder = os.path.abspath(data_folder)
+    save_folder = os.path.abspath(save_folder)
+
+    def build():
+        timings = {}
+        tic = time.monotonic()
+        skips = SkipLog()
+        roots = _vox1_roots(data_folder, vox1_roots)
+        list_paths = {name: _find_list(name, data_folder, lists_folder) for name in sorted(trial_lists)}
+        vox1 = {}
+        for root in roots:
+            for utt, path in walk_speaker_tree(root):
+                if utt in vox1:
+                    skips.add("duplicate_id", path)
+                else:
+                    vox1[utt] = path
+        vox2 = []
+        if use_vox2:
+            vox2 = _walk_vox2(_vox2_root(data_folder, vox2_root), skips)
+        timings["walk_s"] = round(time.monotonic() - tic, 3)
+        logger.info("%s: found %d VoxCeleb1 and %d VoxCeleb2 utterances", CORPUS, len(vox1), len(vox2))
+
+        tic = time.monotonic()
+        lists = {}
+        for name, path in list_paths.items():
+            trials = read_trial_list(path)
+            unknown_ids = sorted({u for _, e, t in trials for u in (e, t) if u not in vox1})
+            if unknown_ids:
+                raise PreparationError(
+                    f"{path}: {len(unknown_ids)} utterance(s) not found under {', '.join(roots)}; "
+                    f"first: {', '.join(unknown_ids[:5])}"
+                )
+            lists[name] = trials
+        trial_speakers = {u.split("/")[0] for trials in lists.values() for _, e, t in trials for u in (e, t)}
+        excluded = set(VOX1_TEST_SPEAKERS) | trial_speakers
+        if {"vox1_e", "vox1_h"} & set(lists):
+            logger.warning(
+                "%s: Vox1-E/H name VoxCeleb1 dev speakers; their %d trial speakers excluded from training "
+                "(with the official lists: every VoxCeleb1 speaker, so training is VoxCeleb2 dev only)",
+                CORPUS,
+                len(trial_speakers),
+            )
+            if not use_vox2:
+                raise PreparationError(
+                    f"{CORPUS}: trial lists {sorted({'vox1_e', 'vox1_h'} & set(lists))} leave no VoxCeleb1 "
+                    f"training speaker; set use_vox2=True with {VOX2_VERSION} under "
+                    f"{os.path.join(data_folder, vox2_root)}"
+                )
+        train_utts = [(u, p) for u, p in vox1.items() if u.split("/")[0] not in excluded]
+        n_vox2_excluded = 0
+        for u, p in vox2:
+            if u.split("/")[0] in excluded:
+                n_vox2_excluded += 1
+            else:
+                train_utts.append((u, p))
+        if n_vox2_excluded:
+            logger.warning("%s: %d VoxCeleb2 utterances of trial speakers excluded", CORPUS, n_vox2_excluded)
+        if not train_utts:
+            raise PreparationError(f"{CORPUS}: no training utterance left under {data_folder}")
+        eval_ids = sorted({u for trials in lists.values() for _, e, t in trials for u in (e, t)})
+        timings["lists_s"] = round(time.monotonic() - tic, 3)
+
+        tic = time.monotonic()
+        paths = [p for _, p in train_utts] + [vox1[u] for u in eval_ids]
+        durations = read_durations(paths, skips, num_workers, duration_from, label=CORPUS)
+        timings["durations_s"] = round(time.monotonic() - tic, 3)
+
+        tic = time.monotonic()
+        train_rows = [
+            {
+                "ID": u,
+                "duration": durations[p],
+                "wav": root_relative(p, data_folder),
+                "spk_id": u.split("/")[0],
+            }
+            for u, p in train_utts
+            if p in durations
+        ]
+        train_rows.sort(key=lambda r: r["ID"])
+        eval_rows = [
+            {
+                "ID": u,
+                "duration": durations[vox1[u]],
+                "wav": root_relative(vox1[u], data_folder),
+                "spk_id": u.split("/")[0],
+            }
+            for u in eval_ids
+            if vox1[u] in durations
+        ]
+        readable = {r["ID"] for r in eval_rows}
+        dropped = {}
+        for name in lists:
+            kept = [t for t in lists[name] if t[1] in readable and t[2] in readable]
+            if len(kept) < len(lists[name]):
+                dropped[name] = len(lists[name]) - len(kept)
+                logger.warning(
+                    "%s: %s loses %d trial(s) naming unreadable audio", CORPUS, name, dropped[name]
+                )
+            lists[name] = kept
+        valid_spk = set(pick_valid_speakers({r["spk_id"] for r in train_rows}, n_valid_speakers, seed))
+        valid_rows = [r for r in train_rows if r["spk_id"] in valid_spk]
+        train_rows = [r for r in train_rows if r["spk_id"] not in valid_spk]
+        outputs = []
+        for name, rows in (("train", train_rows), ("valid", valid_rows), ("eval", eval_rows)):
+            path = os.path.join(save_folder, f"{name}.csv")
+            write_manifest(path, rows)
+            outputs.append(path)
+        valid_trials = speaker_trials(
+            valid_rows, seed, nontargets_per_target, max_targets_per_speaker=valid_max_targets_per_speaker
+        )
+        if valid_rows and not valid_trials:
+            raise PreparationError(f"{CORPUS}: no validation trials from {split_summary(valid_rows)}")
+        outputs += write_conditions(save_folder, "valid", {"all": valid_trials})
+        outputs += write_conditions(save_folder, "eval", lists)
+        timings["write_s"] = round(time.monotonic() - tic, 3)
+        skips.log(CORPUS)
+        summary = {
+            "train": split_summary(train_rows),
+            "valid": split_summary(valid_rows),
+            "eval": split_summary(eval_rows),
+            "trials": {"valid/all": len(valid_trials), **{f"eval/{n}": len(t) for n, t in lists.items()}},
+            "trials_dropped": dropped,
+            "excluded_speakers": len(excluded),
+            "vox1_roots": roots,
+            "skipped": skips.as_dict(),
+            "timings": timings,
+        }
+        return outputs, summary
+
+    return run_preparation(CORPUS, save_folder, options, build)

@@ -1,0 +1,128 @@
+"""data_prep.dusha on a miniature Dusha crowd replica (tests/replicas.py)."""
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import replicas  # noqa: E402
+
+from data_prep.common import PreparationError  # noqa: E402
+from data_prep.dusha import prepare_dusha  # noqa: E402
+
+OPTS = {"n_valid_speakers": 2, "nontargets_per_target": 1}
+TEST_ANGRY = """1 d0neu000000000000000000000000 d1ang000000000000000000000000
+0 e1neu000000000000000000000000 d1ang000000000000000000000000
+1 e1neu000000000000000000000000 e0ang000000000000000000000000
+0 d0neu000000000000000000000000 e0ang000000000000000000000000
+"""
+
+
+def read(folder, name):
+    with open(os.path.join(folder, name), encoding="utf-8") as f:
+        return f.read()
+
+
+def manifest(audios, speakers):
+    lines = [
+        f"{h},0.200,$data_root/{subset}/wavs/{h}.wav,{spk},{emo},{text}\n"
+        for h, (subset, spk, emo, text) in sorted(audios.items())
+        if spk in speakers
+    ]
+    return "ID,duration,wav,spk_id,emotion,text\n" + "".join(lines)
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    return replicas.make_dusha(tmp_path / "corpus")
+
+
+def test_manifests_and_trials(corpus, tmp_path):
+    save = str(tmp_path / "prep")
+    summary = prepare_dusha(corpus["data_folder"], save, **OPTS)
+    assert summary["speakers"] == {
+        "train": ["spk_c"],
+        "valid": ["spk_a", "spk_b"],
+        "eval": ["spk_d", "spk_e"],
+    }
+    assert read(save, "eval.csv") == manifest(corpus["audios"], {"spk_d", "spk_e"})
+    assert read(save, "valid.csv") == manifest(corpus["audios"], {"spk_a", "spk_b"})
+    assert read(save, "train.csv") == manifest(corpus["audios"], {"spk_c"})
+    assert read(save, "trials/eval/test_angry.txt") == TEST_ANGRY
+    assert summary["skipped"] == {} and summary["crowd_test_speakers_in_crowd_train"] == 0
+
+
+def test_rows_without_labels_absent_audio_and_conflicts_are_counted(corpus, tmp_path):
+    root = corpus["data_folder"]
+    path = os.path.join(root, "crowd_train", "raw_crowd_train.jsonl")
+    rows = [json.loads(line) for line in open(path, encoding="utf-8")]
+    rows[2]["speaker_emo"] = "sad"  # second audio of spk_a: its 2nd annotation row disagrees
+    rows.append({**rows[0], "hash_id": "nolabel", "speaker_emo": None})
+    rows.append({**rows[0], "hash_id": "nospeaker", "source_id": ""})
+    rows.append({**rows[0], "hash_id": "absent", "audio_path": "wavs/absent.wav"})
+    replicas.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    save = str(tmp_path / "prep")
+    summary = prepare_dusha(root, save, **OPTS)
+    assert summary["skipped"] == {
+        "conflicting_rows": {"count": 1, "first": [rows[2]["hash_id"]]},
+        "missing": {"count": 1, "first": [os.path.join(root, "crowd_train", "wavs", "absent.wav")]},
+        "no_source_id": {"count": 1, "first": ["nospeaker"]},
+        "no_speaker_emo": {"count": 1, "first": ["nolabel"]},
+    }
+    assert summary["train"]["utterances"] + summary["valid"]["utterances"] == 12
+
+
+def test_missing_markup_or_column_is_an_error(corpus, tmp_path):
+    root = corpus["data_folder"]
+    tsv = os.path.join(root, "crowd_test", "raw_crowd_test.tsv")
+    lines = open(tsv, encoding="utf-8").read().splitlines()
+    header = lines[0].split("\t")
+    keep = [i for i, c in enumerate(header) if c != "source_id"]
+    replicas.write_text(tsv, "".join("\t".join(line.split("\t")[i] for i in keep) + "\n" for line in lines))
+    with pytest.raises(PreparationError) as err:
+        prepare_dusha(root, str(tmp_path / "prep"), **OPTS)
+    assert tsv in str(err.value) and "'source_id'" in str(err.value)
+    os.remove(tsv)
+    with pytest.raises(PreparationError) as err:
+        prepare_dusha(root, str(tmp_path / "prep"), **OPTS)
+    assert os.path.join(root, "crowd_test", "raw_crowd_test.jsonl") in str(err.value)
+    assert "Dusha crowd" in str(err.value)
+
+
+def test_seeded_eval_speakers_without_crowd_test(corpus, tmp_path):
+    save = str(tmp_path / "prep")
+    kwargs = {"subsets": ["crowd_train"], "n_eval_speakers": 2, "n_valid_speakers": 0}
+    summary = prepare_dusha(corpus["data_folder"], save, **kwargs)
+    assert summary["speakers"]["valid"] == []
+    assert sorted(summary["speakers"]["eval"] + summary["speakers"]["train"]) == ["spk_a", "spk_b", "spk_c"]
+    assert len(summary["speakers"]["eval"]) == 2
+    assert (
+        prepare_dusha(corpus["data_folder"], str(tmp_path / "again"), **kwargs)["speakers"]
+        == summary["speakers"]
+    )
+    with pytest.raises(ValueError):
+        prepare_dusha(corpus["data_folder"], save, subsets=["crowd_train"])
+
+
+def test_idempotent_then_option_change(corpus, tmp_path):
+    save = str(tmp_path / "prep")
+    prepare_dusha(corpus["data_folder"], save, **OPTS)
+    before = replicas.mtimes(save)
+    assert prepare_dusha(corpus["data_folder"], save, **OPTS)["status"] == "skipped"
+    assert replicas.mtimes(save) == before
+    summary = prepare_dusha(
+        corpus["data_folder"], save, **{**OPTS, "emotions": ["neutral", "angry"], "seed": 7}
+    )
+    assert summary["status"] == "prepared"
+
+
+def test_missing_wavs_folder_names_path(corpus, tmp_path):
+    import shutil
+
+    wavs = os.path.join(corpus["data_folder"], "crowd_train", "wavs")
+    shutil.rmtree(wavs)
+    with pytest.raises(PreparationError) as err:
+        prepare_dusha(corpus["data_folder"], str(tmp_path / "prep"), **OPTS)
+    assert wavs in str(err.value)

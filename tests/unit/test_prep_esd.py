@@ -1,0 +1,188 @@
+"""data_prep.esd on a miniature ESD replica (tests/replicas.py)."""
+
+import os
+import shutil
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import replicas  # noqa: E402
+
+from data_prep.common import PreparationError  # noqa: E402
+from data_prep.esd import prepare_esd  # noqa: E402
+
+KEYS = {
+    "打开 空调。": "打开 空调",
+    "今天 天气 很好！": "今天 天气 很好",
+    "Author of the danger trail.": "author of the danger trail",
+    "Going along slushy country roads.": "going along slushy country roads",
+}
+EMOTION_OF_BLOCK = ["neutral", "angry", "happy", "sad", "surprise"]
+TEST_SAD = """1 0009_000002 0009_001051
+0 0020_000001 0009_001051
+1 0010_000001 0010_001052
+0 0020_000001 0010_001052
+1 0019_000001 0019_001052
+0 0009_000002 0019_001052
+1 0020_000001 0020_001052
+0 0019_000001 0020_001052
+"""
+
+
+def read(folder, name):
+    with open(os.path.join(folder, name), encoding="utf-8") as f:
+        return f.read()
+
+
+def expected_rows(info, speakers):
+    rows = []
+    for spk in speakers:
+        for utt in info["utterances"][spk]:
+            emotion = EMOTION_OF_BLOCK[(int(utt[5:]) - 1) // 350]
+            folder = emotion.capitalize()
+            rows.append(
+                f"{utt},0.200,$data_root/{spk}/{folder}/{utt}.wav,{spk},{emotion},{KEYS[info['sentences'][utt]]}"
+            )
+    return "ID,duration,wav,spk_id,emotion,text\n" + "".join(r + "\n" for r in sorted(rows))
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    return replicas.make_esd(tmp_path / "corpus")
+
+
+def test_default_split_manifests_and_trials(corpus, tmp_path):
+    save = str(tmp_path / "prep")
+    summary = prepare_esd(corpus["data_folder"], save, nontargets_per_target=1)
+    assert summary["speakers"] == {
+        "train": ["0001", "0003", "0004", "0005", "0006", "0007", "0008"]
+        + ["0011", "0012", "0013", "0014", "0015", "0016", "0017"],
+        "valid": ["0002", "0018"],  # one per language
+        "eval": ["0009", "0010", "0019", "0020"],  # the last two of each language
+    }
+    assert read(save, "eval.csv") == expected_rows(corpus, ["0009", "0010", "0019", "0020"])
+    assert read(save, "valid.csv") == expected_rows(corpus, ["0002", "0018"])
+    assert read(save, "train.csv") == expected_rows(corpus, summary["speakers"]["train"])
+    assert read(save, "trials/eval/test_sad.txt") == TEST_SAD
+    assert sorted(os.listdir(os.path.join(save, "trials", "eval"))) == [
+        "all.txt",
+        "neutral_emotional.txt",
+        "neutral_neutral.txt",
+        "same_emotion.txt",
+        "test_angry.txt",
+        "test_happy.txt",
+        "test_neutral.txt",
+        "test_sad.txt",
+        "test_surprise.txt",
+    ]
+    assert os.path.exists(os.path.join(save, "trials", "valid", "all.txt"))
+    # every eval trial: enrol and test never share a sentence for the same speaker
+    text = {line.split(",")[0]: line.split(",")[5] for line in read(save, "eval.csv").splitlines()[1:]}
+    trials = [line.split() for line in read(save, "trials/eval/all.txt").splitlines()]
+    assert len(trials) == 4 * 5 * 5 * 2  # speakers x test utts x enrol emotions x (1 target + 1 non-target)
+    for label, enrol, test in trials:
+        assert (label == "1") == (enrol[:4] == test[:4])
+        if label == "1":
+            assert text[enrol] != text[test]
+    assert summary["skipped"] == {} and summary["transcript_lines_unparsed"] == 0
+
+
+def test_transcripts_in_any_encoding(corpus, tmp_path):
+    save = str(tmp_path / "prep")
+    prepare_esd(corpus["data_folder"], save)
+    train = read(save, "train.csv")
+    assert (
+        "0001_000001,0.200,$data_root/0001/Neutral/0001_000001.wav,0001,neutral,打开 空调\n" in train
+    )  # GB2312
+    assert (
+        "0003_001402,0.200,$data_root/0003/Surprise/0003_001402.wav,0003,surprise,今天 天气 很好\n" in train
+    )  # UTF-16
+    assert (
+        "0016_000351,0.200,$data_root/0016/Angry/0016_000351.wav,0016,angry,author of the danger trail\n"
+        in train
+    )
+
+
+def test_one_language(corpus, tmp_path):
+    save = str(tmp_path / "prep")
+    summary = prepare_esd(corpus["data_folder"], save, languages=["en"])
+    assert summary["speakers"]["eval"] == ["0019", "0020"]
+    assert summary["speakers"]["valid"] == ["0011", "0018"]
+    assert summary["train"] == {"utterances": 60, "speakers": 6}
+    with pytest.raises(ValueError):
+        prepare_esd(corpus["data_folder"], save, languages=["en"], eval_speakers=["0001"])
+
+
+@pytest.mark.parametrize("relative", ["0011/Angry", "0011/0011.txt", "0020"])
+def test_missing_folder_or_transcript_names_path(corpus, tmp_path, relative):
+    path = os.path.join(corpus["data_folder"], relative)
+    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    with pytest.raises(PreparationError) as err:
+        prepare_esd(corpus["data_folder"], str(tmp_path / "prep"))
+    assert path in str(err.value) and "ESD (Emotional Speech Dataset" in str(err.value)
+
+
+def test_absent_unreadable_and_misnamed_files_are_counted(corpus, tmp_path):
+    root = corpus["data_folder"]
+    os.remove(os.path.join(root, "0011", "Angry", "0011_000352.wav"))  # listed in 0011.txt
+    with open(os.path.join(root, "0012", "Neutral", "0012_000001.wav"), "wb") as f:
+        f.write(b"RIFF....WAVEfmt broken")
+    replicas.write_audio(os.path.join(root, "0013", "Sad", "0013_extra.wav"))
+    with open(os.path.join(root, "0014", "0014.txt"), "a", encoding="utf-8") as f:
+        f.write("this line has no tabs\n")
+    save = str(tmp_path / "prep")
+    summary = prepare_esd(corpus["data_folder"], save)
+    assert summary["skipped"] == {
+        "missing": {
+            "count": 1,
+            "first": [os.path.join(root, "0011", "0011_000352.wav (listed in 0011.txt)")],
+        },
+        "unparsed_name": {"count": 1, "first": [os.path.join(root, "0013", "Sad", "0013_extra.wav")]},
+        "unreadable": {"count": 1, "first": [os.path.join(root, "0012", "Neutral", "0012_000001.wav")]},
+    }
+    assert summary["transcript_lines_unparsed"] == 1
+    assert "0012_000001," not in read(save, "train.csv")
+
+
+def test_archive_layout_with_split_subfolders_and_nested_root(corpus, tmp_path):
+    root = corpus["data_folder"]
+    emo_dir = os.path.join(root, "0011", "Happy")
+    os.makedirs(os.path.join(emo_dir, "train"))
+    os.makedirs(os.path.join(emo_dir, "test"))
+    shutil.move(os.path.join(emo_dir, "0011_000701.wav"), os.path.join(emo_dir, "train", "0011_000701.wav"))
+    shutil.move(os.path.join(emo_dir, "0011_000702.wav"), os.path.join(emo_dir, "test", "0011_000702.wav"))
+    outer = tmp_path / "outer"
+    shutil.move(root, str(outer / "Emotion Speech Dataset"))
+    save = str(tmp_path / "prep")
+    prepare_esd(str(outer), save)
+    train = read(save, "train.csv")
+    prefix = "$data_root/Emotion Speech Dataset/0011/Happy"
+    assert (
+        f"0011_000701,0.200,{prefix}/train/0011_000701.wav,0011,happy,author of the danger trail\n" in train
+    )
+    assert (
+        f"0011_000702,0.200,{prefix}/test/0011_000702.wav,0011,happy,going along slushy country roads\n"
+        in train
+    )
+
+
+def test_idempotent_then_emotion_subset(corpus, tmp_path):
+    save = str(tmp_path / "prep")
+    prepare_esd(corpus["data_folder"], save)
+    before = replicas.mtimes(save)
+    assert prepare_esd(corpus["data_folder"], save)["status"] == "skipped"
+    assert replicas.mtimes(save) == before
+    summary = prepare_esd(corpus["data_folder"], save, emotions=["neutral", "sad"])
+    assert summary["status"] == "prepared" and summary["emotions"] == ["neutral", "sad"]
+    assert summary["skipped"]["filtered_emotion"]["count"] == 20 * 2 * 3
+    assert sorted(os.listdir(os.path.join(save, "trials", "eval"))) == [
+        "all.txt",
+        "neutral_emotional.txt",
+        "neutral_neutral.txt",
+        "same_emotion.txt",
+        "test_neutral.txt",
+        "test_sad.txt",
+    ]
+    with pytest.raises(PreparationError, match="unknown emotion"):
+        prepare_esd(corpus["data_folder"], save, emotions=["calm"])

@@ -1,0 +1,98 @@
+"""data_prep.ravdess on a miniature RAVDESS replica (tests/replicas.py)."""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import replicas  # noqa: E402
+
+from data_prep.common import PreparationError  # noqa: E402
+from data_prep.ravdess import prepare_ravdess  # noqa: E402
+
+OPTS = {"eval_speakers": (23, 24), "n_valid_speakers": 2, "nontargets_per_target": 1}
+EMOTIONS = {"01": "neutral", "05": "angry"}
+TEST_ANGRY = """1 03-01-01-01-02-01-23 03-01-05-01-01-01-23
+0 03-01-01-01-02-01-24 03-01-05-01-01-01-23
+1 03-01-01-01-02-01-23 03-01-05-02-01-01-23
+0 03-01-01-01-02-01-24 03-01-05-02-01-01-23
+1 03-01-01-01-02-01-24 03-01-05-01-01-01-24
+0 03-01-01-01-02-01-23 03-01-05-01-01-01-24
+1 03-01-01-01-02-01-24 03-01-05-02-01-01-24
+0 03-01-01-01-02-01-23 03-01-05-02-01-01-24
+"""
+
+
+def read(folder, name):
+    with open(os.path.join(folder, name), encoding="utf-8") as f:
+        return f.read()
+
+
+def manifest(stems):
+    lines = []
+    for s in sorted(stems):
+        f = s.split("-")
+        lines.append(f"{s},0.200,$data_root/Actor_{f[6]}/{s}.wav,Actor_{f[6]},{EMOTIONS[f[2]]},{f[4]}\n")
+    return "ID,duration,wav,spk_id,emotion,text\n" + "".join(lines)
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    return replicas.make_ravdess(tmp_path / "corpus")
+
+
+def test_manifests_and_trials(corpus, tmp_path):
+    save = str(tmp_path / "prep")
+    summary = prepare_ravdess(corpus["data_folder"], save, **OPTS)
+    # validation: one male (odd) and one female (even) actor
+    assert summary["speakers"] == {
+        "train": ["Actor_02", "Actor_03"],
+        "valid": ["Actor_01", "Actor_04"],
+        "eval": ["Actor_23", "Actor_24"],
+    }
+    files = corpus["files"]
+    assert read(save, "eval.csv") == manifest(f for f in files if f[-2:] in ("23", "24"))
+    assert read(save, "train.csv") == manifest(f for f in files if f[-2:] in ("02", "03"))
+    assert read(save, "valid.csv") == manifest(f for f in files if f[-2:] in ("01", "04"))
+    assert read(save, "trials/eval/test_angry.txt") == TEST_ANGRY
+    song = os.path.join(corpus["data_folder"], "Actor_01", "03-02-01-01-01-01-01.wav")
+    assert summary["skipped"] == {"filtered_not_audio_speech": {"count": 1, "first": [song]}}
+
+
+def test_default_eval_actors_and_missing_folder(corpus, tmp_path):
+    with pytest.raises(PreparationError, match="Actor_19"):
+        prepare_ravdess(corpus["data_folder"], str(tmp_path / "prep"))
+    with pytest.raises(PreparationError) as err:
+        prepare_ravdess(str(tmp_path / "empty_dir_parent"), str(tmp_path / "prep"))
+    assert "RAVDESS (Zenodo 1188976" in str(err.value)
+
+
+def test_unreadable_and_misnamed_are_counted(corpus, tmp_path):
+    actor = os.path.join(corpus["data_folder"], "Actor_02")
+    with open(os.path.join(actor, "03-01-05-02-02-01-02.wav"), "wb") as f:
+        f.write(b"nonsense")
+    replicas.write_audio(os.path.join(actor, "03-01-09-01-01-01-02.wav"), samplerate=48000)  # emotion 09
+    summary = prepare_ravdess(corpus["data_folder"], str(tmp_path / "prep"), **OPTS)
+    assert summary["skipped"]["unreadable"] == {
+        "count": 1,
+        "first": [os.path.join(actor, "03-01-05-02-02-01-02.wav")],
+    }
+    assert summary["skipped"]["unparsed_name"] == {
+        "count": 1,
+        "first": [os.path.join(actor, "03-01-09-01-01-01-02.wav")],
+    }
+    assert summary["train"] == {"utterances": 11, "speakers": 2}
+
+
+def test_idempotent_then_option_change(corpus, tmp_path):
+    save = str(tmp_path / "prep")
+    prepare_ravdess(corpus["data_folder"], save, **OPTS)
+    before = replicas.mtimes(save)
+    assert prepare_ravdess(corpus["data_folder"], save, **OPTS)["status"] == "skipped"
+    assert replicas.mtimes(save) == before
+    summary = prepare_ravdess(
+        corpus["data_folder"], save, **{**OPTS, "eval_speakers": ["Actor_03", "Actor_04"]}
+    )
+    assert summary["status"] == "prepared"
+    assert summary["speakers"]["eval"] == ["Actor_03", "Actor_04"]
