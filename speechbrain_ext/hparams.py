@@ -2,7 +2,8 @@
 
 A system file starts with ``base: <file>`` (or a list of files, applied in order,
 paths relative to the system file); every other top-level key of the system file
-overrides or extends the base, nested mappings merge key by key. Command-line
+overrides or extends the base: plain nested mappings merge key by key, while an
+object (a ``!new:``/``!name:`` node) replaces the base's object whole. Command-line
 overrides apply last and must name keys that exist (a typo is an error, not a
 silently ignored setting). Resolution of ``!ref``/``!new:`` happens once, on the
 composed text, so a system file may reference any key of its base.
@@ -13,7 +14,6 @@ import os
 
 import ruamel.yaml
 from hyperpyyaml import load_hyperpyyaml
-from hyperpyyaml.core import recursive_update
 
 BASE_KEY = "base"
 
@@ -32,6 +32,32 @@ def _yaml():
     yaml = ruamel.yaml.YAML()
     yaml.preserve_quotes = True
     return yaml
+
+
+def _tag(node):
+    tag = getattr(node, "tag", None)
+    return getattr(tag, "value", None)
+
+
+def merge_layer(base, layer):
+    """Apply ``layer`` onto ``base`` in place: plain mappings merge key by key, anything
+    else replaces. A tagged mapping (``!new:``, ``!name:``, ``!apply:``) names a whole
+    object, so it replaces the base's object instead of patching its arguments.
+
+    Example
+    -------
+    >>> y = _yaml()
+    >>> base = y.load("opt: !new:a.A\\n  x: 1\\nplain:\\n  x: 1\\n")
+    >>> merge_layer(base, y.load("opt: !new:b.B\\n  y: 2\\nplain:\\n  y: 2\\n"))
+    >>> _tag(base["opt"]), dict(base["opt"]), dict(base["plain"])
+    ('!new:b.B', {'y': 2}, {'x': 1, 'y': 2})
+    """
+    for key, value in layer.items():
+        current = base.get(key) if isinstance(base, dict) else None
+        if isinstance(value, dict) and isinstance(current, dict) and _tag(value) is None and _tag(current) is None:
+            merge_layer(current, value)
+        else:
+            base[key] = value
 
 
 def _load_layers(path, chain=()):
@@ -89,7 +115,7 @@ def compose_hparams(path):
     layers = _load_layers(path)
     composed = layers[0][1]
     for _, layer in layers[1:]:
-        recursive_update(composed, layer, must_match=False)
+        merge_layer(composed, layer)
     stream = io.StringIO()
     _yaml().dump(composed, stream)
     return stream.getvalue()
@@ -144,7 +170,7 @@ def load_hparams(path, overrides=None):
                 f"unknown hyperparameter {unknown[0]!r} in the overrides for {path}; {hint}"
             )
         base_map = _yaml().load(text)
-        recursive_update(base_map, given, must_match=False)
+        merge_layer(base_map, given)
         stream = io.StringIO()
         _yaml().dump(base_map, stream)
         text = stream.getvalue()

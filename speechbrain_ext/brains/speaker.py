@@ -177,9 +177,10 @@ class SpeakerBrain(sb.core.Brain):
             labels = sx_data.manifest_column(dataset, "spk_id")
             sampler = hp.train_sampler(labels=labels, seed=hp.seed)
             self.checkpointer.add_recoverable("train_sampler", sampler)
-            self.batch_sampler = sampler
-            options.pop("batch_size", None)
-            options.pop("shuffle", None)
+            # Brain calls set_epoch only on self.train_sampler, which it does not set for a batch_sampler.
+            self.batch_sampler = self.train_sampler = sampler
+            for exclusive in ("batch_size", "shuffle", "sampler", "drop_last"):
+                options.pop(exclusive, None)
             options["batch_sampler"] = sampler
         else:
             self.batch_sampler = None
