@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(PY) -m data_prep.synthetic data/SynthEmo
 	OMP_NUM_THREADS=$(THREADS) $(PY) recipes/SynthEmo/train.py recipes/SynthEmo/hparams/ecapa_aam.yaml \
 		--output_folder $(DEMO_OUT)/experiment --report_folder $(DEMO_OUT)
+	$(PY) -m speechbrain_ext.hub export $(DEMO_OUT)/experiment $(DEMO_OUT)/model
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -28,6 +29,9 @@ test: $(STAMP) lint
 
 reliability: $(STAMP)
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m pytest -q tests/reliability
+
+ablation-emotion: $(STAMP)
+	$(PY) bench/ablation_emotion.py --threads $(THREADS) $(ARGS)
 
 clean:
 	rm -rf results/demo results/SynthEmo

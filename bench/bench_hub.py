@@ -1,0 +1,283 @@
+"""Hub export and inference: embedding real-time factor (PyTorch vs ONNX Runtime) and export round trip.
+
+Measures, on the CPU, with an exported model (``python -m speechbrain_ext.hub export --onnx``):
+
+- real-time factor (processing time / audio duration) of waveform → embedding for 3 s
+  utterances at batch 1 and batch 32: SpeechBrain's ``EncoderClassifier.encode_batch``
+  (PyTorch, the exported folder loaded with ``from_hparams``), the TorchScript file and the
+  ONNX file under ONNX Runtime, with the same number of threads;
+- the export + reload round trip as a user runs it: ``python -m speechbrain_ext.hub export``
+  (with and without ``--onnx``) then ``SpeakerRecognition.from_hparams`` + one embedding in a
+  fresh process, wall time including Python start-up and imports (target <= 30 s).
+
+The model: ``--experiment DIR`` if given, else the demo experiment (``results/demo/experiment``,
+written by ``make demo``) if it exists, else an UNTRAINED experiment at the demo width (C=256),
+built from ``recipes/SynthEmo/hparams/ecapa_aam.yaml`` and saved with the recipe's Checkpointer
+(speed does not depend on the weights; its card's metrics are placeholders and it is deleted
+afterwards). The section says which one was used.
+
+Usage::
+
+    .venv/bin/python bench/bench_hub.py            # print the markdown
+    .venv/bin/python bench/bench_hub.py --write    # also put it in bench/README.md
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+SECTION = "## Hub export and inference"
+README = os.path.join(ROOT, "bench", "README.md")
+RECIPE = os.path.join(ROOT, "recipes", "SynthEmo", "hparams", "ecapa_aam.yaml")
+DEMO_EXPERIMENT = os.path.join(ROOT, "results", "demo", "experiment")
+RATE = 16000
+
+
+def replace_section(text, section, body):
+    """Insert or replace the level-2 ``section`` (up to the next ``## `` header) in ``text``.
+
+    Example
+    -------
+    >>> print(replace_section("# B\\n\\n## A\\nold\\n\\n## C\\nz\\n", "## A", "new"))
+    # B
+    <BLANKLINE>
+    ## A
+    <BLANKLINE>
+    new
+    <BLANKLINE>
+    ## C
+    z
+    <BLANKLINE>
+    """
+    block = f"{section}\n\n{body.strip()}\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == section), None)
+    if start is None:
+        return text.rstrip("\n") + "\n\n" + block
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    tail = "".join(lines[end:])
+    return "".join(lines[:start]) + block + ("\n" + tail if tail else "")
+
+
+def write_readme(body, path=README):
+    """Put ``body`` under :data:`SECTION` in ``path`` (created if missing), atomically."""
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    new = replace_section(text, SECTION, body)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".README.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(new)
+    os.replace(tmp, path)
+
+
+def untrained_experiment(root, channels):
+    """An experiment folder from the recipe YAML, untrained, with a placeholder metrics.json."""
+    from speechbrain.dataio.encoder import CategoricalEncoder
+
+    from speechbrain_ext.hparams import load_hparams
+
+    speakers = [f"S{i:04d}" for i in range(1, 21)]
+    overrides = {"output_root": root, "data_folder": os.path.join(root, "data"), "channels": channels,
+                 "n_train_speakers": len(speakers)}
+    hp, composed = load_hparams(RECIPE, overrides)
+    exp = hp["output_folder"]
+    os.makedirs(os.path.join(exp, "report"), exist_ok=True)
+    with open(os.path.join(exp, "hyperparams.yaml"), "w") as f:
+        f.write(composed)
+    encoder = CategoricalEncoder()
+    encoder.update_from_iterable(speakers)
+    encoder.save(os.path.join(hp["save_folder"], "label_encoder.txt"))
+    ckpt = hp["checkpointer"].save_checkpoint(meta={"EER": 50.0, "epoch": 0})
+    placeholder = {"eer": 0.5, "eer_threshold": 0.5, "min_dcf": 1.0, "min_dcf_threshold": 0.5,
+                   "min_dcf_p_target": 0.01, "n_target": 1, "n_nontarget": 1}
+    with open(os.path.join(exp, "report", "metrics.json"), "w") as f:
+        json.dump({"conditions": {"all": placeholder}, "checkpoint": os.path.relpath(ckpt.path, exp),
+                   "system": "untrained (bench placeholder)"}, f)
+    return exp
+
+
+def timeit(fn, repeats, warmup=1):
+    """Median wall time of ``fn()`` in seconds over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def timed_subprocess(command, threads):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", PYTHONPATH=ROOT)
+    start = time.perf_counter()
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+    elapsed = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{completed.stdout[-2000:]}\n{completed.stderr[-2000:]}")
+    return elapsed
+
+
+RELOAD = """
+import sys, torch
+torch.set_num_threads(int(sys.argv[3]))
+from speechbrain.inference.speaker import SpeakerRecognition
+model = SpeakerRecognition.from_hparams(source=sys.argv[1], savedir=sys.argv[2], run_opts={"device": "cpu"})
+print(model.encode_batch(torch.randn(1, 48000)).shape)
+"""
+
+
+def round_trip(experiment, work, threads):
+    """Wall times (s) of the export CLI (plain and --onnx) and of a fresh-process reload + embedding."""
+    py = sys.executable
+    out_plain, out_onnx = os.path.join(work, "rt_plain"), os.path.join(work, "rt_onnx")
+    export_plain = timed_subprocess([py, "-m", "speechbrain_ext.hub", "export", experiment, out_plain], threads)
+    export_onnx = timed_subprocess([py, "-m", "speechbrain_ext.hub", "export", experiment, out_onnx, "--onnx"],
+                                   threads)
+    reload = timed_subprocess([py, "-c", RELOAD, out_plain, os.path.join(work, "rt_saved"), str(threads)], threads)
+    return {"export": export_plain, "export_onnx": export_onnx, "reload": reload}, out_onnx
+
+
+def rtf(model_dir, threads, repeats, seconds=3.0):
+    """Real-time factors ``{(backend, batch): rtf}`` and the parity of ONNX vs PyTorch."""
+    from speechbrain.inference.classifiers import EncoderClassifier
+
+    from speechbrain_ext.export import onnx_session
+
+    torch.set_num_threads(threads)
+    model = EncoderClassifier.from_hparams(source=model_dir, savedir=None, run_opts={"device": "cpu"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.load(os.path.join(model_dir, "embedding.torchscript.pt"))
+    session = onnx_session(os.path.join(model_dir, "embedding.onnx"), threads=threads)
+    gen = torch.Generator().manual_seed(0)
+    results, max_diff = {}, 0.0
+    for batch in (1, 32):
+        wavs = 0.1 * torch.randn(batch, int(seconds * RATE), generator=gen)
+        lens = torch.ones(batch)
+        feed = {"wavs": wavs.numpy(), "wav_lens": lens.numpy()}
+        runs = repeats if batch == 1 else max(2, repeats // 3)
+
+        def pytorch(wavs=wavs, lens=lens):
+            with torch.no_grad():
+                return model.encode_batch(wavs, lens)[:, 0]
+
+        def torchscript(wavs=wavs, lens=lens):
+            with torch.no_grad():
+                return scripted(wavs, lens)
+
+        def onnx(feed=feed):
+            return session.run(None, feed)[0]
+
+        for name, fn in (("PyTorch (SpeechBrain encode_batch)", pytorch), ("TorchScript", torchscript),
+                         ("ONNX Runtime", onnx)):
+            results[(name, batch)] = timeit(fn, runs) / (batch * seconds)
+        max_diff = max(max_diff, float(np.abs(onnx() - pytorch().numpy()).max()))
+    return results, max_diff
+
+
+def run(args):
+    """Run the benchmark; return the markdown body."""
+    import speechbrain
+
+    work = tempfile.mkdtemp(prefix="bench_hub-")
+    try:
+        if args.experiment:
+            experiment, origin = os.path.abspath(args.experiment), "the experiment given with --experiment"
+        elif os.path.isdir(DEMO_EXPERIMENT):
+            experiment, origin = DEMO_EXPERIMENT, "the demo experiment (`results/demo/experiment`, `make demo`)"
+        else:
+            experiment = untrained_experiment(work, args.channels)
+            origin = (f"an **untrained** ECAPA-TDNN at the demo width C={args.channels}, built from "
+                      "`recipes/SynthEmo/hparams/ecapa_aam.yaml` (no demo model exists here; speed does not "
+                      "depend on the weights)")
+        times, model_dir = round_trip(experiment, work, args.threads)
+        with open(os.path.join(model_dir, "hyperparams.yaml")) as f:
+            hyper = f.read()
+        channels = hyper.split("channels: ", 1)[1].split("\n", 1)[0]
+        n_params = sum(v.numel() for v in torch.load(os.path.join(model_dir, "embedding_model.ckpt"),
+                                                     weights_only=True).values() if v.is_floating_point())
+        factors, max_diff = rtf(model_dir, args.threads, args.repeats)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    lines = [
+        "Command: `.venv/bin/python bench/bench_hub.py --write"
+        + (f" --threads {args.threads}" if args.threads != 1 else "")
+        + (f" --repeats {args.repeats}" if args.repeats != 10 else "")
+        + (f" --experiment {os.path.relpath(args.experiment, ROOT)}" if args.experiment else "") + "`",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores visible (shared), Python "
+        f"{platform.python_version()}, torch {torch.__version__}, SpeechBrain {speechbrain.__version__}, "
+        f"onnxruntime {__import__('onnxruntime').__version__}; {args.threads} thread(s) for torch and ONNX Runtime.",
+        "",
+        f"Model: {origin}; encoder channels {channels}, {n_params / 1e6:.2f} M parameters, exported with "
+        "`python -m speechbrain_ext.hub export --onnx`.",
+        "",
+        "Real-time factor of waveform → embedding, 3 s utterances at 16 kHz (processing time / audio "
+        "duration; lower is faster; median of runs after one warm-up):",
+        "",
+        "| backend | RTF, batch 1 | RTF, batch 32 |",
+        "|:---|---:|---:|",
+    ]
+    for name in ("PyTorch (SpeechBrain encode_batch)", "TorchScript", "ONNX Runtime"):
+        lines.append(f"| {name} | {factors[(name, 1)]:.4f} | {factors[(name, 32)]:.4f} |")
+    torch_name = "PyTorch (SpeechBrain encode_batch)"
+    base1, base32 = factors[(torch_name, 1)], factors[(torch_name, 32)]
+    lines += [
+        "",
+        f"ONNX Runtime vs PyTorch: {base1 / factors[('ONNX Runtime', 1)]:.2f}x at batch 1, "
+        f"{base32 / factors[('ONNX Runtime', 32)]:.2f}x at batch 32 (> 1: ONNX faster); largest embedding "
+        f"difference on these inputs {max_diff:.1e} (parity tolerance 1e-4).",
+        "",
+        "Export + reload round trip, wall time of fresh processes as a user runs them (Python start-up and "
+        "imports included, single runs):",
+        "",
+        "| step | time (s) | target |",
+        "|:---|---:|:---|",
+        f"| `python -m speechbrain_ext.hub export` | {times['export']:.1f} | |",
+        f"| `... export --onnx` (+ TorchScript, parity check) | {times['export_onnx']:.1f} | |",
+        f"| reload: `SpeakerRecognition.from_hparams` + one embedding | {times['reload']:.1f} | |",
+        f"| round trip, export + reload | {times['export'] + times['reload']:.1f} | <= 30 s: "
+        f"{'met' if times['export'] + times['reload'] <= 30 else 'NOT met'} |",
+        f"| round trip with `--onnx` | {times['export_onnx'] + times['reload']:.1f} | <= 30 s: "
+        f"{'met' if times['export_onnx'] + times['reload'] <= 30 else 'NOT met'} |",
+        "",
+        "The export itself loads the checkpoint strictly, reloads the written folder with "
+        "`EncoderClassifier.from_hparams` and compares embeddings; `--onnx` adds the ONNX and TorchScript "
+        "exports and their parity check. On a shared CPU, times vary with the other processes' load.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", help="experiment folder to export (default: demo, else untrained C=256)")
+    parser.add_argument("--channels", type=int, default=256, help="width of the untrained model (default 256)")
+    parser.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (default 1)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs at batch 1 (batch 32: a third)")
+    parser.add_argument("--write", action="store_true", help=f"write the section '{SECTION}' in {README}")
+    args = parser.parse_args(argv)
+    body = run(args)
+    print(body)
+    if args.write:
+        write_readme(body)
+        print(f"\nwritten to {README}")
+
+
+if __name__ == "__main__":
+    main()

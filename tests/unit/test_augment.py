@@ -1,0 +1,408 @@
+"""Tests of speechbrain_ext.augment: CopyPaste, partner selection, emotion-aware masking."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from speechbrain_ext.augment import PARTNER_KINDS, CopyPaste, CopyPastePartners, EnergyEmotionMask
+
+# ---------------------------------------------------------------------------- CopyPaste
+
+
+def _runs(out, info):
+    """Split an output into (first part, cross-fade, second part) from its info."""
+    left = info["crossfade"] // 2
+    right = info["crossfade"] - left
+    seam = info["seam"]
+    return out[: seam - left], out[seam - left : seam + right], out[seam + right :]
+
+
+@pytest.mark.parametrize("fade", ["linear", "equal_power"])
+def test_copypaste_length_and_provenance(fade):
+    total = 1600
+    x = torch.arange(total, dtype=torch.float64)  # >= 0, step +1
+    u = -torch.arange(3000, dtype=torch.float64) - 1  # < 0, step -1
+    cp = CopyPaste(crossfade=160, fade=fade)
+    orders = set()
+    for seed in range(20):
+        out, info = cp(x, u, generator=seed, return_info=True)
+        assert out.shape == x.shape and out.dtype == x.dtype
+        orders.add(info["x_first"])
+        first, fade_part, second = _runs(out, info)
+        assert fade_part.numel() == 160
+        src_first, src_second = (x, u) if info["x_first"] else (u, x)
+        step_first = 1.0 if info["x_first"] else -1.0
+        step_second = -step_first
+        # Outside the cross-fade: one contiguous crop of each source.
+        assert torch.all(torch.diff(first) == step_first) and torch.all(torch.diff(second) == step_second)
+        assert bool(torch.isin(first, src_first).all()) and bool(torch.isin(second, src_second).all())
+        assert (first >= 0).all() if info["x_first"] else (first < 0).all()
+        # Cross-fade: fade_out * (continuation of the first crop) + fade_in * (lead-in of the second).
+        n = fade_part.numel()
+        cont = first[-1] + step_first * torch.arange(1, n + 1, dtype=torch.float64)
+        lead = second[0] - step_second * torch.arange(n, 0, -1, dtype=torch.float64)
+        w_out, w_in = cp.fade_weights(n, dtype=torch.float64)
+        torch.testing.assert_close(fade_part, w_out * cont + w_in * lead)
+        # x share of the output (seam position) follows r.
+        n_x = info["seam"] if info["x_first"] else total - info["seam"]
+        assert n_x == round(info["ratio"] * total)
+    assert orders == {True, False}
+
+
+def test_copypaste_ratio_bounds():
+    total = 1000
+    x = torch.arange(total, dtype=torch.float32) + 1
+    u = -torch.arange(total, dtype=torch.float32) - 1
+    cp = CopyPaste(min_ratio=0.3, max_ratio=0.7, crossfade=0)
+    shares = []
+    for seed in range(200):
+        out = cp(x, u, generator=seed)
+        n_x = int((out > 0).sum())
+        assert int((out < 0).sum()) == total - n_x
+        shares.append(n_x / total)
+    assert min(shares) >= 0.3 and max(shares) <= 0.7
+    assert min(shares) < 0.35 and max(shares) > 0.65  # spans the interval
+    fixed = CopyPaste(min_ratio=0.25, max_ratio=0.25, crossfade=0, random_order=False)
+    out = fixed(x, u, generator=0)
+    assert (out[:250] > 0).all() and (out[250:] < 0).all()
+
+
+def test_copypaste_determinism():
+    x, u = torch.randn(16000), torch.randn(12000)
+    cp = CopyPaste()
+    torch.testing.assert_close(cp(x, u, generator=5), cp(x, u, generator=5), rtol=0, atol=0)
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    torch.testing.assert_close(cp(x, u, generator=g1), cp(x, u, generator=g2), rtol=0, atol=0)
+    # A generator advances: the next draw differs from the first.
+    assert not torch.equal(cp(x, u, generator=g1), cp(x, u, generator=torch.Generator().manual_seed(7)))
+    assert not torch.equal(cp(x, u, generator=5), cp(x, u, generator=6))
+    torch.manual_seed(3)
+    a = cp(x, u)
+    torch.manual_seed(3)
+    torch.testing.assert_close(a, cp(x, u), rtol=0, atol=0)
+
+
+def test_copypaste_short_partner_is_repeat_padded():
+    total = 1000
+    x = torch.arange(total, dtype=torch.float32) + 1
+    u = -torch.arange(50, dtype=torch.float32) - 1  # much shorter than its share
+    cp = CopyPaste(crossfade=0, random_order=False)
+    for seed in range(5):
+        out, info = cp(x, u, generator=seed, return_info=True)
+        assert out.shape == (total,)
+        u_part = out[info["seam"] :]
+        assert u_part.numel() > 50
+        # Tiled from its beginning: u[0], u[1], ..., u[49], u[0], ...
+        expected = u.repeat(math.ceil(u_part.numel() / 50))[: u_part.numel()]
+        torch.testing.assert_close(u_part, expected)
+
+
+def test_copypaste_batch_and_lengths():
+    cp = CopyPaste(crossfade=16)
+    wav = torch.randn(3, 800)
+    partner = torch.randn(3, 500)
+    lengths = torch.tensor([1.0, 0.5, 0.75])
+    out, infos = cp(
+        wav, partner, generator=0, lengths=lengths, partner_lengths=torch.ones(3), return_info=True
+    )
+    assert out.shape == wav.shape and len(infos) == 3
+    assert torch.all(out[1, 400:] == 0) and torch.all(out[2, 600:] == 0)
+    # A list of variable-length partners works too, and row b equals the 1-D call with the same stream.
+    g = torch.Generator().manual_seed(1)
+    rows = cp(wav, [partner[0], partner[1, :100], partner[2, :7]], generator=g)
+    g = torch.Generator().manual_seed(1)
+    torch.testing.assert_close(rows[0], cp(wav[0], partner[0], generator=g))
+    with pytest.raises(ValueError):
+        cp(wav, partner[:2])
+    with pytest.raises(ValueError):
+        CopyPaste(min_ratio=0.8, max_ratio=0.2)
+
+
+def test_copypaste_tiny_inputs():
+    cp = CopyPaste(crossfade=160)
+    for total in (1, 2, 5, 161):
+        out = cp(torch.ones(total), -torch.ones(3), generator=0)
+        assert out.shape == (total,) and torch.isfinite(out).all()
+
+
+# ---------------------------------------------------------------------------- partners
+
+
+def _manifest():
+    ids, spk, emo = [], [], []
+
+    def add(s, emotions):
+        for i, e in enumerate(emotions):
+            ids.append(f"{s}_{i}")
+            spk.append(s)
+            emo.append(e)
+
+    add("multi", ["neu", "hap", "sad", "neu", "ang", "hap", "neu"])
+    add("two", ["neu", "sad"])
+    add("oneemo", ["neu", "neu", "neu"])
+    add("single", ["hap"])
+    # Interleave rows so blocks are not contiguous in manifest order.
+    perm = np.random.default_rng(0).permutation(len(ids))
+    return [ids[i] for i in perm], [spk[i] for i in perm], [emo[i] for i in perm]
+
+
+def test_partners_same_speaker_other_emotion_and_fallbacks():
+    ids, spk, emo = _manifest()
+    p = CopyPastePartners(ids, spk, emo, seed=0)
+    spk_of, emo_of = dict(zip(ids, spk)), dict(zip(ids, emo))
+    for epoch in range(10):
+        for utt in ids:
+            partner, kind = p.pick(utt, epoch=epoch, return_kind=True)
+            assert spk_of[partner] == spk_of[utt]
+            if spk_of[utt] in ("multi", "two"):
+                assert kind == "other_emotion" and emo_of[partner] != emo_of[utt]
+            elif spk_of[utt] == "oneemo":
+                assert kind == "same_emotion_fallback" and partner != utt
+            else:
+                assert kind == "self_fallback" and partner == utt
+    assert p.counts == {
+        "other_emotion": 10 * 9,
+        "same_emotion_fallback": 10 * 3,
+        "speaker_only_fallback": 0,
+        "self_fallback": 10 * 1,
+    }
+    assert p.kind_totals == {
+        "other_emotion": 9,
+        "same_emotion_fallback": 3,
+        "speaker_only_fallback": 0,
+        "self_fallback": 1,
+    }
+    stats = p.stats()
+    assert stats["total"] == 130 and stats["frac_self_fallback"] == pytest.approx(10 / 130)
+    p.reset_counts()
+    assert p.counts == dict.fromkeys(PARTNER_KINDS, 0)
+
+
+def test_partners_cover_all_candidates():
+    ids, spk, emo = _manifest()
+    p = CopyPastePartners(ids, spk, emo, seed=1)
+    got = {p.pick("multi_0", epoch=e, count=False) for e in range(200)}  # emotion "neu"
+    assert got == {"multi_1", "multi_2", "multi_4", "multi_5"}
+    got = {p.pick("oneemo_1", epoch=e, count=False) for e in range(100)}
+    assert got == {"oneemo_0", "oneemo_2"}
+
+
+def test_partners_deterministic():
+    ids, spk, emo = _manifest()
+    a = CopyPastePartners(ids, spk, emo, seed=3)
+    b = CopyPastePartners(ids, spk, emo, seed=3)
+    picks = {(u, e): a.pick(u, epoch=e) for e in range(5) for u in ids}
+    # Any call order, index or id, another instance (e.g. a worker's copy): the same answer.
+    for u, e in reversed(list(picks)):
+        assert b.pick(u, epoch=e) == picks[(u, e)]
+        assert b.pick(ids.index(u), epoch=e) == picks[(u, e)]
+    b.set_epoch(2)
+    assert all(b.pick(u) == picks[(u, 2)] for u in ids)
+    # Epochs and seeds change the draws of utterances with a choice.
+    assert any(picks[("multi_0", 0)] != picks[("multi_0", e)] for e in range(1, 5))
+    c = CopyPastePartners(ids, spk, emo, seed=4)
+    assert any(c.pick(u, epoch=0) != picks[(u, 0)] for u in ids if u.startswith("multi"))
+    # Stable across processes and Python hash seeds (keyed BLAKE2, not hash()): pinned values.
+    pinned = CopyPastePartners(["a", "b", "c", "d"], ["s"] * 4, ["x", "y", "y", "z"], seed=0)
+    assert [pinned.pick("a", epoch=e) for e in range(8)] == ["d", "d", "c", "b", "c", "d", "c", "c"]
+    assert [pinned.pick("b", epoch=e) for e in range(8)] == ["d", "a", "d", "a", "d", "a", "d", "d"]
+
+
+def test_partners_missing_emotion():
+    ids, spk, _ = _manifest()
+    with pytest.raises(ValueError, match=r"'emotion'.*train\.csv"):
+        CopyPastePartners(ids, spk, None, manifest="train.csv")
+    p = CopyPastePartners(ids, spk, None, require_emotion=False)
+    spk_of = dict(zip(ids, spk))
+    for utt in ids:
+        partner, kind = p.pick(utt, return_kind=True)
+        assert spk_of[partner] == spk_of[utt]
+        if spk_of[utt] == "single":
+            assert kind == "self_fallback" and partner == utt
+        else:
+            assert kind == "speaker_only_fallback" and partner != utt
+    assert p.counts["speaker_only_fallback"] == 12 and p.counts["self_fallback"] == 1
+    with pytest.raises(ValueError, match="emotion"):
+        CopyPastePartners(["a", "b"], ["s", "s"], ["x", None])
+    with pytest.raises(ValueError, match="duplicate"):
+        CopyPastePartners(["a", "a"], ["s", "s"], ["x", "y"])
+    with pytest.raises(KeyError):
+        p.pick("nope")
+
+
+# ---------------------------------------------------------------------------- emotion-aware masking
+
+
+def _reference_energy(wav, frame_length=400, hop=160):
+    """Loop reference of the centred frame RMS (numpy, float64)."""
+    wav = np.asarray(wav, dtype=np.float64)
+    padded = np.pad(wav, frame_length // 2)
+    n = 1 + len(wav) // hop
+    return np.array([np.sqrt(np.mean(padded[t * hop : t * hop + frame_length] ** 2)) for t in range(n)])
+
+
+@pytest.mark.parametrize("samples", [1, 399, 400, 16000, 16159, 16160, 23457, 48000])
+def test_frame_grid_matches_fbank(samples):
+    from speechbrain.lobes.features import Fbank
+
+    wav = torch.randn(1, samples)
+    em = EnergyEmotionMask()
+    n_fbank = Fbank(n_mels=80)(wav).shape[1]
+    assert em.num_frames(samples) == n_fbank
+    energy = em.frame_energy(wav)
+    assert energy.shape == (1, n_fbank)
+    np.testing.assert_allclose(energy[0].numpy(), _reference_energy(wav[0].numpy()), rtol=1e-5, atol=1e-7)
+    out, mask = em(torch.randn(1, n_fbank, 80), wav)
+    assert mask.shape == (1, n_fbank)
+
+
+def _bursts():
+    """16000 samples (101 frames) of silence with impulses at samples 1600, 8000, 14400."""
+    wav = torch.zeros(16000)
+    wav[1600] = 3.0  # frames 9, 10, 11 (an impulse at 160 t is in frames t-1, t, t+1)
+    wav[8000] = 2.0  # frames 49, 50, 51
+    wav[14400] = 1.0  # frames 89, 90, 91
+    return wav
+
+
+def test_masks_highest_energy_frames_with_index_tie_break():
+    wav = _bursts()[None]
+    feats = torch.randn(1, 101, 4)
+    _, mask = EnergyEmotionMask(mask_ratio=6 / 101)(feats, wav)
+    assert torch.nonzero(mask[0]).flatten().tolist() == [9, 10, 11, 49, 50, 51]
+    _, mask = EnergyEmotionMask(mask_ratio=7 / 101)(feats, wav)  # one of three tied frames: the first
+    assert torch.nonzero(mask[0]).flatten().tolist() == [9, 10, 11, 49, 50, 51, 89]
+
+
+def test_matches_reference_topk_on_random_batch():
+    gen = torch.Generator().manual_seed(0)
+    wavs = torch.randn(4, 9600, generator=gen) * torch.rand(4, 9600, generator=gen).pow(4)
+    lengths = torch.tensor([1.0, 0.83, 0.5, 0.27])
+    feats = torch.randn(4, 61, 3, generator=gen)
+    em = EnergyEmotionMask(mask_ratio=0.3)
+    _, mask = em(feats, wavs, lengths)
+    for b in range(4):
+        n_valid = int(torch.round(lengths[b] * 9600))
+        energy = _reference_energy(np.pad(wavs[b, :n_valid].numpy(), (0, 9600 - n_valid)))
+        t_valid = int(torch.round(lengths[b] * 61))
+        k = round(0.3 * t_valid)
+        order = np.argsort(-energy[:t_valid], kind="stable")
+        assert sorted(order[:k].tolist()) == torch.nonzero(mask[b]).flatten().tolist()
+
+
+def test_padding_never_counted_or_masked():
+    wavs = torch.zeros(2, 16000)
+    wavs[:, 2000:2400] = 0.1  # quiet speech in the valid part
+    wavs[1, 8000:] = 100.0  # loud padding in utterance 1 (relative length 0.5)
+    feats = torch.ones(2, 101, 2)
+    feats[1, 50:] = 1000.0  # padding features must not enter the mean fill
+    lengths = torch.tensor([1.0, 0.5])
+    em = EnergyEmotionMask(mask_ratio=0.2)
+    masked, mask = em(feats, wavs, lengths)
+    t_valid = [101, 50]  # round(0.5 * 101) = round(50.5) = 50 (torch.round: halves to even)
+    assert mask.sum(dim=1).tolist() == [round(0.2 * t) for t in t_valid] == [20, 10]
+    assert not mask[1, 50:].any()
+    assert torch.equal(masked[1, 50:], feats[1, 50:])  # padding untouched
+    torch.testing.assert_close(masked[1][mask[1]], torch.ones(10, 2))  # mean over valid unmasked = 1
+    # The loud padding samples do not leak into valid frames near the boundary.
+    clean = wavs.clone()
+    clean[1, 8000:] = 0
+    assert torch.equal(em(feats, clean, lengths)[1], mask)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.1, 0.2, 0.25, 0.5, 1.0])
+def test_mask_count_is_round_rho_t_valid(ratio):
+    gen = torch.Generator().manual_seed(1)
+    lengths = torch.tensor([1.0, 0.9, 0.75, 0.5, 0.33, 0.1, 0.005])
+    wavs = torch.randn(7, 12000, generator=gen)
+    feats = torch.randn(7, 76, 5, generator=gen)
+    masked, mask = EnergyEmotionMask(mask_ratio=ratio)(feats, wavs, lengths)
+    t_valid = torch.round(lengths * 76).long()  # InputNormalization's convention
+    expected = [round(ratio * int(t)) for t in t_valid]
+    assert mask.sum(dim=1).tolist() == expected
+    valid = torch.arange(76)[None] < t_valid[:, None]
+    assert not (mask & ~valid).any()
+    assert torch.isfinite(masked).all()
+    if ratio == 0.0:
+        assert torch.equal(masked, feats)
+    if ratio == 1.0:  # nothing unmasked: fill with the mean of all valid frames
+        b = 1
+        torch.testing.assert_close(masked[b, 0], feats[b, : int(t_valid[b])].mean(dim=0))
+
+
+def test_silent_input_deterministic_no_nan():
+    wavs = torch.zeros(3, 16000)
+    feats = torch.zeros(3, 101, 8)
+    lengths = torch.tensor([1.0, 0.6, 0.3])
+    for contiguous in (False, True):
+        em = EnergyEmotionMask(mask_ratio=0.2, contiguous=contiguous)
+        m1, mask1 = em(feats, wavs, lengths)
+        m2, mask2 = em(feats, wavs, lengths)
+        assert torch.equal(mask1, mask2) and torch.isfinite(m1).all()
+        # Ties go to the lowest indices: the first k valid frames.
+        for b, t_valid in enumerate([101, 61, 30]):
+            k = round(0.2 * t_valid)
+            assert torch.nonzero(mask1[b]).flatten().tolist() == list(range(k))
+
+
+def test_fill_values_by_hand():
+    wavs = torch.zeros(2, 1120)  # 8 frames
+    wavs[0, 240] = 5.0  # frames 1, 2
+    wavs[1, 800] = 5.0  # frames 4, 5, 6
+    feats = torch.stack(
+        [
+            torch.tensor([[1, 10], [9, 9], [9, 9], [2, 20], [3, 30], [4, 40], [5, 50], [6, 60]]),
+            torch.tensor([[1, -1], [2, -2], [3, -3], [4, -4], [7, 7], [7, 7], [7, 7], [8, 8]]),
+        ]
+    ).float()
+    lengths = torch.tensor([1.0, 0.875])  # utterance 1: 7 valid frames, k = round(0.25 * 7) = 2
+    masked, mask = EnergyEmotionMask(mask_ratio=0.25, fill="mean")(feats, wavs, lengths)
+    assert mask.int().tolist() == [[0, 1, 1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1, 0, 0]]
+    # Utterance 0: mean of frames 0, 3..7 = (1+2+3+4+5+6)/6, (10+...+60)/6.
+    torch.testing.assert_close(masked[0, 1], torch.tensor([3.5, 35.0]))
+    # Utterance 1: mean of valid unmasked frames 0, 1, 2, 3, 6 (frame 7 is padding).
+    torch.testing.assert_close(masked[1, 4], torch.tensor([17.0 / 5, -3.0 / 5]))
+    torch.testing.assert_close(masked[1, 7], feats[1, 7])
+    masked, _ = EnergyEmotionMask(mask_ratio=0.25, fill="zero")(feats, wavs, lengths)
+    assert torch.equal(masked[0, 1:3], torch.zeros(2, 2)) and torch.equal(masked[1, 4:6], torch.zeros(2, 2))
+    assert torch.equal(masked[0, 0], feats[0, 0])
+
+
+def test_contiguous_picks_max_energy_span():
+    wav = torch.zeros(16000)
+    wav[4000:6000] = 1.0  # frames 27..36 lie fully inside (RMS 1), neighbours partly
+    wav[12800] = 40.0  # frames 79, 80, 81 have RMS 2: top-k would take them first
+    feats = torch.randn(1, 101, 3)
+    ratio = 10 / 101
+    _, mask = EnergyEmotionMask(mask_ratio=ratio, contiguous=True)(feats, wav[None])
+    assert torch.nonzero(mask[0]).flatten().tolist() == list(range(27, 37))
+    _, topk = EnergyEmotionMask(mask_ratio=ratio)(feats, wav[None])
+    assert {79, 80, 81} <= set(torch.nonzero(topk[0]).flatten().tolist())
+
+
+def test_contiguous_matches_brute_force():
+    gen = torch.Generator().manual_seed(2)
+    wavs = torch.randn(3, 8000, generator=gen) * torch.rand(3, 8000, generator=gen).pow(3)
+    lengths = torch.tensor([1.0, 0.7, 0.4])
+    em = EnergyEmotionMask(mask_ratio=0.3, contiguous=True)
+    _, mask = em(torch.zeros(3, 51, 2), wavs, lengths)
+    energy = em.frame_energy(wavs, lengths).double()
+    for b in range(3):
+        t_valid = int(torch.round(lengths[b] * 51))
+        k = round(0.3 * t_valid)
+        sums = [float(energy[b, s : s + k].sum()) for s in range(t_valid - k + 1)]
+        start = int(np.argmax(sums))
+        assert torch.nonzero(mask[b]).flatten().tolist() == list(range(start, start + k))
+
+
+def test_em_options_and_errors():
+    em = EnergyEmotionMask(apply_to="parallel")
+    assert em.apply_to == "parallel"
+    with pytest.raises(ValueError):
+        EnergyEmotionMask(apply_to="original")
+    with pytest.raises(ValueError):
+        EnergyEmotionMask(fill="noise")
+    with pytest.raises(ValueError, match="frames"):
+        em(torch.zeros(1, 100, 80), torch.zeros(1, 16000))
