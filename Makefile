@@ -27,11 +27,12 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m pytest -q -m "not slow"
 
+# Every reliability scenario (the slow ones too); regenerates results/reliability.md.
 reliability: $(STAMP)
-	OMP_NUM_THREADS=$(THREADS) $(PY) -m pytest -q tests/reliability
+	OMP_NUM_THREADS=1 SX_RELIABILITY_TABLE=results/reliability.md $(PY) -m pytest -q tests/reliability
 
 ablation-emotion: $(STAMP)
-	$(PY) bench/ablation_emotion.py --threads $(THREADS) $(ARGS)
+	$(PY) bench/ablation_emotion.py $(ARGS)
 
 clean:
 	rm -rf results/demo results/SynthEmo

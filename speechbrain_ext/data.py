@@ -128,7 +128,10 @@ class AudioReader:
     >>> sig, issue = AudioReader(16000)(path, "a")
     >>> sig.shape, issue
     (torch.Size([16000]), 'resampled,downmixed')
-    >>> AudioReader(16000)(path + "x", "b")[1].startswith("error: cannot open")
+    >>> AudioReader(16000)(path + "x", "b")[1]  # doctest: +ELLIPSIS
+    'error: cannot open (file not found) (...a.wavx)'
+    >>> _ = open(path, "wb").write(b"RIFF....WAVE")
+    >>> AudioReader(16000)(path, "c")[1].startswith("error: cannot open")
     True
     """
 
@@ -148,6 +151,8 @@ class AudioReader:
 
     def __call__(self, path, utt_id=""):
         """Return ``(signal [S] float32, issue)``; ``signal`` is empty when the issue is an error."""
+        if not os.path.isfile(path):  # libsndfile would only say "System error"
+            return torch.zeros(0), f"{ERROR_PREFIX} cannot open (file not found) ({path})"
         try:
             info = sf.info(path)
         except Exception as err:  # soundfile raises several types for unreadable files

@@ -170,6 +170,7 @@ def load_hparams(path, overrides=None):
                 f"unknown hyperparameter {unknown[0]!r} in the overrides for {path}; {hint}"
             )
         base_map = _yaml().load(text)
+        check_override_types(base_map, given, path)
         merge_layer(base_map, given)
         stream = io.StringIO()
         _yaml().dump(base_map, stream)
@@ -179,6 +180,68 @@ def load_hparams(path, overrides=None):
     except Exception as err:
         raise HparamsError(f"{path}: could not build the hyperparameters: {type(err).__name__}: {err}") from err
     return hparams, text
+
+
+def _kind(value):
+    """``"bool"``, ``"int"``, ``"float"``, ``"str"`` or ``None`` (anything else: no check)."""
+    if _tag(value) is not None:
+        return None
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    return None
+
+
+_EXPECTED = {"bool": "true or false", "int": "an integer", "float": "a number"}
+
+
+def check_override_types(base, given, path="<hparams>", prefix=""):
+    """Refuse a command-line value whose type cannot replace the composed file's value.
+
+    A key whose value in the file is a plain boolean, integer or float must be
+    overridden with the same kind (an integer for a float is fine; ``null`` is always
+    accepted), so ``--number_of_epochs abc`` fails here, naming the key, instead of
+    deep inside a training loop. Tagged values (``!ref``, ``!new:``...), strings and
+    lists are not checked; plain nested mappings are checked key by key.
+
+    Arguments
+    ---------
+    base : dict
+        The composed hyperparameters (round-trip YAML mapping).
+    given : dict
+        The overrides.
+    path : str
+        The system file, for the message.
+    prefix : str
+        Key prefix of nested mappings, for the message.
+
+    Example
+    -------
+    >>> check_override_types({"n": 8, "lr": 0.1}, {"n": 2, "lr": 1})
+    >>> check_override_types({"n": 8}, {"n": "abc"}, "s.yaml")
+    Traceback (most recent call last):
+    ...
+    speechbrain_ext.hparams.HparamsError: s.yaml: --n expects an integer (like its value 8 in the file), got 'abc'
+    """
+    for key, value in given.items():
+        current = base.get(key) if isinstance(base, dict) else None
+        if isinstance(value, dict) and isinstance(current, dict) and _tag(value) is None and _tag(current) is None:
+            check_override_types(current, value, path, prefix=f"{prefix}{key}.")
+            continue
+        want, got = _kind(current), _kind(value)
+        if want not in _EXPECTED or value is None:
+            continue
+        if got == want or (want == "float" and got == "int"):
+            continue
+        shown = value if _tag(value) is None else f"{_tag(value)} {getattr(value, 'value', '')}".strip()
+        raise HparamsError(
+            f"{path}: --{prefix}{key} expects {_EXPECTED[want]} (like its value {current} in the file), got {shown!r}"
+        )
 
 
 def _similar(a, b):

@@ -6,20 +6,153 @@ the Brain class the YAML names (``brain_class``), trains with SpeechBrain's ``fi
 (checkpoints, resume, DDP), then scores the evaluation trials with the best
 checkpoint and writes the report. Every component is swappable from the YAML or the
 command line; nothing here knows a corpus or a method.
+
+Before anything is written, an output folder that already holds checkpoints is
+checked against ``config_fingerprint.json`` (the composed hparams of the run that
+made them, minus :data:`BENIGN_KEYS`): resuming with a different configuration is
+refused, naming the differing keys, unless ``--allow_config_change True``.
+Expected failures (bad hparams, manifests, checkpoints that cannot be written,
+an aborted training) end the program with one ``error: ...`` line, no traceback.
 """
 
+import dataclasses
+import glob
+import io
+import json
 import logging
 import os
 import sys
 import tempfile
 
+import ruamel.yaml
 import speechbrain as sb
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_ext import report, verification
-from speechbrain_ext.hparams import load_hparams
+from speechbrain_ext.hparams import HparamsError, load_hparams
 
 logger = logging.getLogger(__name__)
+
+FINGERPRINT = "config_fingerprint.json"
+#: Keys that may change between a run and its resumption: how long to train, where
+#: things go, how often to checkpoint, and evaluation-only settings.
+BENIGN_KEYS = frozenset({
+    "number_of_epochs", "num_workers", "ckpt_interval_minutes", "keep_checkpoints", "max_skipped_share",
+    "allow_config_change", "output_root", "output_folder", "save_folder", "report_folder", "train_log",
+    "eval_annotation", "eval_trials_dir", "score_norm", "cohort_top_n", "cohort_utterances_per_speaker",
+})
+
+
+class EvaluationError(RuntimeError):
+    """Scoring the evaluation trials failed (the message names the trial file, line and id).
+
+    Example
+    -------
+    >>> str(EvaluationError("evaluation failed: all.txt:3: test id 'x' has no embedding"))
+    "evaluation failed: all.txt:3: test id 'x' has no embedding"
+    """
+
+
+class ConfigChangeError(HparamsError):
+    """An output folder holds checkpoints of a different configuration.
+
+    Example
+    -------
+    >>> str(ConfigChangeError("exp: lr differs"))
+    'exp: lr differs'
+    """
+
+
+def config_fingerprint(composed):
+    """``{top-level key: its YAML text}`` of the composed hparams, without :data:`BENIGN_KEYS`.
+
+    References stay unresolved, so changing ``number_of_epochs`` changes only that key
+    even though other keys refer to it.
+
+    Example
+    -------
+    >>> config_fingerprint("lr: 0.1\\nnumber_of_epochs: 3\\nopt: !ref <lr>\\n")
+    {'lr': '0.1', 'opt': '!ref <lr>'}
+    """
+    yaml = ruamel.yaml.YAML()
+    node = yaml.load(composed) or {}
+    out = {}
+    for key, value in node.items():
+        if key in BENIGN_KEYS:
+            continue
+        stream = io.StringIO()
+        yaml.dump({"v": value}, stream)
+        text = stream.getvalue()[len("v:"):].strip()
+        out[str(key)] = text
+    return out
+
+
+def _short(text, limit=60):
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_config_change(output_folder, save_folder, composed, allow=False):
+    """Refuse to resume checkpoints of another configuration; record this run's fingerprint.
+
+    Arguments
+    ---------
+    output_folder : str
+        The experiment folder (holds ``config_fingerprint.json``).
+    save_folder : str
+        The checkpoint folder.
+    composed : str
+        The composed hparams text (overrides applied, references unresolved).
+    allow : bool
+        Continue anyway (``--allow_config_change True``); the differences are logged.
+
+    Returns
+    -------
+    list of str
+        The differing keys (empty when none, or when there is no checkpoint yet).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp(); save = os.path.join(out, "save")
+    >>> check_config_change(out, save, "lr: 1\\n")
+    []
+    >>> os.makedirs(os.path.join(save, "CKPT+1")); _ = open(os.path.join(save, "CKPT+1", "CKPT.yaml"), "w").write("")
+    >>> check_config_change(out, save, "lr: 2\\nnumber_of_epochs: 9\\n")
+    Traceback (most recent call last):
+    ...
+    speechbrain_ext.recipe.ConfigChangeError: ... holds checkpoints of another configuration: lr (1 -> 2); ...
+    >>> check_config_change(out, save, "lr: 2\\n", allow=True)
+    ['lr']
+    """
+    path = os.path.join(output_folder, FINGERPRINT)
+    current = config_fingerprint(composed)
+    has_checkpoints = bool(glob.glob(os.path.join(glob.escape(save_folder), "CKPT+*", "CKPT.yaml")))
+    differing = []
+    if has_checkpoints and os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            previous = json.load(f).get("hparams", {})
+        differing = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        if differing:
+            described = ", ".join(
+                f"{k} ({_short(previous.get(k, '<absent>'))} -> {_short(current.get(k, '<absent>'))})"
+                for k in differing
+            )
+            if not allow:
+                raise ConfigChangeError(
+                    f"output folder {output_folder} holds checkpoints of another configuration: {described}; "
+                    "use another output folder (e.g. --output_root), restore those values, or resume anyway "
+                    "with --allow_config_change True"
+                )
+            logger.warning("resuming %s with a changed configuration (allow_config_change): %s",
+                           output_folder, described)
+    if if_main_process():
+        os.makedirs(output_folder, exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"format": 1, "hparams": current}, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    return differing
 
 
 def setup_experiment(hparams_file, hparams, composed):
@@ -56,12 +189,57 @@ def train(brain):
     )
 
 
+def _expected_errors():
+    """The exception types that end a run with a one-line message instead of a traceback."""
+    from data_prep.common import PreparationError
+    from speechbrain_ext.brains.speaker import TrainingAborted
+    from speechbrain_ext.checkpoints import CheckpointError
+    from speechbrain_ext.data import ManifestError
+    from speechbrain_ext.scoring import MissingEmbeddingError
+
+    return (HparamsError, ManifestError, PreparationError, TrainingAborted, CheckpointError, MissingEmbeddingError,
+            EvaluationError)
+
+
+def _step_interval_only(run_opts):
+    """``--ckpt_interval_steps N`` on the command line replaces the YAML's ``ckpt_interval_minutes``.
+
+    SpeechBrain refuses both at once; a step interval asked for explicitly wins.
+    """
+    overridden = getattr(run_opts, "overridden_args", None)
+    if overridden is None or "ckpt_interval_steps" not in overridden or "ckpt_interval_minutes" in overridden:
+        return run_opts
+    if (run_opts.ckpt_interval_steps or 0) <= 0:
+        return run_opts
+    logger.info("checkpointing every %d steps (ckpt_interval_minutes disabled)", run_opts.ckpt_interval_steps)
+    return dataclasses.replace(
+        run_opts, ckpt_interval_minutes=0, overridden_args={*overridden, "ckpt_interval_minutes"}
+    )
+
+
 def main(argv=None):
-    """Run a recipe: prepare, train, evaluate. ``argv`` defaults to ``sys.argv[1:]``."""
+    """Run a recipe: prepare, train, evaluate. ``argv`` defaults to ``sys.argv[1:]``.
+
+    Expected failures (see :func:`_expected_errors`) exit with status 1 and one
+    ``error: ...`` line naming the key, file or step.
+    """
+    try:
+        return _main(argv)
+    except _expected_errors() as err:
+        logger.error("%s: %s", type(err).__name__, err)
+        raise SystemExit(f"error: {err}") from err
+
+
+def _main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     hparams, composed = load_hparams(hparams_file, overrides)
+    run_opts = _step_interval_only(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)
+    run_on_main(
+        check_config_change,
+        args=[hparams["output_folder"], hparams["save_folder"], composed, bool(hparams.get("allow_config_change"))],
+    )
     run_on_main(setup_experiment, args=[hparams_file, hparams, composed])
     run_on_main(hparams["prepare_data"])
     brain = hparams["brain_class"](
@@ -74,12 +252,18 @@ def main(argv=None):
     train(brain)
     if if_main_process():
         command = " ".join(["python", os.path.relpath(sys.argv[0]) if sys.argv[0] else "train.py", *argv])
-        metrics = verification.evaluate(
-            brain,
-            hparams["report_folder"],
-            title=f"{hparams['system']} — {os.path.relpath(hparams_file)}",
-            extra={"system": hparams["system"], "seed": hparams["seed"], "command": command},
-        )
+        try:
+            metrics = verification.evaluate(
+                brain,
+                hparams["report_folder"],
+                title=f"{hparams['system']} — {os.path.relpath(hparams_file)}",
+                extra={"system": hparams["system"], "seed": hparams["seed"], "command": command},
+            )
+        except (ValueError, FileNotFoundError) as err:  # trial lists, embeddings, scores
+            raise EvaluationError(
+                f"evaluation failed: {err}; training is finished and its checkpoints are kept in "
+                f"{hparams['save_folder']}: fix the evaluation data and run the same command again"
+            ) from err
         print(report.format_metrics_table(metrics))
         print(f"report: {os.path.join(hparams['report_folder'], 'report.md')}")
     return brain

@@ -7,6 +7,7 @@ training speakers' mean embeddings), and the metrics go to ``metrics.json``,
 ``report.md``, ``det.png`` and ``score_hist.png``.
 """
 
+import glob
 import hashlib
 import logging
 import os
@@ -159,11 +160,42 @@ def extract_embeddings(brain, dataset, loader_options, cache_path=None, desc="em
         )
     embeddings = torch.cat(chunks) if chunks else torch.zeros(0, 0)
     if cache_path:
-        os.makedirs(os.path.dirname(cache_path), exist_ok=True)
-        tmp = cache_path + ".tmp"
-        torch.save({"ids": ids, "embeddings": embeddings}, tmp)
-        os.replace(tmp, cache_path)
+        write_cache(cache_path, ids, embeddings)
     return ids, embeddings
+
+
+def write_cache(cache_path, ids, embeddings):
+    """Write the embedding cache atomically: a temporary file renamed over ``cache_path``.
+
+    A reader never sees a partial cache; when the write fails (disk full, size limit)
+    the temporary file is removed, a warning names the cache, and the run goes on
+    with the embeddings it holds in memory (the cache is only a shortcut).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "emb", "eval.pt")
+    >>> write_cache(p, ["a"], torch.ones(1, 2))
+    True
+    >>> sorted(os.listdir(os.path.dirname(p)))
+    ['eval.pt']
+    """
+    folder = os.path.dirname(cache_path) or "."
+    tmp = f"{cache_path}.tmp{os.getpid()}"
+    for stale in glob.glob(glob.escape(cache_path) + ".tmp*"):  # left by a killed run
+        os.remove(stale)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        torch.save({"ids": list(ids), "embeddings": embeddings}, tmp)
+        os.replace(tmp, cache_path)
+        return True
+    except (OSError, RuntimeError) as err:  # torch's writer raises RuntimeError for a failed write
+        logger.warning("could not write the embedding cache %s (%s: %s); continuing without it",
+                       cache_path, type(err).__name__, err)
+        return False
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def cache_key(checkpoint_path, manifest):

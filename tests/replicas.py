@@ -95,13 +95,17 @@ CNCELEB_TEST = [
 ]
 
 
-def make_cnceleb(root):
+def make_cnceleb(root, extra_speakers=0, extra_genres=("speech", "vlog"), extra_utterances_per_genre=2):
     """CN-Celeb1 (``CN-Celeb_flac``) + CN-Celeb2 (``CN-Celeb2_flac``), 16 kHz FLAC.
 
     CN-Celeb1 dev: id00000-id00002 (``dev.lst`` also names id00003, which has no
     folder); eval speakers id00800 (two enrolment utterances) and id00801 (one),
     4 test files; every model meets every test file in ``trials.lst`` (8 trials).
     Lists name ``.wav`` files as the real release does. CN-Celeb2: id10001, id10002.
+
+    ``extra_speakers`` adds CN-Celeb1 dev speakers id00004, id00005, ... (listed in
+    ``dev.lst``), each with ``extra_utterances_per_genre`` files in every genre of
+    ``extra_genres`` (for recipe runs that need more speakers for P x K batches).
 
     Returns
     -------
@@ -119,7 +123,11 @@ def make_cnceleb(root):
     root = str(root)
     cn1 = os.path.join(root, "CN-Celeb_flac")
     cn2 = os.path.join(root, "CN-Celeb2_flac")
-    for spk, utts in CNCELEB_TRAIN.items():
+    extra = {
+        f"id{4 + i:05d}": [f"{g}-01-{k + 1:03d}" for g in extra_genres for k in range(extra_utterances_per_genre)]
+        for i in range(extra_speakers)
+    }
+    for spk, utts in {**CNCELEB_TRAIN, **extra}.items():
         for utt in utts:
             write_audio(os.path.join(cn1, "data", spk, f"{utt}.flac"))
     for utts in CNCELEB_ENROL.values():
@@ -131,7 +139,9 @@ def make_cnceleb(root):
         write_audio(os.path.join(cn1, "eval", "test", f"{stem}.flac"))
     for model in CNCELEB_ENROL:
         write_audio(os.path.join(cn1, "eval", "enroll", f"{model}.flac"), seconds=2 * SECONDS)
-    write_text(os.path.join(cn1, "dev", "dev.lst"), "".join(f"{s}\n" for s in [*CNCELEB_TRAIN, "id00003"]))
+    write_text(
+        os.path.join(cn1, "dev", "dev.lst"), "".join(f"{s}\n" for s in [*CNCELEB_TRAIN, "id00003", *extra])
+    )
     lists = os.path.join(cn1, "eval", "lists")
     write_text(os.path.join(lists, "enroll.lst"), "".join(f"{m} enroll/{m}.wav\n" for m in CNCELEB_ENROL))
     write_text(
@@ -149,7 +159,7 @@ def make_cnceleb(root):
     write_text(os.path.join(cn2, "spk.lst"), "".join(f"{s}\n" for s in CNCELEB2_TRAIN))
     return {
         "data_folder": root,
-        "train": {**CNCELEB_TRAIN, **CNCELEB2_TRAIN},
+        "train": {**CNCELEB_TRAIN, **extra, **CNCELEB2_TRAIN},
         "enrol": dict(CNCELEB_ENROL),
         "test": list(CNCELEB_TEST),
         "trials": trials,
@@ -196,7 +206,7 @@ VOX_TRIALS = {
 }
 
 
-def make_voxceleb(root, vox2="wav"):
+def make_voxceleb(root, vox2="wav", extra_vox2_speakers=0, extra_utterances=4):
     """VoxCeleb1 ``wav/<spk>/<video>/<n>.wav`` + the three cleaned trial lists (+ VoxCeleb2 dev).
 
     VoxCeleb1: dev speakers id10001-id10003, Vox1-O test speakers id10270 and
@@ -204,7 +214,9 @@ def make_voxceleb(root, vox2="wav"):
     (dev speakers, as the real Vox1-E/H do); id10003 appears in no list.
     ``vox2="wav"`` writes ``vox2_dev/<spk>/<video>/<n>.wav`` (id00012, id00015,
     id00018), ``vox2="m4a"`` the same names as unconverted ``.m4a`` (not valid
-    audio), ``None`` no VoxCeleb2.
+    audio), ``None`` no VoxCeleb2. With ``vox2="wav"``, ``extra_vox2_speakers``
+    adds VoxCeleb2 speakers id08000, id08001, ... with ``extra_utterances`` files
+    over two videos each (for recipe runs that need more training speakers).
 
     Returns
     -------
@@ -224,8 +236,14 @@ def make_voxceleb(root, vox2="wav"):
         write_audio(os.path.join(root, "wav", f"{utt}.wav"))
     for name, trials in VOX_TRIALS.items():
         write_text(os.path.join(root, name), "".join(f"{lab} {e}.wav {t}.wav\n" for lab, e, t in trials))
+    vox2_files = list(VOX2_FILES)
     if vox2 == "wav":
-        for utt in VOX2_FILES:
+        vox2_files += [
+            f"id{8000 + i:05d}/extra{k % 2}VIDEO/{k // 2 + 1:05d}"
+            for i in range(extra_vox2_speakers)
+            for k in range(extra_utterances)
+        ]
+        for utt in vox2_files:
             write_audio(os.path.join(root, "vox2_dev", f"{utt}.wav"))
     elif vox2 == "m4a":
         for utt in VOX2_FILES:
@@ -235,7 +253,7 @@ def make_voxceleb(root, vox2="wav"):
     return {
         "data_folder": root,
         "vox1": list(VOX1_FILES),
-        "vox2": list(VOX2_FILES) if vox2 else [],
+        "vox2": vox2_files if vox2 else [],
         "trials": {k: list(v) for k, v in VOX_TRIALS.items()},
     }
 

@@ -5,10 +5,17 @@ losses: SupCon or AM-SupCon (``hparams.contrastive_loss``), with the negatives
 optionally weighted by class-aware attention (``hparams.class_aware_attention``,
 computed from the classifier's cosine logits). How the terms combine — fixed
 weights or MGDA — is the YAML's ``loss_balancer``; the Brain does not know.
+
+Under ``torchrun`` with ``contrastive_gather: True`` the term is computed on the
+embeddings, labels and logits of EVERY rank (:mod:`speechbrain_ext.distributed`):
+all-vs-all on the gathered batch, its gradient scaled by the world size so that
+DDP's gradient average equals the single-process gradient on the concatenated
+batch. ``False`` (or a missing key, or one process) keeps the negatives local.
 """
 
-import torch
+import torch  # noqa: F401  (the doctests use it)
 
+from speechbrain_ext import distributed
 from speechbrain_ext.brains.speaker import SpeakerBrain
 
 
@@ -35,9 +42,15 @@ class ContrastiveSpeakerBrain(SpeakerBrain):
         return losses
 
     def contrastive_term(self, embeddings, logits, labels):
-        """(AM-)SupCon of a batch, its negatives weighted by class-aware attention when configured."""
+        """(AM-)SupCon of a batch, its negatives weighted by class-aware attention when configured.
+
+        With ``hparams.contrastive_gather`` under DDP, the batch is that of every rank
+        (see :func:`gather_batch`).
+        """
         hp = self.hparams
         labels = labels.reshape(-1)
+        if getattr(hp, "contrastive_gather", False) and distributed.is_distributed():
+            embeddings, logits, labels = gather_batch(embeddings, logits, labels)
         weights = None
         if hp.class_aware_attention is not None:
             weights = hp.class_aware_attention(logits, labels)
@@ -73,3 +86,40 @@ def negative_mask(labels):
     """
     labels = labels.reshape(-1)
     return labels[:, None] != labels[None, :]
+
+
+def gather_batch(embeddings, logits, labels):
+    """The batch of every rank for a loss evaluated all-vs-all on each rank (DDP).
+
+    Embeddings are gathered with :func:`speechbrain_ext.distributed.gather_with_grad`
+    after :func:`~speechbrain_ext.distributed.scale_grad` by the world size ``W``:
+    every rank computes the same loss on the same gathered batch, autograd gives
+    each rank the exact gradient for its own rows, and the factor ``W`` cancels
+    DDP's gradient average. Labels and (detached) logits are plain all-gathers.
+    Without a process group of more than one rank, the inputs come back unchanged.
+
+    Arguments
+    ---------
+    embeddings : torch.Tensor
+        ``[n, D]`` or ``[n, 1, D]`` of this rank.
+    logits : torch.Tensor or None
+        ``[n, C]`` or ``[n, 1, C]`` cosine logits (for class-aware attention).
+    labels : torch.Tensor
+        ``[n]`` class indices.
+
+    Returns
+    -------
+    tuple
+        ``(embeddings, logits, labels)`` of all ranks, in rank order.
+
+    Example
+    -------
+    >>> e, l, y = gather_batch(torch.ones(2, 1, 3), None, torch.tensor([0, 1]))
+    >>> e.shape, l, y.tolist()
+    (torch.Size([2, 1, 3]), None, [0, 1])
+    """
+    factor = distributed.world_size()
+    embeddings = distributed.gather_with_grad(distributed.scale_grad(embeddings, factor))
+    if logits is not None:
+        logits = distributed.gather_tensors(logits)
+    return embeddings, logits, distributed.gather_tensors(labels.reshape(-1))
