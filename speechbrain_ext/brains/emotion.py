@@ -55,7 +55,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "EmotionContrastiveBrain",
     "EmotionInvariantBrain",
-    "GroupedBalancer",
     "ParallelLayout",
     "UNREADABLE_PARTNER",
     "copypaste_seed",
@@ -219,54 +218,6 @@ def _select(outputs, rows):
         batch=outputs.batch,
         parallel=None,
     )
-
-
-class GroupedBalancer(torch.nn.Module):
-    """Sum named loss terms into weighted groups, then combine the groups with an inner balancer.
-
-    For a balancer that takes a fixed set of losses, e.g. MGDA (two) in a system with
-    the emotion terms: ``groups={"cls": {"aam": 1, "aam_parallel": 1, "parallel_cos": λ},
-    "con": {"contrastive": 1}}`` balances the classification side of methods.md B.2
-    against the contrastive term. Every term must belong to exactly one group.
-
-    Arguments
-    ---------
-    inner : torch.nn.Module
-        Called as ``inner({group: loss}, shared)``, returns ``(loss, stats)``.
-    groups : dict
-        ``{group: {term: weight}}``.
-
-    Example
-    -------
-    >>> from speechbrain_ext.balancing import FixedWeights
-    >>> b = GroupedBalancer(FixedWeights({"cls": 1.0, "con": 0.5}),
-    ...                     {"cls": {"aam": 1.0, "cos": 2.0}, "con": {"sup": 1.0}})
-    >>> total, stats = b({"aam": torch.tensor(1.0), "cos": torch.tensor(0.5), "sup": torch.tensor(4.0)})
-    >>> float(total), stats["group_cls"], stats["w_con"]
-    (4.0, 2.0, 0.5)
-    """
-
-    def __init__(self, inner, groups):
-        super().__init__()
-        self.inner = inner
-        self.groups = {str(g): {str(k): float(w) for k, w in dict(terms).items()} for g, terms in dict(groups).items()}
-        names = [k for terms in self.groups.values() for k in terms]
-        if len(names) != len(set(names)):
-            raise ValueError(f"GroupedBalancer: a term belongs to several groups: {self.groups}")
-        self.terms = set(names)
-
-    def forward(self, losses, shared=None):
-        """Return the inner balancer's ``(loss, stats)`` on the group sums, with ``group_<name>`` stats."""
-        missing = sorted(self.terms - set(losses))
-        extra = sorted(set(losses) - self.terms)
-        if missing or extra:
-            raise KeyError(
-                f"GroupedBalancer: loss names {sorted(losses)} do not match the groups {self.groups} "
-                f"(missing: {missing}, unexpected: {extra})"
-            )
-        grouped = {g: sum(w * losses[k] for k, w in terms.items()) for g, terms in self.groups.items()}
-        total, stats = self.inner(grouped, shared)
-        return total, {**stats, **{f"group_{g}": float(v.detach()) for g, v in grouped.items()}}
 
 
 class EmotionInvariantBrain(SpeakerBrain):

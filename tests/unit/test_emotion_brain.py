@@ -12,6 +12,7 @@ import torch
 
 from speechbrain_ext import data as sx_data
 from speechbrain_ext.augment import EnergyEmotionMask
+from speechbrain_ext.balancing import GroupedBalancer
 from speechbrain_ext.brains import (
     ContrastiveSpeakerBrain,
     EmotionContrastiveBrain,
@@ -20,7 +21,6 @@ from speechbrain_ext.brains import (
 )
 from speechbrain_ext.brains.emotion import (
     UNREADABLE_PARTNER,
-    GroupedBalancer,
     ParallelLayout,
     copypaste_seed,
     join_halves,
