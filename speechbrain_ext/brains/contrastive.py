@@ -49,7 +49,7 @@ class ContrastiveSpeakerBrain(SpeakerBrain):
         """
         hp = self.hparams
         labels = labels.reshape(-1)
-        if getattr(hp, "contrastive_gather", False) and distributed.is_distributed():
+        if hp.contrastive_gather and distributed.is_distributed():
             embeddings, logits, labels = gather_batch(embeddings, logits, labels)
         weights = None
         if hp.class_aware_attention is not None:
