@@ -251,19 +251,16 @@ class EmotionInvariantBrain(SpeakerBrain):
     parallel_loss_names = ("aam_parallel", "parallel_cos")
 
     # ---------------------------------------------------------------- options
-    def _hp(self, name, default=None):
-        return getattr(self.hparams, name, default)
-
     @property
     def uses_parallel(self):
         """Whether a CopyPaste parallel sample is built (``hparams.copypaste`` is not null)."""
-        return self._hp("copypaste") is not None
+        return self.hparams.copypaste is not None
 
     # ---------------------------------------------------------------- data hooks
     def add_train_items(self, dataset):
         """Add ``parallel_sig`` (the CopyPaste of the crop) and ``partner_kind`` to the training set."""
         super().add_train_items(dataset)
-        mask = self._hp("emotion_mask")
+        mask = self.hparams.emotion_mask
         if not self.uses_parallel:
             if mask is not None and mask.apply_to == "parallel":
                 raise ValueError(
@@ -272,8 +269,8 @@ class EmotionInvariantBrain(SpeakerBrain):
                 )
             return
         self.partners = make_partners(
-            dataset, seed=self.hparams.seed, require_emotion=self._hp("require_emotion", True),
-            manifest=self._hp("train_annotation", "<train manifest>"),
+            dataset, seed=self.hparams.seed, require_emotion=self.hparams.require_emotion,
+            manifest=self.hparams.train_annotation,
         )
         add_parallel_item(dataset, self.partners, self.crop_reader, self.hparams.copypaste, self.hparams.seed)
         if self.partners.kind_totals["other_emotion"] < len(self.partners):
@@ -297,7 +294,7 @@ class EmotionInvariantBrain(SpeakerBrain):
         wavs, lens, labels = super().prepare_waveforms(view, stage)
         n = batch.sig[0].shape[0]
         source = torch.arange(2 * n, device=labels.device)
-        augment = self._hp("wav_augment")
+        augment = self.hparams.wav_augment
         if augment is not None:
             # The augmenter's own label bookkeeping tells where each output row comes from.
             source = augment.replicate_labels(source)
@@ -311,7 +308,7 @@ class EmotionInvariantBrain(SpeakerBrain):
     def compute_features(self, wavs, lens, stage):
         """Baseline features; in training, emotion-aware masking on the parallel half or on every input."""
         feats = super().compute_features(wavs, lens, stage)
-        mask_fn = self._hp("emotion_mask")
+        mask_fn = self.hparams.emotion_mask
         if stage != sb.Stage.TRAIN or mask_fn is None:
             return feats
         layout = getattr(self, "_layout", None)
@@ -353,7 +350,7 @@ class EmotionInvariantBrain(SpeakerBrain):
             raise KeyError(f"loss term(s) {clash} already produced by a base class of {type(self).__name__}")
         parallel = _select(outputs, layout.parallel_rows)
         losses["aam_parallel"] = self.hparams.aam_loss(parallel.logits, parallel.labels)
-        cos_loss = self._hp("parallel_cos_loss")
+        cos_loss = self.hparams.parallel_cos_loss
         if cos_loss is not None:
             first, second = (idx.to(outputs.embeddings.device) for idx in layout.pairs)
             losses["parallel_cos"] = cos_loss(outputs.embeddings[first], outputs.embeddings[second])
