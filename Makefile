@@ -15,7 +15,6 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m data_prep.synthetic data/SynthEmo
 	OMP_NUM_THREADS=$(THREADS) $(PY) recipes/SynthEmo/train.py recipes/SynthEmo/hparams/ecapa_aam.yaml \
 		--output_folder $(DEMO_OUT)/experiment --report_folder $(DEMO_OUT)
 	$(PY) -m speechbrain_ext.hub export $(DEMO_OUT)/experiment $(DEMO_OUT)/model
