@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from readme_sections import write_section
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -153,17 +153,6 @@ def section(rows, args):
     ])
 
 
-def write_section(text, path=README):
-    """Insert or replace the "## Contrastive loss" section of ``path``, leaving the rest as is."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096])
@@ -185,7 +174,7 @@ def main(argv=None):
     text = section(rows, args)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(SECTION, text, README)
         print(f"wrote {README}", file=sys.stderr)
 
 

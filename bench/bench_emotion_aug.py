@@ -23,10 +23,10 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 
 import torch
+from readme_sections import write_section
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -56,55 +56,6 @@ def timeit(fn, repeats, warmup=1, sync=None):
             sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def replace_section(text, section, body):
-    """Insert or replace the level-2 ``section`` (up to the next ``## `` header) in ``text``.
-
-    Example
-    -------
-    >>> doc = "# Benchmarks\\n\\n## Other\\nkeep\\n\\n## Emotion augmentation\\nold\\n\\n## Last\\nz\\n"
-    >>> print(replace_section(doc, "## Emotion augmentation", "new"))
-    # Benchmarks
-    <BLANKLINE>
-    ## Other
-    keep
-    <BLANKLINE>
-    ## Emotion augmentation
-    <BLANKLINE>
-    new
-    <BLANKLINE>
-    ## Last
-    z
-    <BLANKLINE>
-    >>> replace_section("# Benchmarks\\n", "## E", "x")
-    '# Benchmarks\\n\\n## E\\n\\nx\\n'
-    """
-    block = f"{section}\n\n{body.strip()}\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == section), None)
-    if start is None:
-        return text.rstrip("\n") + "\n\n" + block
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    return "".join(lines[:start]) + block + ("\n" + tail if tail else "")
-
-
-def write_readme(body, path=README):
-    """Put ``body`` under the section header in ``path`` (created if missing), atomically.
-
-    Example
-    -------
-    >>> d = tempfile.mkdtemp(); p = os.path.join(d, "README.md")
-    >>> write_readme("| a |", p); open(p).read()
-    '# Benchmarks\\n\\n## Emotion augmentation\\n\\n| a |\\n'
-    """
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    new = replace_section(text, SECTION, body)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".README.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(new)
-    os.replace(tmp, path)
 
 
 def run(args):
@@ -223,7 +174,7 @@ def main(argv=None):
     body = run(args)
     print(body)
     if args.write:
-        write_readme(body)
+        write_section(SECTION, body, README)
         print(f"\nwritten to {README}")
 
 

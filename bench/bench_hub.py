@@ -36,6 +36,7 @@ import warnings
 
 import numpy as np
 import torch
+from readme_sections import write_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -45,42 +46,6 @@ README = os.path.join(ROOT, "bench", "README.md")
 RECIPE = os.path.join(ROOT, "recipes", "SynthEmo", "hparams", "ecapa_aam.yaml")
 DEMO_EXPERIMENT = os.path.join(ROOT, "results", "demo", "experiment")
 RATE = 16000
-
-
-def replace_section(text, section, body):
-    """Insert or replace the level-2 ``section`` (up to the next ``## `` header) in ``text``.
-
-    Example
-    -------
-    >>> print(replace_section("# B\\n\\n## A\\nold\\n\\n## C\\nz\\n", "## A", "new"))
-    # B
-    <BLANKLINE>
-    ## A
-    <BLANKLINE>
-    new
-    <BLANKLINE>
-    ## C
-    z
-    <BLANKLINE>
-    """
-    block = f"{section}\n\n{body.strip()}\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == section), None)
-    if start is None:
-        return text.rstrip("\n") + "\n\n" + block
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    return "".join(lines[:start]) + block + ("\n" + tail if tail else "")
-
-
-def write_readme(body, path=README):
-    """Put ``body`` under :data:`SECTION` in ``path`` (created if missing), atomically."""
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    new = replace_section(text, SECTION, body)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".README.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(new)
-    os.replace(tmp, path)
 
 
 def untrained_experiment(root, channels):
@@ -275,7 +240,7 @@ def main(argv=None):
     body = run(args)
     print(body)
     if args.write:
-        write_readme(body)
+        write_section(SECTION, body, README)
         print(f"\nwritten to {README}")
 
 

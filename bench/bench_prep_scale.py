@@ -37,6 +37,8 @@ import sys
 import tempfile
 import time
 
+from readme_sections import write_section
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTION = "## Data preparation at scale"
 PER_SPEAKER, PER_VIDEO = 200, 10
@@ -205,37 +207,6 @@ def _render(results, args):
     return "\n".join(lines)
 
 
-def write_section(text, readme=None):
-    r"""Replace (or append) the ``## Data preparation at scale`` section of ``readme``
-    (default ``bench/README.md``), leaving every other section as it is.
-
-    Example
-    -------
-    >>> p = os.path.join(tempfile.mkdtemp(), "README.md")
-    >>> _ = open(p, "w").write("# B\n\n## Other\nx\n")
-    >>> write_section(SECTION + "\n\nnew\n", p); write_section(SECTION + "\n\nnewer\n", p)
-    >>> open(p).read()
-    '# B\n\n## Other\nx\n\n## Data preparation at scale\n\nnewer\n'
-    """
-    readme = readme or os.path.join(ROOT, "bench", "README.md")
-    try:
-        with open(readme, encoding="utf-8") as f:
-            current = f.read()
-    except FileNotFoundError:
-        current = "# Benchmarks\n\n"
-    lines = current.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "".join(lines[:start]) + text + ("\n" if end < len(lines) else "") + "".join(lines[end:])
-    tmp = readme + f".tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(new)
-    os.replace(tmp, readme)
-
-
 def _main():
     """Command-line entry: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -280,7 +251,7 @@ def _main():
         print(text)
         print(json.dumps(results, default=str))
         if args.write:
-            write_section(text)
+            write_section(SECTION, text, os.path.join(ROOT, "bench", "README.md"))
     finally:
         if args.keep:
             print(f"kept {work}")

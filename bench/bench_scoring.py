@@ -28,6 +28,7 @@ import time
 import tracemalloc
 
 import numpy as np
+from readme_sections import write_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -275,26 +276,6 @@ def render(res, args, command):
     return "\n".join(lines)
 
 
-def update_readme(section):
-    intro = (
-        "# Benchmarks\n\nEach script in `bench/` owns one `## ` section below and rewrites only that "
-        "section when run with `--write`.\n\n"
-    )
-    text = open(README).read() if os.path.exists(README) else intro
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        # The section ends where the next level-2 header starts; other benches own those.
-        end = text.find("\n## ", start + len(SECTION))
-        tail = text[end + 1 :] if end >= 0 else ""
-        text = text[:start] + section + ("\n" + tail if tail else "")
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(README), prefix=".tmp-", suffix="README.md")
-    with os.fdopen(fd, "w") as f:
-        f.write(text.rstrip("\n") + "\n")
-    os.replace(tmp, README)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=1_000_000)
@@ -313,7 +294,7 @@ def main(argv=None):
     section = render(run(args), args, command.strip())
     print(section)
     if args.write:
-        update_readme(section)
+        write_section(SECTION, section, README)
         print(f"updated {README}")
 
 
