@@ -131,6 +131,13 @@ def _fsync_dir(path):
 _WRITE_FAILURES = ("write failed", "No space left", "File too large", "unexpected pos", "inline_container")
 
 
+def _state_key(folder):
+    """``(folder, ((name, size, mtime), ...))``: changes whenever a file of ``folder`` does."""
+    folder = pathlib.Path(folder)
+    files = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()))
+    return str(folder), files
+
+
 def _is_disk_error(err):
     """Whether ``err`` (or what caused it) looks like a failed write: full disk, file size limit.
 
@@ -184,7 +191,7 @@ class SafeCheckpointer(Checkpointer):
     def __init__(self, checkpoints_dir, recoverables=None, custom_load_hooks=None, custom_save_hooks=None,
                  allow_partial_load=False):
         super().__init__(checkpoints_dir, recoverables, custom_load_hooks, custom_save_hooks, allow_partial_load)
-        self._problems = {}  # (path, CKPT.yaml mtime) -> problem or None
+        self._problems = {}  # _state_key(folder) -> problem or None
         if if_main_process():
             self._remove_interrupted_saves()
 
@@ -234,6 +241,8 @@ class SafeCheckpointer(Checkpointer):
                 current = None
                 os.rename(tmp, final)
                 _fsync_dir(self.checkpoints_dir)
+                # just written and verified by construction: no need to hash it again when listed
+                self._problems[_state_key(final)] = None
         except Exception as err:
             if if_main_process():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -299,9 +308,8 @@ class SafeCheckpointer(Checkpointer):
         )
 
     def _problem(self, ckpt):
-        """Why ``ckpt`` cannot be loaded, or ``None``; cached per folder and ``CKPT.yaml`` time."""
-        meta_path = ckpt.path / METAFNAME
-        key = (str(ckpt.path), meta_path.stat().st_mtime_ns)
+        """Why ``ckpt`` cannot be loaded, or ``None``; cached until a file of the folder changes."""
+        key = _state_key(ckpt.path)
         if key not in self._problems:
             self._problems[key] = self._find_problem(ckpt)
         return self._problems[key]

@@ -90,9 +90,10 @@ def test_damaged_checkpoint_left_by_speechbrain_is_skipped(tmp_path, damage, sce
     assert torch.equal(target["model"].weight, good["model"].weight)
     assert list_damaged(tmp_path) == [f"damaged-{broken.path.name}"]
     assert broken.path.name in caplog.text and "skipping damaged checkpoint" in caplog.text
+    warning = next(r.getMessage() for r in caplog.records if "skipping damaged" in r.getMessage())
     row.observed = (
         f"SpeechBrain's Checkpointer: {plain_error or 'loaded it'}; SafeCheckpointer: warning "
-        f"'{caplog.records[0].getMessage().split(';')[0].replace(str(tmp_path), '<save>')}', "
+        f"'{warning.split('; moved')[0].replace(str(tmp_path), '<save>')}', "
         "loaded the epoch-1 checkpoint (weights equal)"
     )
     assert plain_error is not None or damage.startswith("CKPT.yaml cut")
@@ -227,6 +228,6 @@ def test_disk_full_during_training_then_resume(corpus, tmp_path, scenario):
     assert resumed[0][1:3] == ["2", "1"]
     assert len(train_log_epochs(out)) == 3  # epoch 1, the failed epoch 2 (logged before saving), epoch 2
     row.observed = (
-        error.replace(str(tmp_path), "<tmp>")[:260] + f" ... | kept: {before[0].split('+')[0]} (1 checkpoint); "
-        "rerun resumed at epoch 2 step 1 and finished"
+        error.replace(str(tmp_path), "<tmp>")[:300] + " ... | the epoch-1 checkpoint is kept (the only one, "
+        "intact); the same command without the limit resumed at epoch 2 step 1 and finished"
     )

@@ -160,7 +160,7 @@ def test_corpus_fault_in_training(fault, faulty_manifest, faulty_run, scenario):
     }[outcome]
     row = scenario(fault, expected, group="corpus faults")
     utt = victims[fault]
-    n_skipped = sum(1 for o, _, _ in FAULTS.values() if o == "skipped")
+    n_skipped = sum(1 for _, o, _ in FAULTS.values() if o == "skipped")
     assert stats["train skipped"] == str(n_skipped)
     line = next((x for x in log.splitlines() if f"skipping utterance {utt}:" in x), None)
     if outcome == "skipped":

@@ -54,8 +54,13 @@ def comparable(metrics):
     return {k: v for k, v in metrics.items() if k not in ("command", "checkpoint")}
 
 
-def kill_and_resume(corpus, baseline, tmp_path, pause):
-    """Kill at ``pause``, run the same command again, compare with the baseline; returns a summary."""
+def where(step):
+    epoch, within = divmod(step - 1, STEPS_PER_EPOCH)
+    return f"epoch {epoch + 1} step {within + 1}"
+
+
+def kill_and_resume(corpus, baseline, tmp_path, pause, row):
+    """Kill at ``pause``, run the same command again, compare with the baseline; fills ``row``."""
     base_out, base_markers = baseline
     out, markers = str(tmp_path / "out"), str(tmp_path / "markers.txt")
     killed = run_until_paused(corpus, out, pause, markers, *ARGS)
@@ -77,10 +82,11 @@ def kill_and_resume(corpus, baseline, tmp_path, pause):
     assert comparable(read_metrics(out)) == comparable(read_metrics(base_out))
     assert not [n for n in os.listdir(os.path.join(experiment_dir(out), "save")) if n.startswith(".tmp-")]
     eer = read_metrics(out)["conditions"]["all"]["eer"]
-    return (
-        f"killed after global step {done} (last checkpoint: step {saved_at}, {saved_kind}); "
-        f"resumed at step {first}; steps redone: {redone} (interval {INTERVAL}); same batches and losses at "
-        f"{len(resumed_steps)} steps; train_log and metrics.json identical (EER all {eer:.4f})"
+    row.redone = redone
+    row.observed = (
+        f"killed after {where(done)} (global step {done}); last checkpoint: {saved_kind}; resumed at {where(first)}; "
+        f"steps redone: {redone} (interval {INTERVAL}); same batches and losses at the {len(resumed_steps)} steps "
+        f"run again; train_log and metrics.json identical (EER all {eer:.4f})"
     )
 
 
@@ -90,7 +96,7 @@ def test_sigkill_mid_epoch_after_intra_epoch_checkpoint(corpus, baseline, tmp_pa
         f"resumes from the last intra-epoch checkpoint (every {INTERVAL} steps); steps redone <= {INTERVAL}; "
         "sampler + RNG restored; metrics bit-identical to an uninterrupted run",
     )
-    row.observed = kill_and_resume(corpus, baseline, tmp_path, f"train:2:{KILL_STEP}")
+    kill_and_resume(corpus, baseline, tmp_path, f"train:2:{KILL_STEP}", row)
 
 
 def test_sigkill_right_after_end_of_epoch_checkpoint(corpus, baseline, tmp_path, scenario):
@@ -99,7 +105,7 @@ def test_sigkill_right_after_end_of_epoch_checkpoint(corpus, baseline, tmp_path,
         "SIGKILL right after the end-of-epoch-1 checkpoint",
         "resumes at epoch 2 step 1, nothing redone; metrics bit-identical",
     )
-    row.observed = kill_and_resume(corpus, baseline, tmp_path, f"saved:{n_epoch1_saves}")
+    kill_and_resume(corpus, baseline, tmp_path, f"saved:{n_epoch1_saves}", row)
 
 
 def test_sigkill_during_validation(corpus, baseline, tmp_path, scenario):
@@ -108,7 +114,7 @@ def test_sigkill_during_validation(corpus, baseline, tmp_path, scenario):
         f"resumes from the last intra-epoch checkpoint of epoch 1, redoes <= {INTERVAL} steps and the validation; "
         "metrics bit-identical",
     )
-    row.observed = kill_and_resume(corpus, baseline, tmp_path, "valid:1:2")
+    kill_and_resume(corpus, baseline, tmp_path, "valid:1:2", row)
 
 
 def test_sigkill_while_a_checkpoint_is_written(corpus, baseline, tmp_path, scenario):
@@ -138,7 +144,7 @@ def test_sigkill_while_a_checkpoint_is_written(corpus, baseline, tmp_path, scena
         with open(path, "rb") as f:
             if f.read(2) == b"PK":
                 torch.load(path, weights_only=True)
-    summary = kill_and_resume_after(corpus, baseline, out, markers, killed)
+    summary, row.redone = kill_and_resume_after(corpus, baseline, out, markers, killed)
     assert not [n for n in os.listdir(save) if n.startswith((".tmp-", "damaged-"))]
     row.observed = (
         f"killed while writing {partial[0]}/optimizer.ckpt; visible checkpoints: {len(visible)} intact "
@@ -158,7 +164,8 @@ def kill_and_resume_after(corpus, baseline, out, markers, killed):
     reference = train_steps(base_markers)
     assert resumed == {k: reference[k] for k in resumed}
     assert comparable(read_metrics(out)) == comparable(read_metrics(base_out))
-    return f"resumed at step {min(resumed)} (steps redone: {done - saved_at}); metrics bit-identical"
+    summary = f"resumed at {where(min(resumed))} (steps redone: {done - saved_at}); metrics bit-identical"
+    return summary, done - saved_at
 
 
 def test_same_seed_twice_gives_identical_metrics(corpus, baseline, tmp_path, scenario):
