@@ -524,12 +524,21 @@ class SpeakerBrain(sb.core.Brain):
         super().on_fit_start()
 
     def fit_batch(self, batch):
-        """Count unreadable utterances, skip an all-unreadable batch, stop on a non-finite loss."""
+        """Count unreadable utterances, skip an all-unreadable batch, stop on a non-finite loss.
+
+        Also times the step and the wait for this batch since the previous step ended (the
+        time the data loader kept the training step waiting), logged per epoch as
+        ``loader_wait_seconds`` and ``step_seconds``.
+        """
+        start = time.perf_counter()
+        if self._previous_step_end is not None:
+            self.loader_wait_seconds += start - self._previous_step_end
         self.audio_issues.update(batch.all_issues, batch.all_ids)
         self._check_skipped_share()
-        if batch.batchsize == 0:
-            return torch.tensor(0.0)
-        return super().fit_batch(batch)
+        loss = torch.tensor(0.0) if batch.batchsize == 0 else super().fit_batch(batch)
+        self._previous_step_end = time.perf_counter()
+        self.step_seconds += self._previous_step_end - start
+        return loss
 
     def check_loss_isfinite(self, loss):
         """A non-finite loss stops training at once, before any step or checkpoint uses it."""
@@ -558,6 +567,8 @@ class SpeakerBrain(sb.core.Brain):
         self.epoch_stats = EpochStats()
         self.stage_start_time = time.time()
         if stage == sb.Stage.TRAIN:
+            self.loader_wait_seconds = self.step_seconds = 0.0
+            self._previous_step_end = None
             self.audio_issues = sx_data.AudioIssueCounter()
             if getattr(self, "epoch_progress", None) is not None:
                 self.epoch_progress.apply(self.epoch_stats, self.audio_issues)
@@ -577,7 +588,13 @@ class SpeakerBrain(sb.core.Brain):
         """Log the epoch; after validation, score the valid trials and checkpoint by their EER."""
         elapsed = time.time() - self.stage_start_time
         if stage == sb.Stage.TRAIN:
-            self.train_stats = {"loss": stage_loss, **self.epoch_stats.summary(), "seconds": round(elapsed, 1)}
+            self.train_stats = {
+                "loss": stage_loss,
+                **self.epoch_stats.summary(),
+                "seconds": round(elapsed, 1),
+                "step_seconds": round(self.step_seconds, 1),
+                "loader_wait_seconds": round(self.loader_wait_seconds, 1),
+            }
             self.train_stats.update(self.extra_train_stats())
             counter = self.audio_issues
             if counter.skipped or counter.resampled or counter.downmixed:
