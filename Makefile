@@ -30,8 +30,13 @@ test: $(STAMP) lint
 reliability: $(STAMP)
 	OMP_NUM_THREADS=1 SX_RELIABILITY_TABLE=results/reliability.md $(PY) -m pytest -q tests/reliability
 
+# Ablations on SynthEmo (3 seeds per row, <= 60 min each on 2 cores); resumable, the two share the
+# baseline runs. ARGS=--background detaches; ARGS=--dry-run prints the commands. See docs/ablations.md.
+ablation-contrastive: $(STAMP)
+	$(PY) bench/ablation.py --suite contrastive $(ARGS)
+
 ablation-emotion: $(STAMP)
-	$(PY) bench/ablation_emotion.py $(ARGS)
+	$(PY) bench/ablation.py --suite emotion $(ARGS)
 
 clean:
 	rm -rf results/demo results/SynthEmo

@@ -56,7 +56,8 @@ class ContrastiveSpeakerBrain(SpeakerBrain):
             weights = hp.class_aware_attention(logits, labels)
             negatives = negative_mask(labels)
             if negatives.any():
-                self.epoch_stats.add({"caa_weight": weights[negatives].mean()})
+                # Row-normalised weights average 1 by construction: their spread is what CAA changes.
+                self.epoch_stats.add({"caa_weight_std": weights[negatives].std()})
         try:
             loss = hp.contrastive_loss(embeddings, labels, negative_weights=weights)
         except ValueError as err:
