@@ -21,7 +21,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/yamllint -s recipes .yamllint.yaml
+	$(VENV)/bin/yamllint -s -c .yamllint.yaml recipes
 
 test: $(STAMP) lint
 	OMP_NUM_THREADS=$(THREADS) $(PY) -m pytest -q -m "not slow"
