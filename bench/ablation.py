@@ -9,8 +9,11 @@ Two suites share this runner (``--suite``); each is a list of rows
     MGDA's alpha and the class-aware-attention weight per row.
 ``emotion`` (issue 4, methods.md B; Tian, Hu & Xu 2025) -> ``results/ablation_emotion.md`` (+ 2 PNGs)
     ``ecapa_aam``, ``ecapa_aam_copypaste``, ``ecapa_aam_copypaste_cos``, ``ecapa_aam_copypaste_cos_em``
-    (the paper's system); extra sections: relative EER change on ``neutral_emotional`` next to the
-    paper's own -19.29 %, the emotion-gap figure, the emotion shift and a 2-D PCA projection.
+    (the paper's system), ``ecapa_aam_amsupcon_caa_mgda_copypaste_cos_em`` (both papers' systems);
+    extra sections: relative EER change on ``neutral_emotional`` next to the paper's own -19.29 %, the
+    emotion-gap figure, the emotion shift, a 2-D PCA projection, and a valid-split probe of every run
+    (``bench/em_probe.py``: validation EER with the highest-energy, random or lowest-energy frames
+    hidden at test time).
 
 Both reports hold the settings and the command above the tables, EER and minDCF mean ± std over
 seeds (1986, 1987, 1988) per row and evaluation trial condition, whether the paper's row beats the
@@ -19,7 +22,7 @@ reference, training time per epoch with the data-loader wait share per step (iss
 ``train_log.txt`` and ``metrics.json``): any "why" is argued there, never on the evaluation trials.
 
 Every run is the recipe itself (``recipes/SynthEmo/train.py`` in a subprocess, one after the
-other, ``OMP_NUM_THREADS=--threads``) on one corpus prepared first. Runs go to
+other unless ``--jobs N``, ``OMP_NUM_THREADS=--threads``) on one corpus prepared first. Runs go to
 ``results/ablation/<settings>/<row>/seed<seed>``: the folder names every setting, so the two
 suites at the same settings share their ``ecapa_aam`` runs, and a run whose
 ``report/metrics.json`` exists is skipped. The runner is therefore resumable: run it again (or in
@@ -33,7 +36,8 @@ accepted in ``--rows``) trains ``ROW`` with recipe overrides, e.g.
 ``ecapa_aam_amsupcon_caa_mgda:supcon_temperature=0.1`` or
 ``ecapa_aam_amsupcon_caa_mgda:speakers_per_batch=8,utterances_per_speaker=4`` (3 seeds, about 7 minutes
 each at the defaults). A variant appears only in the valid-split diagnostics of the report, never in
-the evaluation tables.
+the evaluation tables. ``--jobs 2`` trains two runs at once (each run's CPU time is still exact; wall
+times are not comparable then, which matters only for the rows' time table).
 
 Usage::
 
@@ -48,6 +52,7 @@ Usage::
 """
 
 import argparse
+import concurrent.futures
 import contextlib
 import dataclasses
 import fcntl
@@ -57,7 +62,6 @@ import math
 import os
 import platform
 import re
-import resource
 import shlex
 import subprocess
 import sys
@@ -160,6 +164,10 @@ class Suite:
     settings_note: object  # ctx -> str: suite-specific settings (ends with "; ")
     time_note: str
     sections: tuple = ()
+    #: Sections after the valid-split diagnostics (also validation data only).
+    valid_sections: tuple = ()
+    #: ``args -> None``, run after training (not with --report-only): further valid-split diagnostics.
+    post: object = None
 
 
 def label(suite, row):
@@ -187,6 +195,10 @@ def parse_args(argv=None):
     ('ecapa_aam_amsupcon_caa_mgda', [1], True, 'ablation_contrastive.md')
     >>> os.path.basename(a.runs_root), os.path.basename(a.data_folder)
     ('C64_crop2_e6_P16K2_spk40-10-20x10_sp0.4_snr5-25', 'SynthEmo_s10_sp0.4_snr5-25')
+    >>> parse_args(["--suite", "emotion", "--jobs", "0"])  # argparse names the option on stderr
+    Traceback (most recent call last):
+    ...
+    SystemExit: 2
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -210,6 +222,9 @@ def parse_args(argv=None):
     p.add_argument("--snr-db", type=float, nargs=2, default=list(DEFAULTS["snr_db"]), metavar=("LOW", "HIGH"))
     p.add_argument("--threads", type=int, default=DEFAULTS["threads"],
                    help="OMP_NUM_THREADS of each run (1: robust on a shared machine)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs trained at once (default 1; more skews the wall times in the time table, e.g. "
+                        "for variants, whose times are not reported)")
     p.add_argument("--extra", default="", help="further recipe overrides for every run, e.g. '--num_workers 2'")
     p.add_argument("--data-folder", default=None, help="default: data/SynthEmo_s<n>_sp<spread>_snr<lo>-<hi>")
     p.add_argument("--runs-root", default=None, help="default: results/ablation/<settings>")
@@ -221,6 +236,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     args.argv = argv
     suite = SUITES[args.suite]
+    if args.jobs < 1:
+        p.error(f"--jobs must be at least 1, got {args.jobs}")
     try:
         args.rows = [parse_row(s) for s in [*(args.rows or suite.rows), *args.variants]]
     except ValueError as err:
@@ -378,23 +395,20 @@ def _update_records(args, key, record, only_if_absent=False):
         os.replace(path + ".tmp", path)
 
 
-def _children_cpu():
-    """User + system CPU seconds of the finished child processes so far (their waited-for children too)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _run(args, key, cmd, env):
     log = os.path.join(args.runs_root, "logs", key.replace("/", "-") + ".log")
     os.makedirs(os.path.dirname(log), exist_ok=True)
     print(f"[{time.strftime('%H:%M:%S')}] {key}: {shlex.join(cmd)}", flush=True)
-    start, cpu_start = time.time(), _children_cpu()
+    start = time.time()
     with open(log, "w") as f:
-        rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
-    wall, cpu = time.time() - start, _children_cpu() - cpu_start
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+        # wait4: this child's own CPU (and its waited-for workers'), exact also while other runs go on
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = rc = os.waitstatus_to_exitcode(status)
+    wall, cpu = time.time() - start, usage.ru_utime + usage.ru_stime
     print(f"[{time.strftime('%H:%M:%S')}] {key}: exit {rc} after {wall:.0f} s (log: {log})", flush=True)
     return {
-        "returncode": rc, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
+        "returncode": rc, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "jobs": args.jobs,
         "load_average": round(os.getloadavg()[0], 2), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         "log": os.path.relpath(log, ROOT) if log.startswith(ROOT + os.sep) else log,
     }
@@ -406,7 +420,7 @@ def metrics_path(args, row, seed):
 
 
 def execute(args):
-    """Prepare the corpus, then train every (row, seed) without a ``metrics.json``, one after the other."""
+    """Prepare the corpus, then train every (row, seed) without a ``metrics.json``, ``--jobs`` at a time."""
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": ROOT}
     jobs = [(row, seed) for row in args.rows for seed in args.seeds]
     if args.dry_run:
@@ -426,16 +440,22 @@ def execute(args):
         if record["returncode"] != 0:
             raise SystemExit(f"data preparation failed; see {record['log']}")
         _update_records(args, "prepare", record, only_if_absent=True)  # the first one did the work
-        failed = []
+        todo = []
         for row, seed in jobs:
             key = f"{row.name}/seed{seed}"
             if os.path.isfile(metrics_path(args, row, seed)):
                 print(f"[{time.strftime('%H:%M:%S')}] {key}: finished before, skipped", flush=True)
-                continue
+            else:
+                todo.append((key, row, seed))
+
+        def one(item):
+            key, row, seed = item
             record = _run(args, key, run_command(args, row, seed), env)
             _update_records(args, key, record)
-            if record["returncode"] != 0:
-                failed.append(key)
+            return key if record["returncode"] != 0 else None
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            failed = [key for key in pool.map(one, todo) if key]
     if failed:
         print(f"failed runs (see their logs; run the same command again to resume): {', '.join(failed)}")
 
@@ -625,6 +645,8 @@ def write_report(args, results):
         lines += section(ctx)
     lines += _time_section(ctx)
     lines += _valid_section(ctx)
+    for section in suite.valid_sections:
+        lines += section(ctx)
     text = "\n".join(lines).rstrip() + "\n"
     os.makedirs(ctx.figure_dir, exist_ok=True)
     tmp = args.out + ".tmp"
@@ -664,7 +686,7 @@ def _settings_lines(ctx):
              "are skipped, so the same command resumes an interrupted ablation and rebuilds this report).", ""]
     lines += [f"**Budget.** {ctx.suite.budget_note}" if _is_default(a)
               else "**Budget.** Non-default settings: the budget estimate does not apply.", ""]
-    records = [ctx.entry(r, s)["record"] for r in ctx.args.rows for s in ctx.seeds]
+    records = [ctx.entry(r, s)["record"] for r in ctx.rows for s in ctx.seeds]
     walls = [r["wall_seconds"] for r in records if r.get("returncode") == 0]
     cpus = [r["cpu_seconds"] for r in records if r.get("returncode") == 0]
     if walls:
@@ -673,8 +695,18 @@ def _settings_lines(ctx):
         lines.append(
             f"Measured: the {len(walls)} run(s) of this report took {sum(walls) / 60:.1f} min wall clock "
             f"({sum(cpus) / 60:.1f} min CPU){prep_text}, load average when each ended "
-            f"{fmt(*mean_std([r.get('load_average') for r in records if r.get('returncode') == 0]), 1)}."
+            f"{fmt(*mean_std([r.get('load_average') for r in records if r.get('returncode') == 0]), 1)}"
+            + (" (some trained alongside other runs: `--jobs` > 1)." if any(r.get("jobs", 1) > 1 for r in records)
+               else ".")
         )
+        variant_records = [ctx.entry(r, s)["record"] for r in ctx.variants for s in ctx.seeds]
+        done = [r for r in variant_records if r.get("returncode") == 0]
+        if done:
+            cpu_min = sum(r["cpu_seconds"] for r in done) / 60
+            lines.append(
+                f"The {len(done)} variant run(s) (valid-split diagnostics only) took {cpu_min:.1f} "
+                f"min CPU (trained up to {max(r.get('jobs', 1) for r in done)} at a time)."
+            )
     return lines + [""]
 
 
@@ -929,6 +961,73 @@ def _relative_section(ctx):
     return lines
 
 
+PROBE_SELECTIONS = ("highest", "random", "lowest")
+
+
+def _probe_runs(args):
+    """``bench/em_probe.py`` over every finished run (cached per run), ``--jobs`` processes at a time."""
+    folders = [run_folder(args, r, seed) for r in args.rows for seed in args.seeds
+               if os.path.isfile(metrics_path(args, r, seed))]
+    if not folders:
+        return
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": ROOT}
+    chunks = [folders[i::args.jobs] for i in range(args.jobs) if folders[i::args.jobs]]
+    print(f"[{time.strftime('%H:%M:%S')}] test-time masking probe of {len(folders)} run(s) (valid split)", flush=True)
+
+    def one(chunk):
+        cmd = [sys.executable, os.path.join(ROOT, "bench", "em_probe.py"), *chunk, "--threads", str(args.threads)]
+        return subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(chunks)) as pool:
+        for proc in pool.map(one, chunks):
+            if proc.returncode != 0:
+                print(f"probe failed:\n{proc.stderr[-2000:]}", flush=True)
+
+
+def _probe_results(ctx, row):
+    """``{seed: em_probe.json results}`` of a row's runs that have been probed."""
+    out = {}
+    for seed in ctx.seeds:
+        path = os.path.join(ctx.entry(row, seed)["folder"], "report", "em_probe.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                out[seed] = json.load(f)["results"]
+    return out
+
+
+def _probe_section(ctx):
+    rows = ctx.rows + [r for r in ctx.variants if _probe_results(ctx, r)]
+    probed = {r.name: _probe_results(ctx, r) for r in rows}
+    rows = [r for r in rows if probed[r.name]]
+    lines = ["## Valid-split probe: which frames carry the speaker?", ""]
+    if not rows:
+        return lines + ["No probed run (`bench/em_probe.py` runs after training; not with `--report-only`).", ""]
+    names = sorted({k for res in probed.values() for seed in res.values() for k in seed if k != "none"},
+                   key=lambda k: (float(k.split("@")[1]), PROBE_SELECTIONS.index(k.split("@")[0])))
+    lines += [
+        "Each selected checkpoint embeds the VALIDATION utterances with a share rho of its frames hidden at test "
+        "time by the same `EnergyEmotionMask` as training (mean fill after normalisation): the `highest`-energy "
+        "frames (what EM hides in training), as many `random` frames, or the `lowest`-energy ones. Validation EER "
+        "(%), `all` trials, mean ± std over seeds (`bench/em_probe.py`, run by this command after training):",
+        "",
+        "| system | no mask | " + " | ".join(f"{k.split('@')[0]} {k.split('@')[1]}" for k in names) + " |",
+        "|:---|---:|" + "---:|" * len(names),
+    ]
+    for row in rows:
+        res = probed[row.name]
+        cells = [fmt(*mean_std([100 * r[k]["all"]["eer"] for r in res.values() if k in r])) for k in ["none", *names]]
+        lines.append(f"| {ctx.label(row)} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Read across a row: `highest` far above `random` at the same rho means the highest-energy frames carry more "
+        "than their share of the speaker information; for a row trained with EM, `no mask` above `highest` at its "
+        "training rho means its input at test time (nothing hidden) differs from what it was trained on.",
+        "",
+    ]
+    return lines
+
+
 def _figures_section(ctx):
     from speechbrain_ext import emotion_report  # matplotlib + torch: imported only for this suite
 
@@ -1002,9 +1101,10 @@ _EMOTION_BUDGET = (
     "of a run (its DataLoader worker included) bound its wall time on an otherwise idle machine: baseline about "
     "6 s fixed + 22 s per epoch, a CopyPaste row about 13 s + 34 s per epoch, corpus generation about 55 s once. "
     "3 seeds x (baseline + 3 CopyPaste rows) x 6 epochs: about 3 x (141 + 3 x 217) + 55 = 2430 s, i.e. about "
-    "41 minutes, leaving about 1.5 x headroom within 60 minutes (less when the baseline runs already exist from "
-    "the contrastive suite). While other jobs kept the load average at 4-6, wall times were about 2 x the CPU "
-    "times, and 2 OpenMP threads were several times SLOWER than 1 (spinning threads waiting for a core), hence "
+    "41 minutes; the row with both papers' systems (added afterwards) measured about 200 s a run, so the five "
+    "rows come to about 51 minutes, within 60 (less when the baseline runs already exist from the contrastive "
+    "suite). While other jobs kept the load average at 4-6, wall times were about 2 x the CPU times, and 2 "
+    "OpenMP threads were several times SLOWER than 1 (spinning threads waiting for a core), hence "
     "OMP_NUM_THREADS=1."
 )
 _CONTRASTIVE_BUDGET = (
@@ -1049,13 +1149,14 @@ SUITES = {
         name="emotion",
         title="Emotion-invariant training: ablation on SynthEmo",
         about="Rows of methods.md B (Tian, Hu & Xu, 2025), recipe files in `recipes/SynthEmo/hparams/`.",
-        rows=("ecapa_aam", "ecapa_aam_copypaste", "ecapa_aam_copypaste_cos", "ecapa_aam_copypaste_cos_em"),
+        rows=("ecapa_aam", "ecapa_aam_copypaste", "ecapa_aam_copypaste_cos", "ecapa_aam_copypaste_cos_em",
+              "ecapa_aam_amsupcon_caa_mgda_copypaste_cos_em"),
         labels={
             "ecapa_aam": BASELINE_LABEL,
             "ecapa_aam_copypaste": "+ CopyPaste (AAM on x, x')",
             "ecapa_aam_copypaste_cos": "+ CopyPaste + L_cos",
             "ecapa_aam_copypaste_cos_em": "+ CopyPaste + L_cos + EM (paper)",
-            # Optional (--rows): both papers' systems together (our composition; ~2x a contrastive step).
+            # Both papers' systems together (our composition, not either paper's).
             "ecapa_aam_amsupcon_caa_mgda_copypaste_cos_em": "AM-SupCon + CAA + MGDA + CopyPaste + L_cos + EM",
         },
         reference="ecapa_aam",
@@ -1066,6 +1167,8 @@ SUITES = {
         time_note=("With CopyPaste each step encodes 2 x P x K inputs (x and x'), so an epoch costs about twice a "
                    "baseline epoch."),
         sections=(_relative_section, _figures_section),
+        valid_sections=(_probe_section,),
+        post=_probe_runs,
     ),
 }
 
@@ -1080,6 +1183,8 @@ def main(argv=None):
         execute(args)
         if args.dry_run:
             return 0
+        if SUITES[args.suite].post is not None:
+            SUITES[args.suite].post(args)
     text = write_report(args, collect(args))
     print(text)
     print(f"report: {args.out}")

@@ -22,7 +22,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["PARTNER_KINDS", "CopyPaste", "CopyPastePartners", "EnergyEmotionMask"]
+__all__ = ["PARTNER_KINDS", "SELECTIONS", "CopyPaste", "CopyPastePartners", "EnergyEmotionMask"]
 
 #: Keys of :attr:`CopyPastePartners.counts`, in reporting order.
 PARTNER_KINDS = ("other_emotion", "same_emotion_fallback", "speaker_only_fallback", "self_fallback")
@@ -635,6 +635,10 @@ class CopyPastePartners:
         return out
 
 
+#: Which frames :class:`EnergyEmotionMask` hides.
+SELECTIONS = ("highest", "lowest", "random")
+
+
 class EnergyEmotionMask(torch.nn.Module):
     """Emotion-aware masking: mask the highest-energy frames in the features (methods.md B.3).
 
@@ -654,6 +658,13 @@ class EnergyEmotionMask(torch.nn.Module):
     deterministic mask. Padding frames are never counted or masked. With
     ``contiguous=True`` one span of ``k`` valid frames with the largest summed frame
     RMS is masked instead (first such span on ties).
+
+    ``select`` picks which frames: ``"highest"`` (the paper's energy-based choice),
+    or, as controls for an ablation, ``"lowest"`` (the ``k`` lowest-energy frames)
+    and ``"random"`` (``k`` valid frames drawn uniformly, or one uniformly placed span
+    with ``contiguous=True``) from torch's global RNG, which a recipe seeds and
+    checkpoints. The number of masked frames is the same in every case, so the
+    controls separate the effect of WHICH frames are hidden from that of hiding any.
 
     Masked frames are filled with the utterance's mean feature vector over its
     unmasked valid frames (``fill="mean"``; over all valid frames when none stays
@@ -678,6 +689,8 @@ class EnergyEmotionMask(torch.nn.Module):
         Mask one contiguous span instead of the top-k frames (default False).
     apply_to : str
         ``"both"`` (default) or ``"parallel"``; read by the Brain, not used here.
+    select : str
+        ``"highest"`` (default; methods.md B.3), ``"lowest"`` or ``"random"`` (controls).
     pad_mode : str
         Padding of the centred frames (default ``"constant"`` as SpeechBrain's STFT;
         ``"reflect"`` needs waveforms longer than ``frame_length // 2``).
@@ -704,6 +717,7 @@ class EnergyEmotionMask(torch.nn.Module):
         contiguous=False,
         apply_to="both",
         pad_mode="constant",
+        select="highest",
     ):
         super().__init__()
         if not 0.0 <= mask_ratio <= 1.0:
@@ -714,6 +728,9 @@ class EnergyEmotionMask(torch.nn.Module):
             raise ValueError(f"fill must be 'mean' or 'zero', got {fill!r}")
         if apply_to not in ("both", "parallel"):
             raise ValueError(f"apply_to must be 'both' or 'parallel', got {apply_to!r}")
+        if select not in SELECTIONS:
+            raise ValueError(f"select must be one of {SELECTIONS}, got {select!r}")
+        self.select = select
         self.mask_ratio = float(mask_ratio)
         self.frame_length = int(frame_length)
         self.hop_length = int(hop_length)
@@ -733,6 +750,7 @@ class EnergyEmotionMask(torch.nn.Module):
         return (
             f"mask_ratio={self.mask_ratio}, frame_length={self.frame_length}, hop_length={self.hop_length}, "
             f"fill={self.fill!r}, contiguous={self.contiguous}, apply_to={self.apply_to!r}"
+            + ("" if self.select == "highest" else f", select={self.select!r}")
         )
 
     def num_frames(self, num_samples):
@@ -822,7 +840,15 @@ class EnergyEmotionMask(torch.nn.Module):
         k = torch.minimum(torch.round(self.mask_ratio * t_valid.double()).long(), t_valid)
         valid = frame_idx[None, :] < t_valid[:, None]
         energy = self.frame_energy(wavs.to(device), lengths).double()
-        if self.contiguous:
+        if self.select == "lowest":
+            energy = -energy
+        elif self.select == "random":
+            energy = torch.rand(energy.shape, dtype=energy.dtype, device=device)
+        if self.contiguous and self.select == "random":
+            start = (torch.rand(batch, dtype=torch.float64, device=device) * (t_valid - k + 1)).long()
+            start = torch.minimum(start, (t_valid - k).clamp_min(0))
+            mask = (frame_idx[None, :] >= start[:, None]) & (frame_idx[None, :] < (start + k)[:, None])
+        elif self.contiguous:
             energy = torch.where(valid, energy, torch.zeros((), dtype=energy.dtype, device=device))
             csum = torch.nn.functional.pad(energy.cumsum(dim=1), (1, 0))
             ends = (frame_idx[None, :] + k[:, None]).clamp(max=n_frames)

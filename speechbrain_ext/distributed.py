@@ -45,6 +45,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "any_rank",
     "configure_sync_batchnorm",
     "gather_tensors",
     "gather_with_grad",
@@ -94,6 +95,25 @@ def rank():
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank()
     return 0
+
+
+def any_rank(flag, device="cpu"):
+    """True when ``flag`` is true on ANY rank (``flag`` itself without a process group).
+
+    Every rank must call it at the same point: e.g. before a training step, so that a
+    batch whose audio was all unreadable on one rank makes EVERY rank skip that step
+    instead of leaving the others waiting for its gradients.
+
+    Example
+    -------
+    >>> any_rank(True), any_rank(False)
+    (True, False)
+    """
+    if not is_distributed():
+        return bool(flag)
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    torch.distributed.all_reduce(value)  # SUM over the ranks
+    return bool(value.item() > 0)
 
 
 def _gather_sizes(tensor):

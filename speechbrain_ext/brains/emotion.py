@@ -249,6 +249,10 @@ class EmotionInvariantBrain(SpeakerBrain):
     """
 
     parallel_loss_names = ("aam_parallel", "parallel_cos")
+    #: Where each encoder row of the current training batch comes from (None outside training).
+    _layout = None
+    #: Partner kinds drawn this epoch (a Counter once training starts).
+    partner_counts = None
 
     # ---------------------------------------------------------------- options
     @property
@@ -311,7 +315,7 @@ class EmotionInvariantBrain(SpeakerBrain):
         mask_fn = self.hparams.emotion_mask
         if stage != sb.Stage.TRAIN or mask_fn is None:
             return feats
-        layout = getattr(self, "_layout", None)
+        layout = self._layout
         if layout is not None and mask_fn.apply_to == "parallel":
             rows = layout.parallel_rows.to(feats.device)
         elif mask_fn.apply_to == "both":
@@ -333,7 +337,7 @@ class EmotionInvariantBrain(SpeakerBrain):
     def compute_forward(self, batch, stage):
         """The baseline forward; the outputs also carry the batch layout (``outputs.parallel``)."""
         outputs = super().compute_forward(batch, stage)
-        outputs.parallel = getattr(self, "_layout", None) if stage == sb.Stage.TRAIN else None
+        outputs.parallel = self._layout if stage == sb.Stage.TRAIN else None
         return outputs
 
     def compute_losses(self, outputs):
@@ -367,7 +371,7 @@ class EmotionInvariantBrain(SpeakerBrain):
     def extra_train_stats(self):
         """Baseline statistics plus partner kinds and the share of fallbacks."""
         stats = super().extra_train_stats()
-        counts = getattr(self, "partner_counts", None)
+        counts = self.partner_counts
         if not self.uses_parallel or not counts:
             return stats
         total = sum(counts.values())

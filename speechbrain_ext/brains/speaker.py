@@ -32,6 +32,7 @@ import torch
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 
 from speechbrain_ext import data as sx_data
+from speechbrain_ext import distributed as sx_distributed
 from speechbrain_ext import verification
 
 logger = logging.getLogger(__name__)
@@ -375,6 +376,11 @@ class SpeakerBrain(sb.core.Brain):
     True
     """
 
+    #: Restores a resumed epoch's statistics (set in :meth:`on_fit_start`).
+    epoch_progress = None
+    #: The last training stage's statistics (None before the first epoch ends, e.g. validation only).
+    train_stats = None
+
     # ---------------------------------------------------------------- data hooks
     def make_datasets(self):
         """Build the training and validation datasets (called once before :meth:`fit`)."""
@@ -411,7 +417,7 @@ class SpeakerBrain(sb.core.Brain):
         if hp.train_sampler is not None:
             labels = sx_data.manifest_column(dataset, "spk_id")
             partition = {}  # under torchrun: speaker-disjoint ranks (see _train_loader_specifics)
-            if getattr(self, "distributed_launch", False) and torch.distributed.is_initialized():
+            if self.distributed_launch and torch.distributed.is_initialized():
                 import inspect
 
                 if {"rank", "world_size"} <= set(inspect.signature(hp.train_sampler).parameters):
@@ -443,7 +449,7 @@ class SpeakerBrain(sb.core.Brain):
 
         sampler = loader_kwargs.get("batch_sampler")
         if (
-            getattr(self, "distributed_launch", False)
+            self.distributed_launch
             and isinstance(sampler, SpeakerBalancedBatchSampler)
             and sampler.world_size > 1
         ):
@@ -535,7 +541,9 @@ class SpeakerBrain(sb.core.Brain):
             self.loader_wait_seconds += start - self._previous_step_end
         self.audio_issues.update(batch.all_issues, batch.all_ids)
         self._check_skipped_share()
-        loss = torch.tensor(0.0) if batch.batchsize == 0 else super().fit_batch(batch)
+        # Under DDP every rank must skip together, or the others would wait for this rank's gradients.
+        skip = sx_distributed.any_rank(batch.batchsize == 0, self.device)
+        loss = torch.tensor(0.0) if skip else super().fit_batch(batch)
         self._previous_step_end = time.perf_counter()
         self.step_seconds += self._previous_step_end - start
         return loss
@@ -570,7 +578,7 @@ class SpeakerBrain(sb.core.Brain):
             self.loader_wait_seconds = self.step_seconds = 0.0
             self._previous_step_end = None
             self.audio_issues = sx_data.AudioIssueCounter()
-            if getattr(self, "epoch_progress", None) is not None:
+            if self.epoch_progress is not None:
                 self.epoch_progress.apply(self.epoch_stats, self.audio_issues)
             self.crop_reader.set_epoch(epoch)
         else:
@@ -609,7 +617,7 @@ class SpeakerBrain(sb.core.Brain):
         sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
         self.hparams.train_logger.log_stats(
             stats_meta={"epoch": epoch, "lr": old_lr},
-            train_stats=getattr(self, "train_stats", None),
+            train_stats=self.train_stats,
             valid_stats={**metrics, "seconds": round(elapsed, 1)},
         )
         self.checkpointer.save_and_keep_only(

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -49,12 +48,9 @@ def test_two_process_run_completes_and_only_rank_0_writes(tmp_path):
         "--noise_workers", "0",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    start = time.time()
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=str(tmp_path), env=env)
-    seconds = time.time() - start
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output[-5000:]
-    assert seconds < 90, seconds
 
     exp = out / SYSTEM / "seed1986"
     checkpoints = glob.glob(str(exp / "save" / "CKPT+*"))

@@ -406,3 +406,46 @@ def test_em_options_and_errors():
         EnergyEmotionMask(fill="noise")
     with pytest.raises(ValueError, match="frames"):
         em(torch.zeros(1, 100, 80), torch.zeros(1, 16000))
+
+
+def test_select_lowest_masks_lowest_energy_valid_frames():
+    gen = torch.Generator().manual_seed(1)
+    wavs = torch.randn(3, 9600, generator=gen) * torch.rand(3, 9600, generator=gen).pow(4)
+    lengths = torch.tensor([1.0, 0.6, 0.35])
+    feats = torch.randn(3, 61, 3, generator=gen)
+    _, mask = EnergyEmotionMask(mask_ratio=0.25, select="lowest")(feats, wavs, lengths)
+    for b in range(3):
+        n_valid = int(torch.round(lengths[b] * 9600))
+        energy = _reference_energy(np.pad(wavs[b, :n_valid].numpy(), (0, 9600 - n_valid)))
+        t_valid = int(torch.round(lengths[b] * 61))
+        order = np.argsort(energy[:t_valid], kind="stable")
+        assert sorted(order[: round(0.25 * t_valid)].tolist()) == torch.nonzero(mask[b]).flatten().tolist()
+
+
+@pytest.mark.parametrize("contiguous", [False, True])
+def test_select_random_counts_valid_frames_and_follows_the_seed(contiguous):
+    wavs = _bursts().repeat(4, 1)
+    lengths = torch.tensor([1.0, 0.7, 0.4, 0.05])
+    feats = torch.randn(4, 101, 2)
+    em = EnergyEmotionMask(mask_ratio=0.3, select="random", contiguous=contiguous)
+    torch.manual_seed(5)
+    _, mask = em(feats, wavs, lengths)
+    t_valid = torch.round(lengths * 101).long()
+    assert mask.sum(dim=1).tolist() == torch.round(0.3 * t_valid.double()).long().tolist()
+    for b in range(4):
+        assert not mask[b, t_valid[b]:].any()  # padding never masked
+        if contiguous:
+            idx = torch.nonzero(mask[b]).flatten()
+            assert idx.numel() == 0 or (idx.diff() == 1).all()
+    torch.manual_seed(5)
+    assert torch.equal(em(feats, wavs, lengths)[1], mask)
+    torch.manual_seed(6)
+    assert not torch.equal(em(feats, wavs, lengths)[1], mask)
+    # the energy never enters the choice: the highest-energy frames are not favoured
+    assert not torch.equal(mask, EnergyEmotionMask(mask_ratio=0.3, contiguous=contiguous)(feats, wavs, lengths)[1])
+
+
+def test_select_rejects_unknown():
+    with pytest.raises(ValueError, match="select"):
+        EnergyEmotionMask(select="loudest")
+    assert "select='random'" in repr(EnergyEmotionMask(select="random"))

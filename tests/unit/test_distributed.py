@@ -116,6 +116,8 @@ def worker(rank, init_file, out_dir):
     try:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
+        from speechbrain_ext import distributed as sx_distributed
+
         x, labels, encoder, classifier = make_problem()
         local = slice(rank * N_PER_RANK, (rank + 1) * N_PER_RANK)
         ddp_encoder, ddp_classifier = DDP(encoder), DDP(classifier)
@@ -127,6 +129,8 @@ def worker(rank, init_file, out_dir):
             ddp_encoder, ddp_classifier, x[local], labels[local], "fixed", gather=False
         )[0]
         result["sampler_steps"] = sampler_check(rank, out_dir)
+        # one rank's batch all unreadable: every rank learns it (and skips the step together)
+        result["any_rank"] = [sx_distributed.any_rank(rank == 1), sx_distributed.any_rank(False)]
         torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         torch.distributed.destroy_process_group()
@@ -182,3 +186,7 @@ def test_speaker_balanced_sampler_gives_ranks_disjoint_speakers(ranks):
         assert len(a) == len(b) == 2 and not set(a) & set(b)
     seen = {spk for rank_steps in steps for step in rank_steps for spk in step}
     assert len(seen) == 10  # every speaker is visited in the epoch
+
+
+def test_an_empty_batch_on_one_rank_is_seen_by_every_rank(ranks):
+    assert [r["any_rank"] for r in ranks] == [[True, False], [True, False]]
