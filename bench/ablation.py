@@ -986,13 +986,13 @@ def _probe_runs(args):
 
 
 def _probe_results(ctx, row):
-    """``{seed: em_probe.json results}`` of a row's runs that have been probed."""
+    """``{seed: em_probe.json}`` of a row's runs that have been probed."""
     out = {}
     for seed in ctx.seeds:
         path = os.path.join(ctx.entry(row, seed)["folder"], "report", "em_probe.json")
         if os.path.isfile(path):
             with open(path) as f:
-                out[seed] = json.load(f)["results"]
+                out[seed] = json.load(f)
     return out
 
 
@@ -1003,7 +1003,7 @@ def _probe_section(ctx):
     lines = ["## Valid-split probe: which frames carry the speaker?", ""]
     if not rows:
         return lines + ["No probed run (`bench/em_probe.py` runs after training; not with `--report-only`).", ""]
-    names = sorted({k for res in probed.values() for seed in res.values() for k in seed if k != "none"},
+    names = sorted({k for res in probed.values() for seed in res.values() for k in seed["results"] if k != "none"},
                    key=lambda k: (float(k.split("@")[1]), PROBE_SELECTIONS.index(k.split("@")[0])))
     lines += [
         "Each selected checkpoint embeds the VALIDATION utterances with a share rho of its frames hidden at test "
@@ -1011,18 +1011,24 @@ def _probe_section(ctx):
         "frames (what EM hides in training), as many `random` frames, or the `lowest`-energy ones. Validation EER "
         "(%), `all` trials, mean ± std over seeds (`bench/em_probe.py`, run by this command after training):",
         "",
-        "| system | no mask | " + " | ".join(f"{k.split('@')[0]} {k.split('@')[1]}" for k in names) + " |",
-        "|:---|---:|" + "---:|" * len(names),
+        "| system | no mask | " + " | ".join(f"{k.split('@')[0]} {k.split('@')[1]}" for k in names)
+        + " | emotion shift / speaker separation |",
+        "|:---|---:|" + "---:|" * len(names) + "---:|",
     ]
     for row in rows:
-        res = probed[row.name]
-        cells = [fmt(*mean_std([100 * r[k]["all"]["eer"] for r in res.values() if k in r])) for k in ["none", *names]]
+        res = [p["results"] for p in probed[row.name].values()]
+        cells = [fmt(*mean_std([100 * r[k]["all"]["eer"] for r in res if k in r])) for k in ["none", *names]]
+        ratios = [(p.get("emotion_shift") or {}).get("ratio") for p in probed[row.name].values()]
+        cells.append(fmt(*mean_std(ratios), digits=3))
         lines.append(f"| {ctx.label(row)} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Read across a row: `highest` far above `random` at the same rho means the highest-energy frames carry more "
         "than their share of the speaker information; for a row trained with EM, `no mask` above `highest` at its "
-        "training rho means its input at test time (nothing hidden) differs from what it was trained on.",
+        "training rho means its input at test time (nothing hidden) differs from what it was trained on. The last "
+        "column (no mask) is the validation speakers' emotion shift (mean 1 - cos between a speaker's emotional and "
+        "neutral centroids) divided by their separation (mean 1 - cos between two speakers' neutral centroids): "
+        "lower is more emotion-invariant RELATIVE to how far apart speakers are.",
         "",
     ]
     return lines

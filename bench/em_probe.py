@@ -12,7 +12,9 @@ normalisation, as the recipes' EM by default), choosing
 * ``random``: as many frames drawn at random (seeded),
 * ``lowest``: as many lowest-energy frames,
 
-and scores the validation trials (``all`` and ``neutral_emotional``). Hiding the
+and scores the validation trials (``all`` and ``neutral_emotional``). It also reports, without
+masking, the validation speakers' emotion shift relative to their separation
+(:func:`relative_emotion_shift`). Hiding the
 highest-energy frames costing more EER than hiding random ones means those frames carry more
 than their share of the speaker information. A run trained with EM should lose less under
 ``highest`` masking than the baseline (it learnt without them).
@@ -28,25 +30,28 @@ Usage::
 """
 
 import argparse
+import io
 import json
 import os
 import sys
+import tempfile
 import time
 
+import ruamel.yaml
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from speechbrain_ext import verification  # noqa: E402
+from speechbrain_ext import emotion_report, verification  # noqa: E402
 from speechbrain_ext.augment import SELECTIONS, EnergyEmotionMask  # noqa: E402
 from speechbrain_ext.hparams import load_hparams  # noqa: E402
 
 RATIOS = (0.1, 0.2, 0.4)
 CONDITIONS = ("all", "neutral_emotional")
 CACHE = os.path.join("report", "em_probe.json")
-FORMAT = 1
+FORMAT = 2
 
 
 class TestTimeMask:
@@ -74,6 +79,48 @@ class TestTimeMask:
         return self.probe_mask(feats, wavs, lens)[0]
 
 
+def relocated_hparams(run_folder):
+    """The text of ``<run_folder>/hyperparams.yaml`` with its own output folder replaced by ``run_folder``.
+
+    SpeechBrain saves the hparams with every reference resolved, so the checkpoint,
+    report and log paths name the folder the run was trained in; a run moved or copied
+    since then (or one whose folder name SpeechBrain's argument parser mangled) would
+    otherwise point elsewhere, and its checkpointer would create that folder again.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(d, "hyperparams.yaml"), "w").write(
+    ...     "output_folder: /old/run\\nsave_folder: /old/run/save\\nckpt: !new:collections.OrderedDict\\n"
+    ...     "  x: /old/run/save\\nother: /old/runner\\n")
+    >>> text = relocated_hparams(d)
+    >>> f"{d}/save" in text, "/old/run/" in text, "/old/runner" in text
+    (True, False, True)
+    """
+    path = os.path.join(run_folder, "hyperparams.yaml")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{run_folder}: no hyperparams.yaml (not a finished recipe run)")
+    yaml = ruamel.yaml.YAML()
+    yaml.width = 10**6
+    with open(path) as f:
+        tree = yaml.load(f)
+    old, new = str(tree["output_folder"]).rstrip("/"), os.path.abspath(run_folder)
+
+    def visit(node):
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            if isinstance(value, str) and (value == old or value.startswith(old + "/")):
+                node[key] = new + value[len(old):]
+            else:
+                visit(value)
+
+    visit(tree)
+    stream = io.StringIO()
+    yaml.dump(tree, stream)
+    return stream.getvalue()
+
+
 def load_run(run_folder, device="cpu"):
     """The run's Brain (its own ``hyperparams.yaml``) with the selected checkpoint (lowest valid EER) loaded.
 
@@ -82,10 +129,12 @@ def load_run(run_folder, device="cpu"):
     brain : SpeakerBrain subclass with :class:`TestTimeMask`
     checkpoint : speechbrain.utils.checkpoints.Checkpoint
     """
-    path = os.path.join(run_folder, "hyperparams.yaml")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{run_folder}: no hyperparams.yaml (not a finished recipe run)")
-    hparams, _ = load_hparams(path)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as tmp:
+        tmp.write(relocated_hparams(run_folder))
+    try:
+        hparams, _ = load_hparams(tmp.name)
+    finally:
+        os.remove(tmp.name)
     brain_class = type(f"Probe{hparams['brain_class'].__name__}", (TestTimeMask, hparams["brain_class"]), {})
     brain = brain_class(
         modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
@@ -124,15 +173,18 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
         (f"{select}@{rho:g}", EnergyEmotionMask(mask_ratio=rho, select=select, fill="mean"))
         for rho in ratios for select in SELECTIONS
     ]
+    shift = None
     for name, mask in probes:
         brain.probe_mask = mask
         torch.manual_seed(seed)  # the random selection: the same frames for every run
         ids, embeddings = verification.extract_embeddings(brain, dataset, options, desc=name)
         metrics = verification.score_trial_dir(ids, embeddings, hp.valid_trials_dir, conditions=list(CONDITIONS))
         results[name] = {c: {"eer": metrics[c]["eer"], "min_dcf": metrics[c]["min_dcf"]} for c in CONDITIONS}
+        if mask is None:
+            shift = relative_emotion_shift(ids, embeddings, emotion_report.read_labels(hp.valid_annotation))
     out = {
         "settings": settings, "checkpoint": os.path.basename(checkpoint.path),
-        "valid_EER_selected": checkpoint.meta.get("EER"), "results": results,
+        "valid_EER_selected": checkpoint.meta.get("EER"), "results": results, "emotion_shift": shift,
         "seconds": round(time.time() - start, 1),
     }
     os.makedirs(os.path.dirname(cache), exist_ok=True)
@@ -140,6 +192,41 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
         json.dump(out, f, indent=1)
     os.replace(cache + ".tmp", cache)
     return out
+
+
+def relative_emotion_shift(ids, embeddings, labels):
+    """Emotion shift (:func:`~speechbrain_ext.emotion_report.emotion_shift`) over the speaker separation.
+
+    The separation is the mean ``1 - cos`` between the neutral centroids of two different
+    speakers. A raw shift falls also when every embedding moves closer to every other;
+    the ratio asks how far emotion moves a speaker compared with how far apart speakers are.
+
+    Returns
+    -------
+    dict
+        ``{"shift", "separation", "ratio"}``.
+
+    Example
+    -------
+    >>> labels = {"a": ("s1", "neutral"), "b": ("s1", "sad"), "c": ("s2", "neutral")}
+    >>> out = relative_emotion_shift(["a", "b", "c"], torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]), labels)
+    >>> round(out["shift"], 4), out["separation"], round(out["ratio"], 4)
+    (0.2929, 1.0, 0.2929)
+    """
+    shift = emotion_report.emotion_shift(ids, embeddings, labels)
+    emb = torch.nn.functional.normalize(embeddings.double(), dim=1)
+    rows = {}
+    for row, utt in enumerate(ids):
+        spk, emotion = labels.get(utt, (None, None))
+        if emotion == emotion_report.NEUTRAL:
+            rows.setdefault(spk, []).append(row)
+    if len(rows) < 2:
+        return {"shift": shift, "separation": float("nan"), "ratio": float("nan")}
+    centroids = torch.nn.functional.normalize(torch.stack([emb[r].mean(dim=0) for r in rows.values()]), dim=1)
+    cos = centroids @ centroids.T
+    n = cos.shape[0]
+    separation = float((1.0 - cos).sum() / (n * (n - 1)))  # the diagonal adds 0
+    return {"shift": shift, "separation": separation, "ratio": shift / separation}
 
 
 def main(argv=None):

@@ -230,9 +230,37 @@ def main(argv=None):
         raise SystemExit(f"error: {err}") from err
 
 
+_EQUALS = "\u2063EQ\u2063"  # stands in for "=" while SpeechBrain parses (invisible separators: never typed)
+
+
+def parse_arguments(argv):
+    """``sb.parse_arguments`` that keeps ``=`` inside values.
+
+    SpeechBrain joins the overrides with ``=`` and splits them again, so a value holding
+    ``=`` (``--output_folder runs/lr=0.1``) would silently become ``runs/lr 0.1``. Here
+    each ``=`` inside a value is hidden from that round trip and restored afterwards;
+    ``--key=value`` keeps working.
+
+    Example
+    -------
+    >>> _, _, overrides = parse_arguments(["h.yaml", "--output_folder", "runs/lr=0.1", "--seed=3", "--tag=b=c"])
+    >>> overrides.splitlines()
+    ['output_folder: runs/lr=0.1', 'seed: 3', 'tag: b=c']
+    """
+    hidden = []
+    for arg in argv:
+        if arg.startswith("--") and "=" in arg:
+            key, _, value = arg.partition("=")
+            hidden.append(f"{key}={value.replace('=', _EQUALS)}")
+        else:
+            hidden.append(arg.replace("=", _EQUALS))
+    hparams_file, run_opts, overrides = sb.parse_arguments(hidden)
+    return hparams_file, run_opts, overrides.replace(_EQUALS, "=")
+
+
 def _main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    hparams_file, run_opts, overrides = parse_arguments(argv)
     hparams, composed = load_hparams(hparams_file, overrides)
     run_opts = _step_interval_only(run_opts)
     sb.utils.distributed.ddp_init_group(run_opts)

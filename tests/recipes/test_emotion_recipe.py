@@ -8,8 +8,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SYSTEM = "ecapa_aam_copypaste_cos_em"
 
 
-def test_paper_row_trains_one_epoch_and_reports_emotion_conditions(run_synthemo_recipe):
-    completed, out = run_synthemo_recipe(f"{SYSTEM}.yaml", "--number_of_epochs", "1", "--crop_seconds", "1.0")
+def test_paper_row_trains_one_epoch_and_reports_emotion_conditions(run_synthemo_recipe, tmp_path):
+    # "=" in a path survives the command line (SpeechBrain's own parser would turn it into a space)
+    completed, out = run_synthemo_recipe(
+        f"{SYSTEM}.yaml", "--number_of_epochs", "1", "--crop_seconds", "1.0", output_root=tmp_path / "em_ratio=0.2"
+    )
+    assert out.endswith("em_ratio=0.2")
     exp = os.path.join(out, SYSTEM, "seed1986")
     with open(os.path.join(exp, "report", "metrics.json")) as f:
         metrics = json.load(f)
