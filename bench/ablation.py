@@ -962,6 +962,52 @@ def _relative_section(ctx):
 
 
 PROBE_SELECTIONS = ("highest", "random", "lowest")
+NOTES_DIR = os.path.join(ROOT, "bench", "ablation_notes")
+
+
+def _variant_section(ctx):
+    """Each variant against its own row and against the baseline trained with the same overrides."""
+    variants = [v for v in ctx.variants if _selected_valid(ctx, v)]
+    if not variants:
+        return []
+    lines = [
+        "## Variants against their row (valid split)",
+        "",
+        "Selected validation EER (%), `all` trials; differences in points, mean ± std of the per-seed "
+        "differences. The matched baseline is the baseline trained with the same overrides when that variant "
+        "exists (e.g. the same crop), else the baseline.",
+        "",
+        "| variant | valid EER (%) | vs its row | vs matched baseline |",
+        "|:---|---:|---:|---:|",
+    ]
+    by_name = {r.name: r for r in [*ctx.rows, *ctx.variants]}
+    for variant in variants:
+        own = _selected_valid(ctx, variant)
+        row = by_name.get(variant.hparams)
+        matched = by_name.get(dataclasses.replace(variant, hparams=ctx.suite.reference).name)
+        if matched is None or not _selected_valid(ctx, matched):
+            matched = ctx.reference
+        cells = []
+        for other in (row, matched):
+            ref = _selected_valid(ctx, other) if other is not None and other is not variant else {}
+            diffs = [own[s] - ref[s] for s in own if s in ref]
+            cells.append(f"{fmt(*mean_std(diffs))} (lower in {sum(d < 0 for d in diffs)} of {len(diffs)})"
+                         if diffs else "—")
+        matched_label = "" if matched in (ctx.reference, variant) else f" ({ctx.label(matched)})"
+        lines.append(f"| {ctx.label(variant)} | {fmt(*mean_std(list(own.values())))} | {cells[0]} "
+                     f"| {cells[1]}{matched_label} |")
+    return lines + [""]
+
+
+def _notes_section(ctx):
+    """``bench/ablation_notes/<suite>.md`` verbatim: the reading of the tables, written by hand."""
+    path = os.path.join(NOTES_DIR, f"{ctx.suite.name}.md")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        text = f.read().strip()
+    return ["## Findings", "", f"Written by hand from the tables of this report (`{_rel(path)}`; rerunning "
+            "the ablation regenerates every table, not this text).", "", text, ""]
 
 
 def _probe_runs(args):
@@ -1012,23 +1058,24 @@ def _probe_section(ctx):
         "(%), `all` trials, mean ± std over seeds (`bench/em_probe.py`, run by this command after training):",
         "",
         "| system | no mask | " + " | ".join(f"{k.split('@')[0]} {k.split('@')[1]}" for k in names)
-        + " | emotion shift / speaker separation |",
-        "|:---|---:|" + "---:|" * len(names) + "---:|",
+        + " | emotion shift | speaker separation | shift / separation |",
+        "|:---|---:|" + "---:|" * len(names) + "---:|---:|---:|",
     ]
     for row in rows:
         res = [p["results"] for p in probed[row.name].values()]
         cells = [fmt(*mean_std([100 * r[k]["all"]["eer"] for r in res if k in r])) for k in ["none", *names]]
-        ratios = [(p.get("emotion_shift") or {}).get("ratio") for p in probed[row.name].values()]
-        cells.append(fmt(*mean_std(ratios), digits=3))
+        for key in ("shift", "separation", "ratio"):
+            values = [(p.get("emotion_shift") or {}).get(key) for p in probed[row.name].values()]
+            cells.append(fmt(*mean_std(values), digits=3))
         lines.append(f"| {ctx.label(row)} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Read across a row: `highest` far above `random` at the same rho means the highest-energy frames carry more "
         "than their share of the speaker information; for a row trained with EM, `no mask` above `highest` at its "
         "training rho means its input at test time (nothing hidden) differs from what it was trained on. The last "
-        "column (no mask) is the validation speakers' emotion shift (mean 1 - cos between a speaker's emotional and "
-        "neutral centroids) divided by their separation (mean 1 - cos between two speakers' neutral centroids): "
-        "lower is more emotion-invariant RELATIVE to how far apart speakers are.",
+        "three columns (no mask, validation speakers): emotion shift (mean 1 - cos between a speaker's emotional "
+        "and neutral centroids), speaker separation (mean 1 - cos between two speakers' neutral centroids) and "
+        "their ratio: lower is more emotion-invariant RELATIVE to how far apart speakers are.",
         "",
     ]
     return lines
@@ -1173,7 +1220,7 @@ SUITES = {
         time_note=("With CopyPaste each step encodes 2 x P x K inputs (x and x'), so an epoch costs about twice a "
                    "baseline epoch."),
         sections=(_relative_section, _figures_section),
-        valid_sections=(_probe_section,),
+        valid_sections=(_variant_section, _probe_section, _notes_section),
         post=_probe_runs,
     ),
 }

@@ -30,6 +30,7 @@ Usage::
 """
 
 import argparse
+import csv
 import io
 import json
 import os
@@ -164,6 +165,8 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
         if cached.get("settings") == settings and cached.get("checkpoint") == os.path.basename(checkpoint.path):
             return cached
     hp = brain.hparams
+    # "all" is required; the emotional condition only where the corpus's validation trials have it
+    conditions = [c for c in CONDITIONS if c == "all" or c in verification.trial_lists(hp.valid_trials_dir)]
     dataset = verification.utterance_dataset(hp.valid_annotation, hp.data_folder, hp.sample_rate)
     options = brain.valid_loader_options()
     options["num_workers"] = 0
@@ -178,9 +181,9 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
         brain.probe_mask = mask
         torch.manual_seed(seed)  # the random selection: the same frames for every run
         ids, embeddings = verification.extract_embeddings(brain, dataset, options, desc=name)
-        metrics = verification.score_trial_dir(ids, embeddings, hp.valid_trials_dir, conditions=list(CONDITIONS))
-        results[name] = {c: {"eer": metrics[c]["eer"], "min_dcf": metrics[c]["min_dcf"]} for c in CONDITIONS}
-        if mask is None:
+        metrics = verification.score_trial_dir(ids, embeddings, hp.valid_trials_dir, conditions=conditions)
+        results[name] = {c: {"eer": metrics[c]["eer"], "min_dcf": metrics[c]["min_dcf"]} for c in conditions}
+        if mask is None and _has_emotions(hp.valid_annotation):
             shift = relative_emotion_shift(ids, embeddings, emotion_report.read_labels(hp.valid_annotation))
     out = {
         "settings": settings, "checkpoint": os.path.basename(checkpoint.path),
@@ -192,6 +195,11 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
         json.dump(out, f, indent=1)
     os.replace(cache + ".tmp", cache)
     return out
+
+
+def _has_emotions(manifest):
+    with open(manifest, newline="") as f:
+        return "emotion" in (csv.DictReader(f).fieldnames or [])
 
 
 def relative_emotion_shift(ids, embeddings, labels):
@@ -241,9 +249,10 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     for run in args.runs:
         out = probe_run(run, args.ratios, args.seed, args.refresh)
-        print(f"{run} ({out['checkpoint']}, {out['seconds']} s): valid EER (%) all / neutral_emotional")
+        conditions = " / ".join(out["results"]["none"])
+        print(f"{run} ({out['checkpoint']}, {out['seconds']} s): valid EER (%) {conditions}")
         for name, res in out["results"].items():
-            print(f"  {name:>12}: " + " / ".join(f"{100 * res[c]['eer']:.2f}" for c in CONDITIONS))
+            print(f"  {name:>12}: " + " / ".join(f"{100 * res[c]['eer']:.2f}" for c in res))
     return 0
 
 
