@@ -380,6 +380,8 @@ class SpeakerBrain(sb.core.Brain):
     epoch_progress = None
     #: The last training stage's statistics (None before the first epoch ends, e.g. validation only).
     train_stats = None
+    #: Readable batches of this rank dropped this epoch because another rank's batch was all unreadable.
+    steps_skipped_for_other_ranks = 0
 
     # ---------------------------------------------------------------- data hooks
     def make_datasets(self):
@@ -543,6 +545,8 @@ class SpeakerBrain(sb.core.Brain):
         self._check_skipped_share()
         # Under DDP every rank must skip together, or the others would wait for this rank's gradients.
         skip = sx_distributed.any_rank(batch.batchsize == 0, self.device)
+        if skip and batch.batchsize:
+            self.steps_skipped_for_other_ranks += 1  # this rank's readable batch is dropped: say so
         loss = torch.tensor(0.0) if skip else super().fit_batch(batch)
         self._previous_step_end = time.perf_counter()
         self.step_seconds += self._previous_step_end - start
@@ -576,6 +580,7 @@ class SpeakerBrain(sb.core.Brain):
         self.stage_start_time = time.time()
         if stage == sb.Stage.TRAIN:
             self.loader_wait_seconds = self.step_seconds = 0.0
+            self.steps_skipped_for_other_ranks = 0
             self._previous_step_end = None
             self.audio_issues = sx_data.AudioIssueCounter()
             if self.epoch_progress is not None:
@@ -633,6 +638,8 @@ class SpeakerBrain(sb.core.Brain):
         undersized = getattr(self.batch_sampler, "num_undersized_speakers", 0) if self.batch_sampler else 0
         if undersized:
             stats["speakers_with_replacement"] = undersized
+        if self.steps_skipped_for_other_ranks:
+            stats["steps_skipped_for_other_ranks"] = self.steps_skipped_for_other_ranks
         return stats
 
     def score_valid(self):

@@ -341,6 +341,19 @@ def test_one_training_step_updates_the_model(tmp_path, corpus):
     assert isinstance(brain, EmotionInvariantBrain)
 
 
+def test_a_step_skipped_for_another_rank_is_counted_not_trained(tmp_path, corpus, monkeypatch):
+    from speechbrain_ext import distributed as sx_distributed
+
+    brain = make_brain(tmp_path, corpus)
+    _, batch = first_batch(brain)
+    brain.on_fit_start()
+    monkeypatch.setattr(sx_distributed, "any_rank", lambda flag, device="cpu": True)  # another rank: all unreadable
+    before = [p.detach().clone() for p in brain.modules.embedding_model.parameters()]
+    assert float(brain.fit_batch(batch)) == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(before, brain.modules.embedding_model.parameters()))
+    assert brain.extra_train_stats()["steps_skipped_for_other_ranks"] == 1
+
+
 # ---------------------------------------------------------------------------- with the contrastive Brain
 
 COMBINED_ROW = "ecapa_aam_amsupcon_caa_mgda_copypaste_cos_em.yaml"
