@@ -1217,8 +1217,8 @@ SUITES = {
         verdict_conditions=("all", "neutral_emotional"),
         budget_note=_EMOTION_BUDGET,
         settings_note=lambda ctx: "with CopyPaste the encoder sees 2 P K inputs per batch (x and x'); ",
-        time_note=("With CopyPaste each step encodes 2 x P x K inputs (x and x'), so an epoch costs about twice a "
-                   "baseline epoch."),
+        time_note=("With CopyPaste each step encodes 2 x P x K inputs (x and x'), twice the baseline's; the "
+                   "`vs baseline` column is what that costs per epoch here."),
         sections=(_relative_section, _figures_section),
         valid_sections=(_variant_section, _probe_section, _notes_section),
         post=_probe_runs,
