@@ -1043,9 +1043,8 @@ def _probe_results(ctx, row):
 
 
 def _probe_section(ctx):
-    rows = ctx.rows + [r for r in ctx.variants if _probe_results(ctx, r)]
-    probed = {r.name: _probe_results(ctx, r) for r in rows}
-    rows = [r for r in rows if probed[r.name]]
+    probed = {r.name: _probe_results(ctx, r) for r in [*ctx.rows, *ctx.variants]}
+    rows = [r for r in [*ctx.rows, *ctx.variants] if probed[r.name]]
     lines = ["## Valid-split probe: which frames carry the speaker?", ""]
     if not rows:
         return lines + ["No probed run (`bench/em_probe.py` runs after training; not with `--report-only`).", ""]

@@ -786,6 +786,26 @@ class EnergyEmotionMask(torch.nn.Module):
         frames = padded.unfold(1, self.frame_length, self.hop_length)
         return frames.pow(2).mean(dim=-1).sqrt()
 
+    def _priority(self, wavs, lengths, batch, n_frames):
+        """``[B, T]`` float64: frames with a larger value are masked first (energy, -energy or uniform draws)."""
+        if self.select == "random":  # the control needs no energy
+            return torch.rand(batch, n_frames, dtype=torch.float64, device=wavs.device)
+        energy = self.frame_energy(wavs, lengths).double()
+        return -energy if self.select == "lowest" else energy
+
+    @staticmethod
+    def _best_span_start(priority, valid, t_valid, k):
+        """Start of the ``k``-frame span of valid frames with the largest summed priority (first on ties)."""
+        n_frames = priority.shape[1]
+        frame_idx = torch.arange(n_frames, device=priority.device)
+        priority = torch.where(valid, priority, torch.zeros((), dtype=priority.dtype, device=priority.device))
+        csum = torch.nn.functional.pad(priority.cumsum(dim=1), (1, 0))
+        ends = (frame_idx[None, :] + k[:, None]).clamp(max=n_frames)
+        span = csum.gather(1, ends) - csum[:, :n_frames]
+        allowed = frame_idx[None, :] + k[:, None] <= t_valid[:, None]
+        span = torch.where(allowed, span, torch.full((), -math.inf, dtype=span.dtype, device=priority.device))
+        return span.argmax(dim=1)
+
     def forward(self, feats, wavs, lengths=None):
         """Mask the highest-energy valid frames.
 
@@ -835,30 +855,21 @@ class EnergyEmotionMask(torch.nn.Module):
             )
         if self.mask_ratio == 0.0:
             return feats, torch.zeros(batch, n_frames, dtype=torch.bool, device=device)
+        wavs = wavs.to(device)
         frame_idx = torch.arange(n_frames, device=device)
         t_valid = torch.round(lengths * n_frames).clamp(0, n_frames).long()
         k = torch.minimum(torch.round(self.mask_ratio * t_valid.double()).long(), t_valid)
         valid = frame_idx[None, :] < t_valid[:, None]
-        energy = self.frame_energy(wavs.to(device), lengths).double()
-        if self.select == "lowest":
-            energy = -energy
-        elif self.select == "random":
-            energy = torch.rand(energy.shape, dtype=energy.dtype, device=device)
-        if self.contiguous and self.select == "random":
-            start = (torch.rand(batch, dtype=torch.float64, device=device) * (t_valid - k + 1)).long()
-            start = torch.minimum(start, (t_valid - k).clamp_min(0))
-            mask = (frame_idx[None, :] >= start[:, None]) & (frame_idx[None, :] < (start + k)[:, None])
-        elif self.contiguous:
-            energy = torch.where(valid, energy, torch.zeros((), dtype=energy.dtype, device=device))
-            csum = torch.nn.functional.pad(energy.cumsum(dim=1), (1, 0))
-            ends = (frame_idx[None, :] + k[:, None]).clamp(max=n_frames)
-            span = csum.gather(1, ends) - csum[:, :n_frames]
-            allowed = frame_idx[None, :] + k[:, None] <= t_valid[:, None]
-            span = torch.where(allowed, span, torch.full((), -math.inf, dtype=span.dtype, device=device))
-            start = span.argmax(dim=1)
+        if self.contiguous:
+            if self.select == "random":
+                start = (torch.rand(batch, dtype=torch.float64, device=device) * (t_valid - k + 1)).long()
+                start = torch.minimum(start, (t_valid - k).clamp_min(0))
+            else:
+                start = self._best_span_start(self._priority(wavs, lengths, batch, n_frames), valid, t_valid, k)
             mask = (frame_idx[None, :] >= start[:, None]) & (frame_idx[None, :] < (start + k)[:, None])
         else:
-            score = torch.where(valid, energy, torch.full((), -math.inf, dtype=energy.dtype, device=device))
+            priority = self._priority(wavs, lengths, batch, n_frames)
+            score = torch.where(valid, priority, torch.full((), -math.inf, dtype=priority.dtype, device=device))
             order = torch.sort(score, dim=1, descending=True, stable=True).indices
             ranks = torch.empty_like(order).scatter_(1, order, frame_idx.expand(batch, n_frames).contiguous())
             mask = ranks < k[:, None]
