@@ -25,6 +25,7 @@ exporter needs ``onnxscript``, which the project does not depend on), and
 lengths.
 """
 
+import contextlib
 import math
 import os
 import warnings
@@ -309,12 +310,15 @@ def example_batch(sample_rate, seconds=PARITY_SECONDS, seed=0):
     return wavs, torch.tensor(sizes, dtype=torch.float32) / longest
 
 
-def _quiet_export_warnings():
-    ctx = warnings.catch_warnings()
-    ctx.__enter__()
-    for category in (DeprecationWarning, FutureWarning, UserWarning, torch.jit.TracerWarning):
-        warnings.simplefilter("ignore", category)
-    return ctx
+@contextlib.contextmanager
+def _tracing(compute_features, mean_var_norm, embedding_model, stft, sample_rate):
+    """``(pipeline, example inputs)`` to trace, without gradients or the exporters' warnings."""
+    pipeline = EmbeddingPipeline(compute_features, mean_var_norm, embedding_model, stft=stft)
+    wavs, lens = example_batch(sample_rate, seconds=(2.0, 1.5))
+    with warnings.catch_warnings(), torch.no_grad():
+        for category in (DeprecationWarning, FutureWarning, UserWarning, torch.jit.TracerWarning):
+            warnings.simplefilter("ignore", category)
+        yield pipeline, (wavs, lens)
 
 
 def export_torchscript(compute_features, mean_var_norm, embedding_model, path, sample_rate=16000):
@@ -338,15 +342,8 @@ def export_torchscript(compute_features, mean_var_norm, embedding_model, path, s
     >>> module(torch.randn(3, 5000), torch.ones(3)).shape
     torch.Size([3, 8])
     """
-    pipeline = EmbeddingPipeline(compute_features, mean_var_norm, embedding_model, stft="torch")
-    wavs, lens = example_batch(sample_rate, seconds=(2.0, 1.5))
-    ctx = _quiet_export_warnings()
-    try:
-        with torch.no_grad():
-            traced = torch.jit.trace(pipeline, (wavs, lens), check_trace=False)
-        torch.jit.save(traced, os.fspath(path))
-    finally:
-        ctx.__exit__(None, None, None)
+    with _tracing(compute_features, mean_var_norm, embedding_model, "torch", sample_rate) as (pipeline, example):
+        torch.jit.save(torch.jit.trace(pipeline, example, check_trace=False), os.fspath(path))
     return os.fspath(path)
 
 
@@ -358,36 +355,29 @@ def export_onnx(compute_features, mean_var_norm, embedding_model, path, sample_r
 
     Example
     -------
-    >>> import tempfile, os
+    >>> import tempfile, os, numpy as np
     >>> from speechbrain.lobes.features import Fbank
     >>> from speechbrain.processing.features import InputNormalization
     >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
-    >>> enc = ECAPA_TDNN(40, channels=[16, 16, 16, 16, 48], lin_neurons=8, attention_channels=8)
-    >>> p = export_onnx(Fbank(n_mels=40), InputNormalization(norm_type="sentence"), enc,
-    ...                 os.path.join(tempfile.mkdtemp(), "m.onnx"))
-    >>> import numpy as np
+    >>> modules = (Fbank(n_mels=40), InputNormalization(norm_type="sentence"),
+    ...            ECAPA_TDNN(40, channels=[16, 16, 16, 16, 48], lin_neurons=8, attention_channels=8))
+    >>> p = export_onnx(*modules, os.path.join(tempfile.mkdtemp(), "m.onnx"))
     >>> wavs = np.random.default_rng(0).standard_normal((3, 5000), dtype=np.float32)
     >>> out = onnx_session(p).run(None, {"wavs": wavs, "wav_lens": np.ones(3, np.float32)})
     >>> out[0].shape
     (3, 8)
     """
-    pipeline = EmbeddingPipeline(compute_features, mean_var_norm, embedding_model, stft="conv")
-    wavs, lens = example_batch(sample_rate, seconds=(2.0, 1.5))
-    ctx = _quiet_export_warnings()
-    try:
-        with torch.no_grad():
-            torch.onnx.export(
-                pipeline,
-                (wavs, lens),
-                os.fspath(path),
-                dynamo=False,
-                opset_version=opset,
-                input_names=["wavs", "wav_lens"],
-                output_names=["embeddings"],
-                dynamic_axes={"wavs": {0: "batch", 1: "samples"}, "wav_lens": {0: "batch"}, "embeddings": {0: "batch"}},
-            )
-    finally:
-        ctx.__exit__(None, None, None)
+    with _tracing(compute_features, mean_var_norm, embedding_model, "conv", sample_rate) as (pipeline, example):
+        torch.onnx.export(
+            pipeline,
+            example,
+            os.fspath(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["wavs", "wav_lens"],
+            output_names=["embeddings"],
+            dynamic_axes={"wavs": {0: "batch", 1: "samples"}, "wav_lens": {0: "batch"}, "embeddings": {0: "batch"}},
+        )
     return os.fspath(path)
 
 
