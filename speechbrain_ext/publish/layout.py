@@ -26,7 +26,8 @@ __all__ = [
     "write_json",
 ]
 
-#: Written into ``export.json``: a folder holding it is a previous export that may be replaced.
+#: Written into ``export.json`` (and the YAML's header): a folder holding it is a previous export
+#: that may be replaced. The name of the module that wrote the first exports, kept so they stay replaceable.
 MARKER = "speechbrain_ext.hub"
 #: The command line of the exporter, as the messages and the card show it.
 COMMAND = "python -m speechbrain_ext.publish"
