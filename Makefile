@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	OMP_NUM_THREADS=$(THREADS) $(PY) recipes/SynthEmo/train.py recipes/SynthEmo/hparams/ecapa_aam.yaml \
 		--output_folder $(DEMO_OUT)/experiment --report_folder $(DEMO_OUT)
-	$(PY) -m speechbrain_ext.hub export $(DEMO_OUT)/experiment $(DEMO_OUT)/model
+	$(PY) -m speechbrain_ext.publish export $(DEMO_OUT)/experiment $(DEMO_OUT)/model
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

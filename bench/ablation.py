@@ -510,16 +510,15 @@ def read_train_log(path):
 
 def collect(args):
     """Metrics, train log and run record of every (row, seed): ``{(row name, seed): entry}``."""
+    from speechbrain_ext.report import read_metrics  # torch: imported only when a report is written
+
     records = load_records(args)
     results = {}
     for row in args.rows:
         for seed in args.seeds:
             folder = run_folder(args, row, seed)
             path = metrics_path(args, row, seed)
-            metrics = None
-            if os.path.isfile(path):
-                with open(path) as f:
-                    metrics = json.load(f)
+            metrics = read_metrics(path) if os.path.isfile(path) else None
             results[(row.name, seed)] = {
                 "folder": folder, "metrics": metrics,
                 "log": read_train_log(os.path.join(folder, "train_log.txt")),

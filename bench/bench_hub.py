@@ -1,12 +1,12 @@
 """Hub export and inference: embedding real-time factor (PyTorch vs ONNX Runtime) and export round trip.
 
-Measures, on the CPU, with an exported model (``python -m speechbrain_ext.hub export --onnx``):
+Measures, on the CPU, with an exported model (``python -m speechbrain_ext.publish export --onnx``):
 
 - real-time factor (processing time / audio duration) of waveform → embedding for 3 s
   utterances at batch 1 and batch 32: SpeechBrain's ``EncoderClassifier.encode_batch``
   (PyTorch, the exported folder loaded with ``from_hparams``), the TorchScript file and the
   ONNX file under ONNX Runtime, with the same number of threads;
-- the export + reload round trip as a user runs it: ``python -m speechbrain_ext.hub export``
+- the export + reload round trip as a user runs it: ``python -m speechbrain_ext.publish export``
   (with and without ``--onnx``) then ``SpeakerRecognition.from_hparams`` + one embedding in a
   fresh process, wall time including Python start-up and imports (target <= 30 s).
 
@@ -109,8 +109,8 @@ def round_trip(experiment, work, threads):
     """Wall times (s) of the export CLI (plain and --onnx) and of a fresh-process reload + embedding."""
     py = sys.executable
     out_plain, out_onnx = os.path.join(work, "rt_plain"), os.path.join(work, "rt_onnx")
-    export_plain = timed_subprocess([py, "-m", "speechbrain_ext.hub", "export", experiment, out_plain], threads)
-    export_onnx = timed_subprocess([py, "-m", "speechbrain_ext.hub", "export", experiment, out_onnx, "--onnx"],
+    export_plain = timed_subprocess([py, "-m", "speechbrain_ext.publish", "export", experiment, out_plain], threads)
+    export_onnx = timed_subprocess([py, "-m", "speechbrain_ext.publish", "export", experiment, out_onnx, "--onnx"],
                                    threads)
     reload = timed_subprocess([py, "-c", RELOAD, out_plain, os.path.join(work, "rt_saved"), str(threads)], threads)
     return {"export": export_plain, "export_onnx": export_onnx, "reload": reload}, out_onnx
@@ -120,7 +120,7 @@ def rtf(model_dir, threads, repeats, seconds=3.0):
     """Real-time factors ``{(backend, batch): rtf}`` and the parity of ONNX vs PyTorch."""
     from speechbrain.inference.classifiers import EncoderClassifier
 
-    from speechbrain_ext.export import onnx_session
+    from speechbrain_ext.publish.onnx_export import onnx_session
 
     torch.set_num_threads(threads)
     model = EncoderClassifier.from_hparams(source=model_dir, savedir=None, run_opts={"device": "cpu"})
@@ -190,7 +190,7 @@ def run(args):
         f"onnxruntime {__import__('onnxruntime').__version__}; {args.threads} thread(s) for torch and ONNX Runtime.",
         "",
         f"Model: {origin}; encoder channels {channels}, {n_params / 1e6:.2f} M parameters, exported with "
-        "`python -m speechbrain_ext.hub export --onnx`.",
+        "`python -m speechbrain_ext.publish export --onnx`.",
         "",
         "Real-time factor of waveform → embedding, 3 s utterances at 16 kHz (processing time / audio "
         "duration; lower is faster; median of runs after one warm-up):",
@@ -213,7 +213,7 @@ def run(args):
         "",
         "| step | time (s) | target |",
         "|:---|---:|:---|",
-        f"| `python -m speechbrain_ext.hub export` | {times['export']:.1f} | |",
+        f"| `python -m speechbrain_ext.publish export` | {times['export']:.1f} | |",
         f"| `... export --onnx` (+ TorchScript, parity check) | {times['export_onnx']:.1f} | |",
         f"| reload: `SpeakerRecognition.from_hparams` + one embedding | {times['reload']:.1f} | |",
         f"| round trip, export + reload | {times['export'] + times['reload']:.1f} | <= 30 s: "

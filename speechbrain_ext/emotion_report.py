@@ -18,7 +18,6 @@ Nothing here trains or scores; every input is a file a recipe run wrote.
 
 import csv
 import glob
-import json
 import math
 import os
 
@@ -27,6 +26,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import torch  # noqa: E402
+
+from speechbrain_ext.report import read_metrics  # noqa: E402
 
 __all__ = [
     "emotion_eers",
@@ -47,7 +48,7 @@ _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">")
 
 
 def load_metrics(path_or_metrics):
-    """A ``metrics.json`` (path) or an already loaded dict, returned as a dict.
+    """A ``metrics.json`` (path, read by :func:`speechbrain_ext.report.read_metrics`) or a loaded dict.
 
     Example
     -------
@@ -56,8 +57,7 @@ def load_metrics(path_or_metrics):
     """
     if isinstance(path_or_metrics, dict):
         return path_or_metrics
-    with open(path_or_metrics) as f:
-        return json.load(f)
+    return read_metrics(path_or_metrics)
 
 
 def emotion_order(emotions):

@@ -34,9 +34,19 @@ def _yaml():
     return yaml
 
 
-def _tag(node):
-    tag = getattr(node, "tag", None)
-    return getattr(tag, "value", None)
+def yaml_tag(node):
+    """The HyperPyYAML tag (``!new:...``, ``!ref``...) of a round-trip YAML node, or None.
+
+    Only local tags count: YAML's own (``!!str``) and untagged nodes give None.
+
+    Example
+    -------
+    >>> node = _yaml().load("a: !new:torch.nn.Linear\\n  in_features: 2\\nb: !!str 3\\nc: {x: 1}\\n")
+    >>> yaml_tag(node["a"]), yaml_tag(node["b"]), yaml_tag(node["c"]), yaml_tag(5)
+    ('!new:torch.nn.Linear', None, None, None)
+    """
+    value = getattr(getattr(node, "tag", None), "value", None)
+    return value if isinstance(value, str) and value.startswith("!") else None
 
 
 def merge_layer(base, layer):
@@ -49,12 +59,13 @@ def merge_layer(base, layer):
     >>> y = _yaml()
     >>> base = y.load("opt: !new:a.A\\n  x: 1\\nplain:\\n  x: 1\\n")
     >>> merge_layer(base, y.load("opt: !new:b.B\\n  y: 2\\nplain:\\n  y: 2\\n"))
-    >>> _tag(base["opt"]), dict(base["opt"]), dict(base["plain"])
+    >>> yaml_tag(base["opt"]), dict(base["opt"]), dict(base["plain"])
     ('!new:b.B', {'y': 2}, {'x': 1, 'y': 2})
     """
     for key, value in layer.items():
         current = base.get(key) if isinstance(base, dict) else None
-        if isinstance(value, dict) and isinstance(current, dict) and _tag(value) is None and _tag(current) is None:
+        if (isinstance(value, dict) and isinstance(current, dict)
+                and yaml_tag(value) is None and yaml_tag(current) is None):
             merge_layer(current, value)
         else:
             base[key] = value
@@ -184,7 +195,7 @@ def load_hparams(path, overrides=None):
 
 def _kind(value):
     """``"bool"``, ``"int"``, ``"float"``, ``"str"`` or ``None`` (anything else: no check)."""
-    if _tag(value) is not None:
+    if yaml_tag(value) is not None:
         return None
     if isinstance(value, bool):
         return "bool"
@@ -230,7 +241,8 @@ def check_override_types(base, given, path="<hparams>", prefix=""):
     """
     for key, value in given.items():
         current = base.get(key) if isinstance(base, dict) else None
-        if isinstance(value, dict) and isinstance(current, dict) and _tag(value) is None and _tag(current) is None:
+        if (isinstance(value, dict) and isinstance(current, dict)
+                and yaml_tag(value) is None and yaml_tag(current) is None):
             check_override_types(current, value, path, prefix=f"{prefix}{key}.")
             continue
         want, got = _kind(current), _kind(value)
@@ -238,7 +250,7 @@ def check_override_types(base, given, path="<hparams>", prefix=""):
             continue
         if got == want or (want == "float" and got == "int"):
             continue
-        shown = value if _tag(value) is None else f"{_tag(value)} {getattr(value, 'value', '')}".strip()
+        shown = value if yaml_tag(value) is None else f"{yaml_tag(value)} {getattr(value, 'value', '')}".strip()
         raise HparamsError(
             f"{path}: --{prefix}{key} expects {_EXPECTED[want]} (like its value {current} in the file), got {shown!r}"
         )

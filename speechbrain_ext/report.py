@@ -3,27 +3,27 @@
 The metrics are those of :func:`speechbrain_ext.scoring.evaluate_conditions`
 (EER and minDCF as fractions; the markdown and terminal tables show EER in %).
 Every file is written to a temporary name in ``out_dir`` and renamed over the
-destination, so a reader never sees a half-written report.
+destination, so a reader never sees a half-written report. :func:`read_metrics`
+is the one reader of ``metrics.json`` (the model export, the emotion report and the
+ablation tables use it); it imports no plotting library.
 """
 
-import contextlib
 import io
 import json
 import math
 import os
-import tempfile
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from speechbrain_ext.errors import SpeechBrainExtError
+from speechbrain_ext.files import atomic_write_bytes, atomic_write_json
+from speechbrain_ext.scoring import det_curve, split_by_label
 
-from speechbrain_ext.scoring import _split_by_label, det_curve  # noqa: E402
+__all__ = ["METRICS_FILE", "MetricsError", "format_metrics_table", "read_metrics", "write_report"]
 
-__all__ = ["format_metrics_table", "write_report"]
-
+#: The file name of the metrics in a report folder.
+METRICS_FILE = "metrics.json"
 # DET tick positions, as error fractions; those outside the axis range are dropped.
 _DET_TICKS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
 # Grid of the thinning in normal-deviate units: a DET of 1M trials has 1M steps,
@@ -31,19 +31,69 @@ _DET_TICKS = (0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1
 _DET_RESOLUTION = 0.005
 
 
-def _atomic_write_bytes(path, data):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+class MetricsError(SpeechBrainExtError, ValueError):
+    """A ``metrics.json`` is missing or is not the file :func:`write_report` writes; the message names it.
+
+    Example
+    -------
+    >>> str(MetricsError("report/metrics.json: no such file"))
+    'report/metrics.json: no such file'
+    """
+
+
+def read_metrics(path_or_dir):
+    """The ``metrics.json`` of a report (its path, or the folder holding it) as a dict.
+
+    Arguments
+    ---------
+    path_or_dir : str or os.PathLike
+        A ``metrics.json`` file or a report folder containing one.
+
+    Returns
+    -------
+    dict
+        ``{"conditions": {condition: {"eer", "eer_threshold", "min_dcf", ...}}, **run info}``.
+
+    Raises
+    ------
+    MetricsError
+        The file is missing, is not JSON, or has no non-empty ``conditions`` mapping.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(d, "metrics.json"), "w").write('{"conditions": {"all": {"eer": 0.1}}}')
+    >>> read_metrics(d)["conditions"]["all"]["eer"]
+    0.1
+    >>> read_metrics(os.path.join(d, "nothing"))
+    Traceback (most recent call last):
+    ...
+    speechbrain_ext.report.MetricsError: .../nothing: no such file (expected the metrics.json of a report)
+    """
+    path = os.fspath(path_or_dir)
+    if os.path.isdir(path):
+        path = os.path.join(path, METRICS_FILE)
+    if not os.path.isfile(path):
+        raise MetricsError(f"{path}: no such file (expected the metrics.json of a report)")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        with open(path, encoding="utf-8") as f:
+            metrics = json.load(f)
+    except (OSError, ValueError) as err:
+        raise MetricsError(f"{path}: not a readable metrics.json: {err}") from err
+    if not isinstance(metrics, dict) or not metrics.get("conditions") or not isinstance(metrics["conditions"], dict):
+        raise MetricsError(f"{path}: no 'conditions' (expected the metrics.json of speechbrain_ext.report)")
+    return metrics
+
+
+def _pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend (imported on first use: readers need no plotting)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _json_default(obj):
@@ -156,8 +206,8 @@ def _thin(x, y):
 def _save_figure(fig, path):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    _atomic_write_bytes(path, buf.getvalue())
+    _pyplot().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _plot_det(split, metrics, title, path):
@@ -173,7 +223,7 @@ def _plot_det(split, metrics, title, path):
         ]
     lo = max(1e-4, min(seen))
     lo_z, hi_z = _ndtri(lo * 0.8), _ndtri(hi)
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = _pyplot().subplots(figsize=(6, 6))
     for name, (p_fa, p_miss, _) in curves.items():
         x = np.clip(_ndtri(p_fa), lo_z, hi_z + 1)
         y = np.clip(_ndtri(p_miss), lo_z, hi_z + 1)
@@ -209,7 +259,7 @@ def _plot_hist(split, metrics, title, path):
     n = len(split)
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
+    fig, axes = _pyplot().subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
     for ax, (name, (pos, neg)) in zip(axes.flat, split.items()):
         lo, hi = min(pos.min(), neg.min()), max(pos.max(), neg.max())
         bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 61)
@@ -273,16 +323,15 @@ def write_report(out_dir, metrics, scores_by_condition, title, extra=None):
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     paths = {
-        "metrics": os.path.join(out_dir, "metrics.json"),
+        "metrics": os.path.join(out_dir, METRICS_FILE),
         "report": os.path.join(out_dir, "report.md"),
         "det": os.path.join(out_dir, "det.png"),
         "score_hist": os.path.join(out_dir, "score_hist.png"),
     }
     payload = {"conditions": metrics, **extra}
-    text = json.dumps(payload, indent=2, default=_json_default, allow_nan=False) + "\n"
-    _atomic_write_bytes(paths["metrics"], text.encode("utf-8"))
-    _atomic_write_bytes(paths["report"], _markdown(metrics, title, extra).encode("utf-8"))
-    split = {name: _split_by_label(name, *scores_by_condition[name]) for name in metrics}
+    atomic_write_json(paths["metrics"], payload, default=_json_default, allow_nan=False)
+    atomic_write_bytes(paths["report"], _markdown(metrics, title, extra).encode("utf-8"))
+    split = {name: split_by_label(name, *scores_by_condition[name]) for name in metrics}
     _plot_det(split, metrics, title, paths["det"])
     _plot_hist(split, metrics, title, paths["score_hist"])
     return paths

@@ -42,6 +42,7 @@ __all__ = [
     "load_enrol_map",
     "load_trials",
     "score_trials",
+    "split_by_label",
 ]
 
 # Rows of the [chunk, M] score matrix in cohort_stats / elements gathered per chunk in
@@ -256,7 +257,14 @@ def det_curve(positive_scores, negative_scores):
     return p_fa, p_miss, sw.thresholds
 
 
-def _split_by_label(name, scores, labels):
+def split_by_label(name, scores, labels):
+    """``(target scores, non-target scores)`` of one condition; labels are 1 (target) or 0.
+
+    Example
+    -------
+    >>> split_by_label("all", [0.9, 0.1, 0.8], [1, 0, 1])
+    (array([0.9, 0.8]), array([0.1]))
+    """
     scores = _as_scores(scores, f"scores of condition {name!r}")
     if isinstance(labels, torch.Tensor):
         labels = labels.detach().cpu().numpy()
@@ -325,7 +333,7 @@ def evaluate_conditions(scores_by_condition, p_targets=(0.01,)):
         raise ValueError("p_targets must name at least one prior")
     out = {}
     for name, (scores, labels) in scores_by_condition.items():
-        pos, neg = _split_by_label(name, scores, labels)
+        pos, neg = split_by_label(name, scores, labels)
         sw = _sweep(pos, neg)
         eer, eer_t = _eer_from_sweep(sw)
         res = {"eer": eer, "eer_threshold": eer_t}
