@@ -53,6 +53,8 @@ from speechbrain.utils.checkpoints import (
 )
 from speechbrain.utils.distributed import ddp_barrier, ddp_broadcast, if_main_process
 
+from speechbrain_ext.errors import SpeechBrainExtError
+
 logger = logging.getLogger(__name__)
 
 TMP_PREFIX = ".tmp-"
@@ -62,7 +64,7 @@ RECORD_FORMAT = 1
 _DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SpeechBrainExtError, RuntimeError):
     """A checkpoint could not be written; the message names the folder, the file and the cause.
 
     Example

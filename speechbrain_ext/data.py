@@ -21,6 +21,8 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.encoder import CategoricalEncoder
 
+from speechbrain_ext.errors import SpeechBrainExtError
+
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("ID", "duration", "wav", "spk_id")
@@ -30,7 +32,7 @@ ISSUE_DOWNMIXED = "downmixed"
 ERROR_PREFIX = "error:"
 
 
-class ManifestError(ValueError):
+class ManifestError(SpeechBrainExtError, ValueError):
     """A manifest is malformed; the message names the file, line and id or column.
 
     Example

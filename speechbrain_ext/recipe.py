@@ -29,6 +29,7 @@ import speechbrain as sb
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_ext import report, verification
+from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.hparams import HparamsError, load_hparams
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ BENIGN_KEYS = frozenset({
 })
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(SpeechBrainExtError, RuntimeError):
     """Scoring the evaluation trials failed (the message names the trial file, line and id).
 
     Example
@@ -189,18 +190,6 @@ def train(brain):
     )
 
 
-def _expected_errors():
-    """The exception types that end a run with a one-line message instead of a traceback."""
-    from data_prep.common import PreparationError
-    from speechbrain_ext.brains.speaker import TrainingAborted
-    from speechbrain_ext.checkpoints import CheckpointError
-    from speechbrain_ext.data import ManifestError
-    from speechbrain_ext.scoring import MissingEmbeddingError
-
-    return (HparamsError, ManifestError, PreparationError, TrainingAborted, CheckpointError, MissingEmbeddingError,
-            EvaluationError)
-
-
 def _step_interval_only(run_opts):
     """``--ckpt_interval_steps N`` on the command line replaces the YAML's ``ckpt_interval_minutes``.
 
@@ -220,12 +209,12 @@ def _step_interval_only(run_opts):
 def main(argv=None):
     """Run a recipe: prepare, train, evaluate. ``argv`` defaults to ``sys.argv[1:]``.
 
-    Expected failures (see :func:`_expected_errors`) exit with status 1 and one
-    ``error: ...`` line naming the key, file or step.
+    Expected failures (a :class:`~speechbrain_ext.errors.SpeechBrainExtError`) exit with
+    status 1 and one ``error: ...`` line naming the key, file or step.
     """
     try:
         return _main(argv)
-    except _expected_errors() as err:
+    except SpeechBrainExtError as err:
         logger.error("%s: %s", type(err).__name__, err)
         raise SystemExit(f"error: {err}") from err
 

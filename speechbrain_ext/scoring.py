@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from speechbrain_ext.errors import SpeechBrainExtError
+
 __all__ = [
     "MissingEmbeddingError",
     "Trials",
@@ -620,7 +622,7 @@ def load_enrol_map(path):
 # ------------------------------------------------------------------------ scoring
 
 
-class MissingEmbeddingError(KeyError, ValueError):
+class MissingEmbeddingError(SpeechBrainExtError, KeyError, ValueError):
     """A trial names an id that has no embedding (catchable as KeyError or ValueError).
 
     Example

@@ -34,11 +34,12 @@ from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, registe
 from speechbrain_ext import data as sx_data
 from speechbrain_ext import distributed as sx_distributed
 from speechbrain_ext import verification
+from speechbrain_ext.errors import SpeechBrainExtError
 
 logger = logging.getLogger(__name__)
 
 
-class TrainingAborted(RuntimeError):
+class TrainingAborted(SpeechBrainExtError, RuntimeError):
     """Training cannot go on (non-finite loss, too many unreadable files); nothing was saved after it.
 
     Example
