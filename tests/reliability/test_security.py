@@ -14,7 +14,7 @@ import pytest
 import torch
 from reliability_helpers import ROOT, child_env, experiment_dir, run_recipe
 
-from speechbrain_ext.brains.speaker import AugmentState, EpochProgress, EpochStats, RNGState
+from speechbrain_ext.resume import AugmentState, EpochProgress, EpochStats, RNGState
 from speechbrain_ext.checkpoints import SafeCheckpointer
 from speechbrain_ext.data import AudioIssueCounter
 

@@ -37,7 +37,7 @@ def make_problem():
 
 
 def brain_stub(gather):
-    from speechbrain_ext.brains.speaker import EpochStats
+    from speechbrain_ext.resume import EpochStats
     from speechbrain_ext.losses import AngularMarginSupConLoss, ClassAwareAttention
 
     hparams = SimpleNamespace(

@@ -25,7 +25,7 @@ from speechbrain_ext.brains.emotion import (
     copypaste_seed,
     join_halves,
 )
-from speechbrain_ext.brains.speaker import EpochStats
+from speechbrain_ext.resume import EpochStats
 from speechbrain_ext.hparams import load_hparams
 from speechbrain_ext.losses import ParallelCosineLoss
 
