@@ -25,9 +25,9 @@ from speechbrain_ext.brains.emotion import (
     copypaste_seed,
     join_halves,
 )
-from speechbrain_ext.resume import EpochStats
 from speechbrain_ext.hparams import load_hparams
 from speechbrain_ext.losses import ParallelCosineLoss
+from speechbrain_ext.resume import EpochStats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HPARAMS = os.path.join(ROOT, "recipes", "SynthEmo", "hparams")
