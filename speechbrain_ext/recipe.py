@@ -28,7 +28,7 @@ import ruamel.yaml
 import speechbrain as sb
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from speechbrain_ext import report, verification
+from speechbrain_ext import evaluation, report
 from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.hparams import HparamsError, load_hparams
 
@@ -190,6 +190,41 @@ def train(brain):
     )
 
 
+def evaluate_best_checkpoint(brain, hparams, title, extra):
+    """Score the evaluation trials with the checkpoint of lowest valid EER and write the report.
+
+    Gathers what :func:`speechbrain_ext.evaluation.evaluate` needs: the Brain's encoder
+    and loader factory (:meth:`~speechbrain_ext.brains.SpeakerBrain.inference_functions`)
+    after recovering the checkpoint, and the evaluation keys of the hparams.
+
+    Returns
+    -------
+    dict
+        The metrics per condition.
+    """
+    checkpoint = brain.checkpointer.recover_if_possible(min_key="EER")
+    if checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint in {brain.checkpointer.checkpoints_dir}: train first")
+    output, manifest = hparams["output_folder"], hparams["eval_annotation"]
+    cache = os.path.join(output, "embeddings", f"eval-{evaluation.cache_key(checkpoint.path, manifest)}.pt")
+    as_norm = hparams["score_norm"] == "as-norm"
+    info = {
+        "checkpoint": os.path.relpath(checkpoint.path, output),
+        "valid_EER": checkpoint.meta.get("EER"),
+        "epoch": checkpoint.meta.get("epoch"),
+        "score_norm": hparams["score_norm"],
+        **extra,
+    }
+    encode, make_loader = brain.inference_functions()
+    return evaluation.evaluate(
+        encode, make_loader, manifest, hparams["data_folder"], hparams["eval_trials_dir"], hparams["report_folder"],
+        sample_rate=hparams["sample_rate"], cache_path=cache,
+        cohort_manifest=hparams["train_annotation"] if as_norm else None,
+        cohort_per_speaker=hparams["cohort_utterances_per_speaker"] if as_norm else None,
+        top_n=hparams["cohort_top_n"], title=title, extra=info,
+    )
+
+
 def _step_interval_only(run_opts):
     """``--ckpt_interval_steps N`` on the command line replaces the YAML's ``ckpt_interval_minutes``.
 
@@ -270,9 +305,9 @@ def _main(argv=None):
     if if_main_process():
         command = " ".join(["python", os.path.relpath(sys.argv[0]) if sys.argv[0] else "train.py", *argv])
         try:
-            metrics = verification.evaluate(
+            metrics = evaluate_best_checkpoint(
                 brain,
-                hparams["report_folder"],
+                hparams,
                 title=f"{hparams['system']} — {os.path.relpath(hparams_file)}",
                 extra={"system": hparams["system"], "seed": hparams["seed"], "command": command},
             )

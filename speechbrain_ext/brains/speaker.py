@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import speechbrain as sb
 import torch
 
-from speechbrain_ext import compat, verification
+from speechbrain_ext import compat, evaluation
 from speechbrain_ext import data as sx_data
 from speechbrain_ext import distributed as sx_distributed
 from speechbrain_ext.errors import SpeechBrainExtError
@@ -82,7 +82,7 @@ class SpeakerBrain(compat.Brain):
         sx_data.add_speaker_label(train, self.label_encoder)
         self.add_train_items(train)
         train.set_output_keys(self.train_output_keys())
-        valid = verification.utterance_dataset(hp.valid_annotation, hp.data_folder, hp.sample_rate)
+        valid = evaluation.utterance_dataset(hp.valid_annotation, hp.data_folder, hp.sample_rate)
         self.train_set = train
         return train, valid
 
@@ -140,6 +140,24 @@ class SpeakerBrain(compat.Brain):
         options = dict(self.hparams.eval_dataloader_opts)
         options["collate_fn"] = sx_data.collate_skipping
         return options
+
+    def inference_functions(self, loader_options=None):
+        """``(encode, make_loader)`` of the current model, for :mod:`speechbrain_ext.evaluation`.
+
+        The modules are put in eval mode; ``encode(wavs, lens)`` runs :meth:`encode` on the
+        Brain's device; ``make_loader(dataset)`` builds a test-stage loader with
+        ``loader_options`` (default: :meth:`valid_loader_options`).
+        """
+        self.modules.eval()
+        options = self.valid_loader_options() if loader_options is None else dict(loader_options)
+
+        def encode(wavs, lens):
+            return self.encode(wavs.to(self.device), lens.to(self.device))
+
+        def make_loader(dataset):
+            return self.make_dataloader(dataset, stage=sb.Stage.TEST, ckpt_prefix=None, **options)
+
+        return encode, make_loader
 
     # ---------------------------------------------------------------- model hooks
     def prepare_waveforms(self, batch, stage):
@@ -320,7 +338,7 @@ class SpeakerBrain(compat.Brain):
     def score_valid(self):
         """EER (%) and minDCF of the validation trials on the collected embeddings."""
         embeddings = torch.cat(self.valid_embeddings) if self.valid_embeddings else torch.zeros(0, 1)
-        result = verification.score_trial_dir(
+        result = evaluation.score_trial_dir(
             self.valid_ids, embeddings, self.hparams.valid_trials_dir, conditions=[self.hparams.valid_condition]
         )
         cond = result[self.hparams.valid_condition]
