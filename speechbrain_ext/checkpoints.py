@@ -52,10 +52,10 @@ from speechbrain.utils.distributed import ddp_barrier, ddp_broadcast, if_main_pr
 
 from speechbrain_ext import compat
 from speechbrain_ext.errors import SpeechBrainExtError
+from speechbrain_ext.files import TMP_PREFIX
 
 logger = logging.getLogger(__name__)
 
-TMP_PREFIX = ".tmp-"
 DAMAGED_PREFIX = "damaged-"
 RECORD_NAME = "CKPT.files.json"
 RECORD_FORMAT = 1

@@ -30,6 +30,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_ext import evaluation, report
 from speechbrain_ext.errors import SpeechBrainExtError
+from speechbrain_ext.files import atomic_write
 from speechbrain_ext.hparams import HparamsError, load_hparams
 
 logger = logging.getLogger(__name__)
@@ -148,11 +149,8 @@ def check_config_change(output_folder, save_folder, composed, allow=False):
             logger.warning("resuming %s with a changed configuration (allow_config_change): %s",
                            output_folder, described)
     if if_main_process():
-        os.makedirs(output_folder, exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_write(path) as f:
             json.dump({"format": 1, "hparams": current}, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
     return differing
 
 
