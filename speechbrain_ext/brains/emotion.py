@@ -20,9 +20,10 @@ The loss of methods.md B.2, ``L = AAM(e) + AAM(e') + λ·L_cos``, is the YAML ba
 ``FixedWeights(weights={aam: 1, aam_parallel: 1, parallel_cos: λ})``.
 
 **Batch size.** ``batch_size`` keeps its meaning, original utterances per batch; the
-encoder sees ``2 × batch_size`` inputs, so a training step costs about twice a
-baseline step (measured on one CPU thread: 1.9× at ECAPA width 64, 2.5× at width 256,
-where the encoder's own cost grows faster than the batch).
+encoder sees ``2 × batch_size`` inputs (what that costs per epoch: the time table of
+``results/ablation_emotion.md``). The pipeline pieces live in
+:mod:`speechbrain_ext.partners` (partner pick, CopyPaste item) and
+:mod:`speechbrain_ext.parallel` (joined batch, row layout).
 
 **Composition.** ``super().compute_losses`` receives a view of the ORIGINAL half only
 (embeddings, logits, labels, lens of rows ``x_1..x_B``). So ``"aam"`` is ``AAM(e)``,
