@@ -30,7 +30,7 @@ from readme_sections import write_section
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from speechbrain_ext.augment import CopyPaste, CopyPastePartners, EnergyEmotionMask  # noqa: E402
+from speechbrain_ext.augment import CopyPaste, CopyPastePartners, EnergyEmotionMask  # noqa: E402  (the YAML names)
 
 SECTION = "## Emotion augmentation"
 README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")

@@ -45,7 +45,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from speechbrain_ext import emotion_report, verification  # noqa: E402
+from speechbrain_ext import emotion_report, evaluation  # noqa: E402
 from speechbrain_ext.augment import SELECTIONS, EnergyEmotionMask  # noqa: E402
 from speechbrain_ext.hparams import load_hparams  # noqa: E402
 
@@ -166,10 +166,11 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
             return cached
     hp = brain.hparams
     # "all" is required; the emotional condition only where the corpus's validation trials have it
-    conditions = [c for c in CONDITIONS if c == "all" or c in verification.trial_lists(hp.valid_trials_dir)]
-    dataset = verification.utterance_dataset(hp.valid_annotation, hp.data_folder, hp.sample_rate)
+    conditions = [c for c in CONDITIONS if c == "all" or c in evaluation.trial_lists(hp.valid_trials_dir)]
+    dataset = evaluation.utterance_dataset(hp.valid_annotation, hp.data_folder, hp.sample_rate)
     options = brain.valid_loader_options()
     options["num_workers"] = 0
+    encode, make_loader = brain.inference_functions(options)
     start = time.time()
     results = {}
     probes = [("none", None)] + [
@@ -180,8 +181,8 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
     for name, mask in probes:
         brain.probe_mask = mask
         torch.manual_seed(seed)  # the random selection: the same frames for every run
-        ids, embeddings = verification.extract_embeddings(brain, dataset, options, desc=name)
-        metrics = verification.score_trial_dir(ids, embeddings, hp.valid_trials_dir, conditions=conditions)
+        ids, embeddings = evaluation.extract_embeddings(encode, make_loader, dataset, desc=name)
+        metrics = evaluation.score_trial_dir(ids, embeddings, hp.valid_trials_dir, conditions=conditions)
         results[name] = {c: {"eer": metrics[c]["eer"], "min_dcf": metrics[c]["min_dcf"]} for c in conditions}
         if mask is None and _has_emotions(hp.valid_annotation):
             shift = relative_emotion_shift(ids, embeddings, emotion_report.read_labels(hp.valid_annotation))

@@ -16,6 +16,8 @@ dict of floats to log.
 
 import torch
 
+from speechbrain_ext import distributed
+
 _NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
 
@@ -62,12 +64,6 @@ def min_norm_coefficient(g1, g2):
     if a.shape != b.shape:
         raise ValueError(f"gradients differ in size: {a.numel()} vs {b.numel()}")
     return _alpha_from_products(a @ a, a @ b, b @ b)
-
-
-def _distributed_world_size():
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size()
-    return 1
 
 
 class FixedWeights(torch.nn.Module):
@@ -215,7 +211,7 @@ class MGDABalancer(torch.nn.Module):
         g1 = grads[0].reshape(-1).double() / self._normalizer(grads[0], loss1)
         g2 = grads[1].reshape(-1).double() / self._normalizer(grads[1], loss2)
         products = torch.stack([g1 @ g1, g1 @ g2, g2 @ g2])
-        if _distributed_world_size() > 1:
+        if distributed.world_size() > 1:
             torch.distributed.all_reduce(products, op=torch.distributed.ReduceOp.SUM)
         alpha = _alpha_from_products(*products).detach()
         total = alpha.to(loss1.dtype) * loss1 + (1.0 - alpha).to(loss2.dtype) * loss2

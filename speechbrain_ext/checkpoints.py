@@ -41,28 +41,28 @@ import zipfile
 
 import torch
 from speechbrain.utils.checkpoints import (
-    DEFAULT_LOAD_HOOKS,
     DEFAULT_SAVE_HOOKS,
     METAFNAME,
     PARAMFILE_EXT,
     Checkpoint,
-    Checkpointer,
     get_default_hook,
     hook_on_loading_state_dict_checkpoint,
-    torch_recovery,
 )
 from speechbrain.utils.distributed import ddp_barrier, ddp_broadcast, if_main_process
 
+from speechbrain_ext import compat
+from speechbrain_ext.errors import SpeechBrainExtError
+from speechbrain_ext.files import TMP_PREFIX
+
 logger = logging.getLogger(__name__)
 
-TMP_PREFIX = ".tmp-"
 DAMAGED_PREFIX = "damaged-"
 RECORD_NAME = "CKPT.files.json"
 RECORD_FORMAT = 1
 _DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SpeechBrainExtError, RuntimeError):
     """A checkpoint could not be written; the message names the folder, the file and the cause.
 
     Example
@@ -168,10 +168,11 @@ def _space_report(folder):
     return ", ".join(parts)
 
 
-class SafeCheckpointer(Checkpointer):
+class SafeCheckpointer(compat.Checkpointer):
     """SpeechBrain's ``Checkpointer`` with atomic saves, verified listing and ``weights_only`` loads.
 
     Takes the same arguments as :class:`speechbrain.utils.checkpoints.Checkpointer`.
+    The SpeechBrain internals it builds on are reached through :class:`speechbrain_ext.compat.Checkpointer`.
 
     Example
     -------
@@ -187,6 +188,8 @@ class SafeCheckpointer(Checkpointer):
     >>> sorted(n.split("+")[0] for n in os.listdir(ckpt.checkpoints_dir))
     ['damaged-CKPT']
     """
+
+    torch_load_hook = staticmethod(torch_recovery_weights_only)
 
     def __init__(self, checkpoints_dir, recoverables=None, custom_load_hooks=None, custom_save_hooks=None,
                  allow_partial_load=False):
@@ -213,7 +216,7 @@ class SafeCheckpointer(Checkpointer):
         meta = dict(meta or {})
         final = tmp = None
         if if_main_process():
-            final = self._new_checkpoint_dirpath() if name is None else self._custom_checkpoint_dirpath(name)
+            final = self.checkpoint_dirpath(name)
             tmp = final.parent / (TMP_PREFIX + final.name)
             shutil.rmtree(tmp, ignore_errors=True)
             os.makedirs(tmp)
@@ -235,7 +238,7 @@ class SafeCheckpointer(Checkpointer):
                 current = RECORD_NAME
                 self._write_record(tmp)
                 current = METAFNAME
-                saved_meta = self._save_checkpoint_metafile(tmp / METAFNAME, meta, end_of_epoch)
+                saved_meta = self.write_meta_file(tmp / METAFNAME, meta, end_of_epoch)
                 for path in tmp.iterdir():
                     _fsync_file(path)
                 current = None
@@ -280,9 +283,9 @@ class SafeCheckpointer(Checkpointer):
     def list_checkpoints(self):
         """The intact checkpoints; damaged ones are skipped with a warning and renamed ``damaged-CKPT+...``."""
         good = []
-        for ckpt_dir in self._list_checkpoint_dirs():
+        for ckpt_dir in self.checkpoint_dirs():
             try:
-                ckpt = self._construct_checkpoint_objects([ckpt_dir])[0]
+                ckpt = self.read_checkpoint(ckpt_dir)
                 problem = self._problem(ckpt)
             except FileNotFoundError:  # renamed or deleted by another process meanwhile
                 continue
@@ -333,10 +336,10 @@ class SafeCheckpointer(Checkpointer):
                 if file_digest(path) != info["sha256"]:
                     return f"{fname} does not match its SHA-256 written at save time"
             return None
-        return self._legacy_problem(ckpt)
+        return self._unrecorded_problem(ckpt)
 
-    def _legacy_problem(self, ckpt):
-        """Signs of an interrupted save in a folder written by SpeechBrain's own Checkpointer."""
+    def _unrecorded_problem(self, ckpt):
+        """Signs of an interrupted save in a folder without a record (written by SpeechBrain's own Checkpointer)."""
         for path in sorted(ckpt.paramfiles.values()):
             size = path.stat().st_size
             if size == 0:
@@ -359,29 +362,3 @@ class SafeCheckpointer(Checkpointer):
             if missing:
                 return f"no paramfile for {', '.join(missing)} (interrupted save?)"
         return None
-
-    # ------------------------------------------------------------------ loading
-    def _call_load_hooks(self, checkpoint):
-        added = []
-        for name, obj in self.recoverables.items():
-            if name not in self.custom_load_hooks and get_default_hook(obj, DEFAULT_LOAD_HOOKS) is torch_recovery:
-                self.custom_load_hooks[name] = torch_recovery_weights_only
-                added.append(name)
-        try:
-            super()._call_load_hooks(checkpoint)
-        finally:
-            for name in added:
-                del self.custom_load_hooks[name]
-
-
-def list_damaged(checkpoints_dir):
-    """Names of the checkpoint folders :class:`SafeCheckpointer` set aside as damaged.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> list_damaged(tempfile.mkdtemp())
-    []
-    """
-    folder = pathlib.Path(checkpoints_dir)
-    return sorted(p.name for p in folder.glob(DAMAGED_PREFIX + "*") if p.is_dir())

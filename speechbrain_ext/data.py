@@ -8,7 +8,6 @@ Resampling and down-mixing are done on the fly and counted the same way.
 """
 
 import csv
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -21,6 +20,9 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.encoder import CategoricalEncoder
 
+from speechbrain_ext.errors import SpeechBrainExtError
+from speechbrain_ext.seeding import keyed_draw
+
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("ID", "duration", "wav", "spk_id")
@@ -30,7 +32,7 @@ ISSUE_DOWNMIXED = "downmixed"
 ERROR_PREFIX = "error:"
 
 
-class ManifestError(ValueError):
+class ManifestError(SpeechBrainExtError, ValueError):
     """A manifest is malformed; the message names the file, line and id or column.
 
     Example
@@ -146,8 +148,7 @@ class AudioReader:
         self.epoch = epoch
 
     def _offset(self, utt_id, max_offset):
-        digest = hashlib.blake2b(f"{self.seed}|{self.epoch}|{utt_id}".encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "little") % (max_offset + 1)
+        return keyed_draw(self.seed, self.epoch, utt_id, sep="|") % (max_offset + 1)
 
     def __call__(self, path, utt_id=""):
         """Return ``(signal [S] float32, issue)``; ``signal`` is empty when the issue is an error."""

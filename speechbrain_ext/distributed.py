@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "any_rank",
     "configure_sync_batchnorm",
+    "gather_batch",
     "gather_tensors",
     "gather_with_grad",
     "is_distributed",
@@ -231,6 +232,43 @@ def scale_grad(tensor, factor):
     return _ScaleGrad.apply(tensor, float(factor))
 
 
+def gather_batch(embeddings, logits, labels):
+    """The batch of every rank for a loss evaluated all-vs-all on each rank (DDP).
+
+    Embeddings are gathered with :func:`gather_with_grad` after :func:`scale_grad`
+    by the world size ``W``:
+    every rank computes the same loss on the same gathered batch, autograd gives
+    each rank the exact gradient for its own rows, and the factor ``W`` cancels
+    DDP's gradient average. Labels and (detached) logits are plain all-gathers.
+    Without a process group of more than one rank, the inputs come back unchanged.
+
+    Arguments
+    ---------
+    embeddings : torch.Tensor
+        ``[n, D]`` or ``[n, 1, D]`` of this rank.
+    logits : torch.Tensor or None
+        ``[n, C]`` or ``[n, 1, C]`` cosine logits (for class-aware attention).
+    labels : torch.Tensor
+        ``[n]`` class indices.
+
+    Returns
+    -------
+    tuple
+        ``(embeddings, logits, labels)`` of all ranks, in rank order.
+
+    Example
+    -------
+    >>> e, l, y = gather_batch(torch.ones(2, 1, 3), None, torch.tensor([0, 1]))
+    >>> e.shape, l, y.tolist()
+    (torch.Size([2, 1, 3]), None, [0, 1])
+    """
+    factor = world_size()
+    embeddings = gather_with_grad(scale_grad(embeddings, factor))
+    if logits is not None:
+        logits = gather_tensors(logits)
+    return embeddings, logits, gather_tensors(labels.reshape(-1))
+
+
 # ----------------------------------------------------------------------------- batch norm
 
 _SYNC_MODES = ("auto", True, False)
@@ -291,8 +329,8 @@ def configure_sync_batchnorm(mode="auto"):
     """
     if mode not in _SYNC_MODES:
         raise ValueError(f"sync_batchnorm must be auto, True or False, got {mode!r}")
-    import speechbrain.core
+    from speechbrain_ext import compat  # imports speechbrain.core: only when a recipe configures DDP
 
     _SyncBatchNormPolicy.mode = mode
-    speechbrain.core.SyncBatchNorm = _SyncBatchNormPolicy
+    compat.replace_sync_batchnorm(_SyncBatchNormPolicy)
     return mode

@@ -15,10 +15,12 @@ import os
 import ruamel.yaml
 from hyperpyyaml import load_hyperpyyaml
 
+from speechbrain_ext.errors import SpeechBrainExtError
+
 BASE_KEY = "base"
 
 
-class HparamsError(ValueError):
+class HparamsError(SpeechBrainExtError, ValueError):
     """A hyperparameter file or override is wrong; the message names the file and key.
 
     Example

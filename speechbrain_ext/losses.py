@@ -7,6 +7,7 @@
   methods.md A.1).
 - :class:`ClassAwareAttention`: negative-pair weights from the classifier's
   true-class probability (methods.md A.2).
+- :func:`negative_mask`: the pairs of a batch with different labels (the negatives).
 """
 
 import math
@@ -414,3 +415,15 @@ class ClassAwareAttention(torch.nn.Module):
         _, inverse, counts = torch.unique(y, return_inverse=True, return_counts=True)
         n_neg = (y.shape[0] - counts[inverse]).to(w.dtype)[:, None]
         return w.mul_(n_neg / w.sum(dim=1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny))
+
+
+def negative_mask(labels):
+    """Boolean ``[N, N]`` mask of pairs with different labels.
+
+    Example
+    -------
+    >>> negative_mask(torch.tensor([0, 0, 1])).int().tolist()
+    [[0, 0, 1], [0, 0, 1], [1, 1, 0]]
+    """
+    labels = labels.reshape(-1)
+    return labels[:, None] != labels[None, :]

@@ -32,6 +32,8 @@ import os
 import torch
 from speechbrain.utils.checkpoints import DEFAULT_TRANSFER_HOOKS, get_default_hook
 
+from speechbrain_ext.errors import SpeechBrainExtError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["PretrainedError", "find_encoder_files", "load_pretrained_encoder"]
@@ -44,7 +46,7 @@ PART_FILES = {
 REQUIRED_PARTS = ("embedding_model",)
 
 
-class PretrainedError(FileNotFoundError):
+class PretrainedError(SpeechBrainExtError, FileNotFoundError):
     """The pre-trained source is missing or does not fit; the message names the path.
 
     Example

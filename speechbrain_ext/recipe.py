@@ -28,7 +28,9 @@ import ruamel.yaml
 import speechbrain as sb
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from speechbrain_ext import report, verification
+from speechbrain_ext import evaluation, report
+from speechbrain_ext.errors import SpeechBrainExtError
+from speechbrain_ext.files import atomic_write
 from speechbrain_ext.hparams import HparamsError, load_hparams
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ BENIGN_KEYS = frozenset({
 })
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(SpeechBrainExtError, RuntimeError):
     """Scoring the evaluation trials failed (the message names the trial file, line and id).
 
     Example
@@ -147,11 +149,8 @@ def check_config_change(output_folder, save_folder, composed, allow=False):
             logger.warning("resuming %s with a changed configuration (allow_config_change): %s",
                            output_folder, described)
     if if_main_process():
-        os.makedirs(output_folder, exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_write(path) as f:
             json.dump({"format": 1, "hparams": current}, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
     return differing
 
 
@@ -189,16 +188,39 @@ def train(brain):
     )
 
 
-def _expected_errors():
-    """The exception types that end a run with a one-line message instead of a traceback."""
-    from data_prep.common import PreparationError
-    from speechbrain_ext.brains.speaker import TrainingAborted
-    from speechbrain_ext.checkpoints import CheckpointError
-    from speechbrain_ext.data import ManifestError
-    from speechbrain_ext.scoring import MissingEmbeddingError
+def evaluate_best_checkpoint(brain, hparams, title, extra):
+    """Score the evaluation trials with the checkpoint of lowest valid EER and write the report.
 
-    return (HparamsError, ManifestError, PreparationError, TrainingAborted, CheckpointError, MissingEmbeddingError,
-            EvaluationError)
+    Gathers what :func:`speechbrain_ext.evaluation.evaluate` needs: the Brain's encoder
+    and loader factory (:meth:`~speechbrain_ext.brains.SpeakerBrain.inference_functions`)
+    after recovering the checkpoint, and the evaluation keys of the hparams.
+
+    Returns
+    -------
+    dict
+        The metrics per condition.
+    """
+    checkpoint = brain.checkpointer.recover_if_possible(min_key="EER")
+    if checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint in {brain.checkpointer.checkpoints_dir}: train first")
+    output, manifest = hparams["output_folder"], hparams["eval_annotation"]
+    cache = os.path.join(output, "embeddings", f"eval-{evaluation.cache_key(checkpoint.path, manifest)}.pt")
+    as_norm = hparams["score_norm"] == "as-norm"
+    info = {
+        "checkpoint": os.path.relpath(checkpoint.path, output),
+        "valid_EER": checkpoint.meta.get("EER"),
+        "epoch": checkpoint.meta.get("epoch"),
+        "score_norm": hparams["score_norm"],
+        **extra,
+    }
+    encode, make_loader = brain.inference_functions()
+    return evaluation.evaluate(
+        encode, make_loader, manifest, hparams["data_folder"], hparams["eval_trials_dir"], hparams["report_folder"],
+        sample_rate=hparams["sample_rate"], cache_path=cache,
+        cohort_manifest=hparams["train_annotation"] if as_norm else None,
+        cohort_per_speaker=hparams["cohort_utterances_per_speaker"] if as_norm else None,
+        top_n=hparams["cohort_top_n"], title=title, extra=info,
+    )
 
 
 def _step_interval_only(run_opts):
@@ -220,12 +242,12 @@ def _step_interval_only(run_opts):
 def main(argv=None):
     """Run a recipe: prepare, train, evaluate. ``argv`` defaults to ``sys.argv[1:]``.
 
-    Expected failures (see :func:`_expected_errors`) exit with status 1 and one
-    ``error: ...`` line naming the key, file or step.
+    Expected failures (a :class:`~speechbrain_ext.errors.SpeechBrainExtError`) exit with
+    status 1 and one ``error: ...`` line naming the key, file or step.
     """
     try:
         return _main(argv)
-    except _expected_errors() as err:
+    except SpeechBrainExtError as err:
         logger.error("%s: %s", type(err).__name__, err)
         raise SystemExit(f"error: {err}") from err
 
@@ -281,9 +303,9 @@ def _main(argv=None):
     if if_main_process():
         command = " ".join(["python", os.path.relpath(sys.argv[0]) if sys.argv[0] else "train.py", *argv])
         try:
-            metrics = verification.evaluate(
+            metrics = evaluate_best_checkpoint(
                 brain,
-                hparams["report_folder"],
+                hparams,
                 title=f"{hparams['system']} — {os.path.relpath(hparams_file)}",
                 extra={"system": hparams["system"], "seed": hparams["seed"], "command": command},
             )

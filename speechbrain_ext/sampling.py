@@ -16,24 +16,22 @@ Pass it as ``batch_sampler`` in the train dataloader options (and no ``batch_siz
     brain.fit(epoch_counter, train_data, valid_data,
               train_loader_kwargs={"batch_sampler": sampler, "num_workers": 4})
 
-SpeechBrain 1.1.2 only calls ``set_epoch`` on ``Brain.train_sampler``, which
-``Brain._train_loader_specifics`` sets for ``shuffle=True`` or under DDP, but NOT for
-a ``batch_sampler`` in single-process training. Either set
-``brain.train_sampler = sampler`` before ``fit`` (recommended), or rely on the
-fallback here: an ``__iter__`` without an intervening ``set_epoch`` advances the
-epoch by one (logged once), which keeps epochs different and reproducible.
+SpeechBrain 1.1.2 only calls ``set_epoch`` on ``Brain.train_sampler``, which it sets
+for ``shuffle=True`` or under DDP, but NOT for a ``batch_sampler`` in single-process
+training. Either set ``brain.train_sampler = sampler`` before ``fit`` (recommended),
+or rely on the fallback here: an ``__iter__`` without an intervening ``set_epoch``
+advances the epoch by one (logged once), which keeps epochs different and reproducible.
 
-Under DDP, ``Brain._train_loader_specifics`` wraps any ``batch_sampler`` in
-``DistributedSamplerWrapper``, which hands whole batches of the (identical on every
-rank) global sequence to each rank; keep ``rank=None, world_size=None`` for that.
-For the speaker-disjoint per-step partition of this class instead
-(``rank``/``world_size`` given), bypass the wrapper in the Brain subclass::
+Under DDP, SpeechBrain wraps any ``batch_sampler`` in ``DistributedSamplerWrapper``,
+which hands whole batches of the (identical on every rank) global sequence to each
+rank; keep ``rank=None, world_size=None`` for that. For the speaker-disjoint per-step
+partition of this class instead (``rank``/``world_size`` given), derive the Brain from
+:class:`speechbrain_ext.compat.Brain` and return the sampler from its hook, as
+:class:`~speechbrain_ext.brains.SpeakerBrain` does::
 
-    def _train_loader_specifics(self, dataset, loader_kwargs):
-        if isinstance(loader_kwargs.get("batch_sampler"), SpeakerBalancedBatchSampler):
-            self.train_sampler = loader_kwargs["batch_sampler"]
-            return loader_kwargs
-        return super()._train_loader_specifics(dataset, loader_kwargs)
+    def rank_partitioned_sampler(self, loader_kwargs):
+        sampler = loader_kwargs.get("batch_sampler")
+        return sampler if isinstance(sampler, SpeakerBalancedBatchSampler) else None
 
 Mid-epoch resume: ``SaveableDataLoader`` checkpoints the number of batches already
 yielded and, on recovery, fast-forwards a fresh iterator of this sampler by that

@@ -13,10 +13,9 @@ DDP's gradient average equals the single-process gradient on the concatenated
 batch. ``False`` (or a missing key, or one process) keeps the negatives local.
 """
 
-import torch  # noqa: F401  (the doctests use it)
-
 from speechbrain_ext import distributed
 from speechbrain_ext.brains.speaker import SpeakerBrain
+from speechbrain_ext.losses import negative_mask
 
 
 class ContrastiveSpeakerBrain(SpeakerBrain):
@@ -45,12 +44,12 @@ class ContrastiveSpeakerBrain(SpeakerBrain):
         """(AM-)SupCon of a batch, its negatives weighted by class-aware attention when configured.
 
         With ``hparams.contrastive_gather`` under DDP, the batch is that of every rank
-        (see :func:`gather_batch`).
+        (see :func:`speechbrain_ext.distributed.gather_batch`).
         """
         hp = self.hparams
         labels = labels.reshape(-1)
         if hp.contrastive_gather and distributed.is_distributed():
-            embeddings, logits, labels = gather_batch(embeddings, logits, labels)
+            embeddings, logits, labels = distributed.gather_batch(embeddings, logits, labels)
         weights = None
         if hp.class_aware_attention is not None:
             weights = hp.class_aware_attention(logits, labels)
@@ -75,52 +74,3 @@ class ContrastiveSpeakerBrain(SpeakerBrain):
                 "speechbrain_ext.sampling.SpeakerBalancedBatchSampler so every anchor has a positive"
             )
         return f"P={sampler.speakers_per_batch} speakers x K={sampler.utterances_per_speaker} utterances"
-
-
-def negative_mask(labels):
-    """Boolean ``[N, N]`` mask of pairs with different labels.
-
-    Example
-    -------
-    >>> negative_mask(torch.tensor([0, 0, 1])).int().tolist()
-    [[0, 0, 1], [0, 0, 1], [1, 1, 0]]
-    """
-    labels = labels.reshape(-1)
-    return labels[:, None] != labels[None, :]
-
-
-def gather_batch(embeddings, logits, labels):
-    """The batch of every rank for a loss evaluated all-vs-all on each rank (DDP).
-
-    Embeddings are gathered with :func:`speechbrain_ext.distributed.gather_with_grad`
-    after :func:`~speechbrain_ext.distributed.scale_grad` by the world size ``W``:
-    every rank computes the same loss on the same gathered batch, autograd gives
-    each rank the exact gradient for its own rows, and the factor ``W`` cancels
-    DDP's gradient average. Labels and (detached) logits are plain all-gathers.
-    Without a process group of more than one rank, the inputs come back unchanged.
-
-    Arguments
-    ---------
-    embeddings : torch.Tensor
-        ``[n, D]`` or ``[n, 1, D]`` of this rank.
-    logits : torch.Tensor or None
-        ``[n, C]`` or ``[n, 1, C]`` cosine logits (for class-aware attention).
-    labels : torch.Tensor
-        ``[n]`` class indices.
-
-    Returns
-    -------
-    tuple
-        ``(embeddings, logits, labels)`` of all ranks, in rank order.
-
-    Example
-    -------
-    >>> e, l, y = gather_batch(torch.ones(2, 1, 3), None, torch.tensor([0, 1]))
-    >>> e.shape, l, y.tolist()
-    (torch.Size([2, 1, 3]), None, [0, 1])
-    """
-    factor = distributed.world_size()
-    embeddings = distributed.gather_with_grad(distributed.scale_grad(embeddings, factor))
-    if logits is not None:
-        logits = distributed.gather_tensors(logits)
-    return embeddings, logits, distributed.gather_tensors(labels.reshape(-1))

@@ -29,7 +29,7 @@ from reliability_helpers import (
 )
 from speechbrain.utils.checkpoints import Checkpointer
 
-from speechbrain_ext.checkpoints import SafeCheckpointer, list_damaged
+from speechbrain_ext.checkpoints import DAMAGED_PREFIX, SafeCheckpointer
 
 
 def make_objects(seed):
@@ -88,7 +88,7 @@ def test_damaged_checkpoint_left_by_speechbrain_is_skipped(tmp_path, damage, sce
         loaded = SafeCheckpointer(tmp_path, target).recover_if_possible()
     assert loaded is not None and loaded.meta["epoch"] == 1
     assert torch.equal(target["model"].weight, good["model"].weight)
-    assert list_damaged(tmp_path) == [f"damaged-{broken.path.name}"]
+    assert sorted(p.name for p in tmp_path.glob(DAMAGED_PREFIX + "*")) == [f"damaged-{broken.path.name}"]
     assert broken.path.name in caplog.text and "skipping damaged checkpoint" in caplog.text
     warning = next(r.getMessage() for r in caplog.records if "skipping damaged" in r.getMessage())
     row.observed = (
@@ -161,7 +161,7 @@ def test_disk_full_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, sc
 CACHE_UNDER_LIMIT = textwrap.dedent("""
     import resource, signal, sys
     import torch
-    from speechbrain_ext.verification import write_cache
+    from speechbrain_ext.evaluation import write_cache
     path = sys.argv[1]
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
@@ -177,7 +177,7 @@ def test_disk_full_while_writing_the_embedding_cache(tmp_path, scenario):
         "never exists",
         group="checkpoint faults",
     )
-    from speechbrain_ext.verification import write_cache
+    from speechbrain_ext.evaluation import write_cache
 
     path = tmp_path / "embeddings" / "eval-x.pt"
     assert write_cache(str(path), ["old"], torch.ones(1, 192))

@@ -1,4 +1,4 @@
-"""Scoring faults through ``speechbrain_ext.verification``: clear errors naming the trial file, line and id."""
+"""Scoring faults through ``speechbrain_ext.evaluation``: clear errors naming the trial file, line and id."""
 
 import csv
 import os
@@ -8,7 +8,7 @@ import pytest
 import torch
 from reliability_helpers import copy_experiment, experiment_dir, read_metrics, run_recipe
 
-from speechbrain_ext import verification
+from speechbrain_ext import evaluation
 from speechbrain_ext.scoring import MissingEmbeddingError
 
 IDS = ["a1", "a2", "b1", "b2"]
@@ -29,7 +29,7 @@ def test_trial_id_without_embedding(tmp_path, scenario):
     row = scenario("Trial names an utterance without an embedding", "error naming the trial file, line and id")
     folder = trial_dir(tmp_path, "1 a1 a2\n0 a1 b1\n1 b1 zz9\n")
     with pytest.raises(MissingEmbeddingError) as err:
-        verification.score_trial_dir(IDS, embeddings(), folder)
+        evaluation.score_trial_dir(IDS, embeddings(), folder)
     assert str(err.value).endswith("all.txt:3: test id 'zz9' has no embedding")
     row.observed = str(err.value).replace(str(tmp_path), "<tmp>")
 
@@ -38,14 +38,14 @@ def test_empty_trial_list(tmp_path, scenario):
     row = scenario("Empty trial list", "error naming the file")
     folder = trial_dir(tmp_path, "\n")
     with pytest.raises(ValueError, match="the trial list is empty") as err:
-        verification.score_trial_dir(IDS, embeddings(), folder)
+        evaluation.score_trial_dir(IDS, embeddings(), folder)
     row.observed = str(err.value).replace(str(tmp_path), "<tmp>")
 
 
 def test_all_scores_equal(tmp_path, scenario):
     row = scenario("All scores equal (every embedding identical)", "no crash; EER 0.5 (chance), minDCF 1.0")
     folder = trial_dir(tmp_path, "1 a1 a2\n0 a1 b1\n1 b1 b2\n0 a2 b2\n")
-    result = verification.score_trial_dir(IDS, torch.ones(4, 2), folder)["all"]
+    result = evaluation.score_trial_dir(IDS, torch.ones(4, 2), folder)["all"]
     assert result["eer"] == 0.5 and result["min_dcf"] == pytest.approx(1.0)
     row.observed = f"EER {result['eer']}, minDCF {result['min_dcf']:.3f}"
 
@@ -56,7 +56,7 @@ def test_non_finite_embedding(tmp_path, scenario):
     emb = embeddings()
     emb[2, 0] = float("nan")
     with pytest.raises(ValueError, match="b1") as err:
-        verification.score_trial_dir(IDS, emb, folder)
+        evaluation.score_trial_dir(IDS, emb, folder)
     row.observed = str(err.value)
     assert np.isnan(emb.numpy()).any()
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 from reliability_helpers import ROOT, child_env, experiment_dir, run_recipe
 
-from speechbrain_ext.brains.speaker import AugmentState, EpochProgress, EpochStats, RNGState
 from speechbrain_ext.checkpoints import SafeCheckpointer
 from speechbrain_ext.data import AudioIssueCounter
+from speechbrain_ext.resume import AugmentState, EpochProgress, EpochStats, RNGState
 
 PRODUCT = ["speechbrain_ext", "data_prep", "recipes", "bench"]
 

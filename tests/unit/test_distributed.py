@@ -37,8 +37,8 @@ def make_problem():
 
 
 def brain_stub(gather):
-    from speechbrain_ext.brains.speaker import EpochStats
     from speechbrain_ext.losses import AngularMarginSupConLoss, ClassAwareAttention
+    from speechbrain_ext.resume import EpochStats
 
     hparams = SimpleNamespace(
         contrastive_loss=AngularMarginSupConLoss(margin=0.2, temperature=0.1),

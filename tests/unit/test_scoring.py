@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechbrain_ext import scoring
+from speechbrain_ext import score_norm
 from speechbrain_ext.report import format_metrics_table, write_report
 from speechbrain_ext.scoring import (
     MissingEmbeddingError,
@@ -353,12 +353,12 @@ def test_cohort_stats_against_direct_topk():
     torch.testing.assert_close(mean, top.mean(1))
     torch.testing.assert_close(std, top.std(1))
     # Chunking: force several chunks through the module constant.
-    old = scoring._COHORT_CHUNK_ELEMENTS
-    scoring._COHORT_CHUNK_ELEMENTS = 50 * 5
+    old = score_norm._COHORT_CHUNK_ELEMENTS
+    score_norm._COHORT_CHUNK_ELEMENTS = 50 * 5
     try:
         mean_c, std_c = cohort_stats(emb.numpy(), coh.numpy(), top_n=7)
     finally:
-        scoring._COHORT_CHUNK_ELEMENTS = old
+        score_norm._COHORT_CHUNK_ELEMENTS = old
     assert isinstance(mean_c, torch.Tensor)
     torch.testing.assert_close(mean_c, mean)
     torch.testing.assert_close(std_c, std)

@@ -1,10 +1,12 @@
-"""Extract → score → report: the verification stage shared by every recipe.
+"""Extract → score → report: the evaluation stage shared by every recipe.
 
+It depends on what it uses, not on a Brain: an ``encode(wavs, lens)`` function (the
+trained encoder), a ``make_loader(dataset)`` factory, a manifest and a trial folder.
 Embeddings of an evaluation manifest are extracted once per checkpoint and cached on
-disk (keyed by the checkpoint and the manifest), every trial list of a split's trial
-folder is scored with batched cosine scoring (optionally AS-normalised against the
-training speakers' mean embeddings), and the metrics go to ``metrics.json``,
-``report.md``, ``det.png`` and ``score_hist.png``.
+disk (the caller names the cache, e.g. with :func:`cache_key`), every trial list of a
+split's trial folder is scored with batched cosine scoring (optionally AS-normalised
+against the training speakers' mean embeddings), and the metrics go to
+``metrics.json``, ``report.md``, ``det.png`` and ``score_hist.png``.
 """
 
 import glob
@@ -13,12 +15,12 @@ import logging
 import os
 
 import numpy as np
-import speechbrain as sb
 import torch
 from tqdm import tqdm
 
 from speechbrain_ext import data as sx_data
 from speechbrain_ext import report, scoring
+from speechbrain_ext.files import TMP_PREFIX, atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -118,17 +120,20 @@ def score_trial_dir(ids, embeddings, trials_dir, conditions=None, cohort=None, t
     return (metrics, scores_by_condition) if return_scores else metrics
 
 
-def extract_embeddings(brain, dataset, loader_options, cache_path=None, desc="embeddings"):
-    """Embeddings of every readable utterance of ``dataset`` with ``brain.encode`` (eval mode).
+
+def extract_embeddings(encode, make_loader, dataset, cache_path=None, desc="embeddings"):
+    """Embeddings of every readable utterance of ``dataset``.
 
     Arguments
     ---------
-    brain : SpeakerBrain
-        Provides ``encode(wavs, lens)``, ``modules`` and ``device``.
+    encode : callable
+        ``encode(wavs [B, S], lens [B]) -> [B, 1, D]``: the encoder, ready for
+        inference (eval mode, on its device).
+    make_loader : callable
+        ``make_loader(dataset)``: an iterable of batches collated by
+        :func:`~speechbrain_ext.data.collate_skipping`.
     dataset : DynamicItemDataset
         With output keys ``id``, ``sig``, ``audio_issue``.
-    loader_options : dict
-        DataLoader options (batch size, workers).
     cache_path : str or None
         Where to cache the result; reused when it exists.
     desc : str
@@ -139,20 +144,28 @@ def extract_embeddings(brain, dataset, loader_options, cache_path=None, desc="em
     ids : list of str
     embeddings : torch.Tensor
         ``[N, D]`` float32 on the CPU.
+
+    Example
+    -------
+    >>> ds = [{"id": "a", "sig": torch.ones(4), "audio_issue": ""}, {"id": "b", "sig": torch.zeros(0),
+    ...        "audio_issue": "error: x"}]
+    >>> def make_loader(dataset):
+    ...     return [sx_data.collate_skipping(dataset)]
+    >>> ids, emb = extract_embeddings(lambda w, lens: w.sum(1, keepdim=True)[:, None], make_loader, ds)
+    >>> ids, emb.tolist()
+    (['a'], [[4.0]])
     """
     if cache_path and os.path.isfile(cache_path):
         cached = torch.load(cache_path, weights_only=True)
         return cached["ids"], cached["embeddings"]
-    loader = brain.make_dataloader(dataset, stage=sb.Stage.TEST, ckpt_prefix=None, **loader_options)
     ids, chunks, issues = [], [], sx_data.AudioIssueCounter()
-    brain.modules.eval()
     with torch.no_grad():
-        for batch in tqdm(loader, desc=desc, dynamic_ncols=True):
+        for batch in tqdm(make_loader(dataset), desc=desc, dynamic_ncols=True):
             issues.update(batch.all_issues, batch.all_ids)
             if not batch.batchsize:
                 continue
-            wavs, lens = batch.to(brain.device).sig
-            chunks.append(brain.encode(wavs, lens)[:, 0].float().cpu())
+            wavs, lens = batch.sig
+            chunks.append(encode(wavs, lens)[:, 0].float().cpu())
             ids.extend(batch.id)
     if issues.skipped:
         logger.warning(
@@ -165,7 +178,7 @@ def extract_embeddings(brain, dataset, loader_options, cache_path=None, desc="em
 
 
 def write_cache(cache_path, ids, embeddings):
-    """Write the embedding cache atomically: a temporary file renamed over ``cache_path``.
+    """Write the embedding cache atomically (:func:`speechbrain_ext.files.atomic_path`).
 
     A reader never sees a partial cache; when the write fails (disk full, size limit)
     the temporary file is removed, a warning names the cache, and the run goes on
@@ -180,22 +193,17 @@ def write_cache(cache_path, ids, embeddings):
     >>> sorted(os.listdir(os.path.dirname(p)))
     ['eval.pt']
     """
-    folder = os.path.dirname(cache_path) or "."
-    tmp = f"{cache_path}.tmp{os.getpid()}"
-    for stale in glob.glob(glob.escape(cache_path) + ".tmp*"):  # left by a killed run
-        os.remove(stale)
+    folder, name = os.path.split(os.path.abspath(cache_path))
+    for stale in glob.glob(os.path.join(glob.escape(folder), f"{TMP_PREFIX}*-{glob.escape(name)}")):
+        os.remove(stale)  # left by a killed run
     try:
-        os.makedirs(folder, exist_ok=True)
-        torch.save({"ids": list(ids), "embeddings": embeddings}, tmp)
-        os.replace(tmp, cache_path)
+        with atomic_path(cache_path) as tmp:
+            torch.save({"ids": list(ids), "embeddings": embeddings}, tmp)
         return True
     except (OSError, RuntimeError) as err:  # torch's writer raises RuntimeError for a failed write
         logger.warning("could not write the embedding cache %s (%s: %s); continuing without it",
                        cache_path, type(err).__name__, err)
         return False
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def cache_key(checkpoint_path, manifest):
@@ -214,16 +222,28 @@ def cache_key(checkpoint_path, manifest):
     return digest.hexdigest()[:16]
 
 
-def speaker_cohort(brain, max_per_speaker=5):
-    """Mean embeddings of the training speakers (AS-norm cohort), a few utterances each.
+def speaker_cohort(encode, make_loader, manifest, data_folder, sample_rate, max_per_speaker=5):
+    """Mean embeddings of the speakers of ``manifest`` (the AS-norm cohort), a few utterances each.
+
+    Arguments
+    ---------
+    encode, make_loader : callable
+        As in :func:`extract_embeddings`.
+    manifest : str
+        The training manifest (column ``spk_id``).
+    data_folder : str
+        Replacement of ``$data_root``.
+    sample_rate : int
+        Rate the audio is read at.
+    max_per_speaker : int
+        Utterances per speaker (the first ones by id).
 
     Returns
     -------
     torch.Tensor
         ``[n_speakers, D]``, L2-normalised.
     """
-    hp = brain.hparams
-    dataset = utterance_dataset(hp.train_annotation, hp.data_folder, hp.sample_rate)
+    dataset = utterance_dataset(manifest, data_folder, sample_rate)
     taken, keep = {}, []
     for utt in sorted(dataset.data_ids):
         spk = dataset.data[utt]["spk_id"]
@@ -231,7 +251,7 @@ def speaker_cohort(brain, max_per_speaker=5):
             taken[spk] = taken.get(spk, 0) + 1
             keep.append(utt)
     subset = dataset.filtered_sorted(key_test={"id": lambda i, keep=set(keep): i in keep}, sort_key="duration")
-    ids, emb = extract_embeddings(brain, subset, brain.valid_loader_options(), desc="cohort")
+    ids, emb = extract_embeddings(encode, make_loader, subset, desc="cohort")
     emb = torch.nn.functional.normalize(emb, dim=1)
     speakers = [dataset.data[i]["spk_id"] for i in ids]
     names = sorted(set(speakers))
@@ -240,42 +260,46 @@ def speaker_cohort(brain, max_per_speaker=5):
     return torch.nn.functional.normalize(means, dim=1)
 
 
-def evaluate(brain, out_dir, title, extra=None):
-    """Score the evaluation trials with the best checkpoint (lowest valid EER) and write the report.
+def evaluate(encode, make_loader, manifest, data_folder, trials_dir, out_dir, *, sample_rate=16000,
+             cache_path=None, cohort_manifest=None, cohort_per_speaker=5, top_n=300, title="", extra=None):
+    """Score every trial list of ``trials_dir`` on the embeddings of ``manifest`` and write the report.
 
     Arguments
     ---------
-    brain : SpeakerBrain
-        A Brain whose checkpointer holds the trained model.
+    encode, make_loader : callable
+        As in :func:`extract_embeddings` (the model of the checkpoint to evaluate).
+    manifest : str
+        The evaluation manifest.
+    data_folder : str
+        Replacement of ``$data_root``.
+    trials_dir : str
+        Folder of ``<condition>.txt`` trial lists (and an optional ``enrol.map``).
     out_dir : str
         Where ``metrics.json``, ``report.md`` and the plots go.
+    sample_rate : int
+        Rate the audio is read at.
+    cache_path : str or None
+        Embedding cache of the evaluation manifest (see :func:`cache_key`).
+    cohort_manifest : str or None
+        With a manifest, scores are AS-normalised against the mean embeddings of its
+        speakers (:func:`speaker_cohort`); None scores raw cosine.
+    cohort_per_speaker, top_n : int
+        Utterances per cohort speaker; cohort scores kept per side.
     title : str
         Report title.
     extra : dict or None
-        More fields for ``metrics.json`` and the report (command, system...).
+        More fields for ``metrics.json`` and the report (checkpoint, command, system...).
 
     Returns
     -------
     dict
         The metrics per condition.
     """
-    hp = brain.hparams
-    checkpoint = brain.checkpointer.recover_if_possible(min_key="EER")
-    if checkpoint is None:
-        raise FileNotFoundError(f"no checkpoint in {brain.checkpointer.checkpoints_dir}: train first")
-    dataset = utterance_dataset(hp.eval_annotation, hp.data_folder, hp.sample_rate)
-    cache = os.path.join(hp.output_folder, "embeddings", f"eval-{cache_key(checkpoint.path, hp.eval_annotation)}.pt")
-    ids, embeddings = extract_embeddings(brain, dataset, brain.valid_loader_options(), cache_path=cache, desc="eval")
-    cohort = speaker_cohort(brain, hp.cohort_utterances_per_speaker) if hp.score_norm == "as-norm" else None
-    metrics, scores = score_trial_dir(
-        ids, embeddings, hp.eval_trials_dir, cohort=cohort, top_n=hp.cohort_top_n, return_scores=True
-    )
-    info = {
-        "checkpoint": os.path.relpath(checkpoint.path, hp.output_folder),
-        "valid_EER": checkpoint.meta.get("EER"),
-        "epoch": checkpoint.meta.get("epoch"),
-        "score_norm": hp.score_norm,
-        **(extra or {}),
-    }
-    report.write_report(out_dir, metrics, scores, title=title, extra=info)
+    dataset = utterance_dataset(manifest, data_folder, sample_rate)
+    ids, embeddings = extract_embeddings(encode, make_loader, dataset, cache_path=cache_path, desc="eval")
+    cohort = None
+    if cohort_manifest is not None:
+        cohort = speaker_cohort(encode, make_loader, cohort_manifest, data_folder, sample_rate, cohort_per_speaker)
+    metrics, scores = score_trial_dir(ids, embeddings, trials_dir, cohort=cohort, top_n=top_n, return_scores=True)
+    report.write_report(out_dir, metrics, scores, title=title, extra=extra)
     return metrics

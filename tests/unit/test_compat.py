@@ -1,0 +1,153 @@
+"""Guards of the private SpeechBrain and torch APIs used by ``speechbrain_ext.compat``.
+
+Each test names the private API it guards; a failure after an upgrade of the pinned
+``speechbrain==1.1.2`` / ``torch==2.14.1`` (setup.cfg) says which part of compat.py
+to adapt.
+"""
+
+import inspect
+import os
+
+import pytest
+import speechbrain as sb
+import speechbrain.core
+import torch
+from speechbrain.dataio.dataloader import SaveableDataLoader
+from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.utils import checkpoints as sb_checkpoints
+
+from speechbrain_ext import compat
+
+
+def _parameters(function):
+    return list(inspect.signature(function).parameters)
+
+
+# ------------------------------------------------------------------ Brain._train_loader_specifics
+class _Probe(compat.Brain):
+    partitioned = None
+
+    def rank_partitioned_sampler(self, loader_kwargs):
+        return self.partitioned
+
+
+def _probe_brain():
+    return _Probe(modules={"m": torch.nn.Linear(1, 1)}, run_opts={"device": "cpu"})
+
+
+def _dataset():
+    return DynamicItemDataset({str(i): {"x": i} for i in range(4)}, output_keys=["id"])
+
+
+def test_brain_train_loader_specifics_is_called_by_make_dataloader_with_dataset_and_kwargs():
+    assert _parameters(sb.core.Brain._train_loader_specifics) == ["self", "dataset", "loader_kwargs"], (
+        "speechbrain.core.Brain._train_loader_specifics changed its signature: adapt compat.Brain"
+    )
+    assert "self._train_loader_specifics(dataset, loader_kwargs)" in inspect.getsource(sb.core.Brain.make_dataloader)
+
+
+def test_brain_hook_bypasses_speechbrain_sampler_handling():
+    brain = _probe_brain()
+    sampler = torch.utils.data.BatchSampler(range(4), batch_size=2, drop_last=False)
+    brain.partitioned = sampler
+    loader = brain.make_dataloader(_dataset(), sb.Stage.TRAIN, batch_sampler=sampler)
+    assert brain.train_sampler is sampler and loader.batch_sampler is sampler
+    # Without the hook, SpeechBrain's own handling runs: shuffle=True becomes its reproducible sampler.
+    brain = _probe_brain()
+    brain.make_dataloader(_dataset(), sb.Stage.TRAIN, batch_size=2, shuffle=True)
+    assert type(brain.train_sampler).__name__ == "ReproducibleRandomSampler"
+
+
+# ------------------------------------------------------------------ Checkpointer internals
+CHECKPOINTER_INTERNALS = {
+    "_new_checkpoint_dirpath": ["self"],
+    "_custom_checkpoint_dirpath": ["self", "name"],
+    "_save_checkpoint_metafile": ["self", "fpath", "meta_to_include", "end_of_epoch"],
+    "_list_checkpoint_dirs": ["self"],
+    "_construct_checkpoint_objects": ["checkpoint_dirs"],
+    "_call_load_hooks": ["self", "checkpoint"],
+}
+
+
+@pytest.mark.parametrize("name", list(CHECKPOINTER_INTERNALS))
+def test_checkpointer_private_methods_keep_their_signature(name):
+    method = getattr(sb_checkpoints.Checkpointer, name, None)
+    assert method is not None, f"speechbrain Checkpointer.{name} is gone: adapt compat.Checkpointer"
+    assert _parameters(method) == CHECKPOINTER_INTERNALS[name], f"Checkpointer.{name} changed its signature"
+
+
+def test_checkpointer_public_names_write_and_list_like_speechbrain(tmp_path):
+    ckpt = compat.Checkpointer(tmp_path)
+    folder = ckpt.checkpoint_dirpath()
+    assert folder.parent == tmp_path and folder.name.startswith("CKPT+") and not folder.exists()
+    assert ckpt.checkpoint_dirpath("x").name == "CKPT+x"
+    folder.mkdir()
+    meta = ckpt.write_meta_file(folder / sb_checkpoints.METAFNAME, {"EER": 1.5}, end_of_epoch=False)
+    assert meta["EER"] == 1.5 and meta["end-of-epoch"] is False
+    assert ckpt.checkpoint_dirs() == [folder]
+    read = ckpt.read_checkpoint(folder)
+    assert read.path == folder and read.meta["EER"] == 1.5
+
+
+def test_call_load_hooks_is_where_recovery_loads_torch_states(tmp_path):
+    """recover_if_possible goes through _call_load_hooks; the hook replaces torch_recovery there only."""
+    model = torch.nn.Linear(2, 2)
+    sb_checkpoints.Checkpointer(tmp_path, {"model": model}).save_checkpoint()
+    calls = []
+
+    class Recording(compat.Checkpointer):
+        @staticmethod
+        def torch_load_hook(obj, path, end_of_epoch):
+            calls.append(os.path.basename(path))
+            sb_checkpoints.torch_recovery(obj, path, end_of_epoch)
+
+    ckpt = Recording(tmp_path, {"model": torch.nn.Linear(2, 2)})
+    assert ckpt.recover_if_possible() is not None
+    assert calls == ["model.ckpt"] and ckpt.custom_load_hooks == {}
+    assert sb_checkpoints.get_default_hook(model, sb_checkpoints.DEFAULT_LOAD_HOOKS) is sb_checkpoints.torch_recovery
+
+
+# ------------------------------------------------------------------ speechbrain.core.SyncBatchNorm
+def test_speechbrain_core_converts_batchnorm_through_its_syncbatchnorm_name():
+    assert hasattr(speechbrain.core, "SyncBatchNorm"), "speechbrain.core no longer imports SyncBatchNorm"
+    source = inspect.getsource(sb.core.Brain._wrap_distributed)
+    assert "SyncBatchNorm.convert_sync_batchnorm(module)" in source, (
+        "Brain._wrap_distributed no longer converts with the module-level SyncBatchNorm: adapt "
+        "compat.replace_sync_batchnorm"
+    )
+
+
+def test_replace_sync_batchnorm_is_what_brain_reads():
+    original = speechbrain.core.SyncBatchNorm
+
+    class Policy:
+        @staticmethod
+        def convert_sync_batchnorm(module, process_group=None):
+            return module
+
+    try:
+        compat.replace_sync_batchnorm(Policy)
+        assert speechbrain.core.SyncBatchNorm is Policy
+    finally:
+        compat.replace_sync_batchnorm(original)
+
+
+# ------------------------------------------------------------------ DataLoader iterator position
+@pytest.mark.parametrize("workers", [0, 1])
+def test_dataloader_iterators_count_yielded_batches(workers):
+    loader = torch.utils.data.DataLoader(list(range(6)), batch_size=2, num_workers=workers)
+    iterator = iter(loader)
+    holder = type("Part", (), {})()
+    holder.noise_data, holder.other = iterator, [1]
+    assert compat.loader_iterators(holder) == {"noise_data": iterator}, "_BaseDataLoaderIter is gone"
+    next(iterator), next(iterator)
+    assert compat.batches_yielded(iterator) == 2, "DataLoader iterators no longer count _num_yielded"
+
+
+def test_saveable_dataloader_skips_to_the_recovery_position():
+    loader = SaveableDataLoader(list(range(6)), batch_size=2)
+    assert loader._speechbrain_recovery_skip_to is None, "SaveableDataLoader lost _speechbrain_recovery_skip_to"
+    iterator = compat.fast_forward(loader, 2)
+    assert next(iterator).tolist() == [4, 5] and compat.batches_yielded(iterator) == 3
+    assert loader._speechbrain_recovery_skip_to is None  # consumed by the new iterator
+    assert next(compat.fast_forward(torch.utils.data.DataLoader(list(range(6)), batch_size=2), 1)).tolist() == [2, 3]
