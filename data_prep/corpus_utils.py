@@ -434,12 +434,28 @@ def audio_row(uid, path, duration, data_folder, spk_id):
     return {"ID": uid, "duration": duration, "wav": root_relative(path, data_folder), "spk_id": spk_id}
 
 
+def validation_options(n_valid_speakers, valid_max_targets_per_speaker, seed, nontargets_per_target):
+    """The options of the validation split that :func:`write_verification_outputs` reads.
+
+    Example
+    -------
+    >>> sorted(validation_options(20, 10, 1234, 3))
+    ['n_valid_speakers', 'nontargets_per_target', 'seed', 'valid_max_targets_per_speaker']
+    """
+    return {
+        "n_valid_speakers": n_valid_speakers,
+        "valid_max_targets_per_speaker": valid_max_targets_per_speaker,
+        "seed": seed,
+        "nontargets_per_target": nontargets_per_target,
+    }
+
+
 def write_verification_outputs(save_folder, train_rows, eval_rows, eval_conditions, options, extra_columns=()):
     """Hold out validation speakers of ``train_rows``; write the manifests and trial lists.
 
-    ``options`` gives ``n_valid_speakers`` and ``seed`` (the held-out speakers, by
-    :func:`pick_valid_speakers`) and ``nontargets_per_target`` and
-    ``valid_max_targets_per_speaker`` (``trials/valid/all.txt``, by
+    ``options`` holds :func:`validation_options`: ``n_valid_speakers`` and ``seed``
+    (the held-out speakers, by :func:`pick_valid_speakers`), ``nontargets_per_target``
+    and ``valid_max_targets_per_speaker`` (``trials/valid/all.txt``, by
     :func:`data_prep.common.speaker_trials`). ``extra_columns`` go to ``train.csv``
     and ``valid.csv`` only; ``trials/eval/<condition>.txt`` holds ``eval_conditions``.
 
@@ -455,7 +471,8 @@ def write_verification_outputs(save_folder, train_rows, eval_rows, eval_conditio
     >>> import tempfile
     >>> d = tempfile.mkdtemp()
     >>> rows = [{"ID": f"{s}/{i}", "duration": 1.0, "wav": f"{s}/{i}.wav", "spk_id": s} for s in "abc" for i in (1, 2)]
-    >>> options = {"n_valid_speakers": 2, "seed": 0, "nontargets_per_target": 1, "valid_max_targets_per_speaker": 1}
+    >>> options = validation_options(n_valid_speakers=2, valid_max_targets_per_speaker=1, seed=0,
+    ...                              nontargets_per_target=1)
     >>> outputs, summary = write_verification_outputs(d, rows, rows[:2], {"o": [(1, "a/1", "a/2")]}, options)
     >>> summary["train"], summary["valid"], summary["trials"]
     ({'utterances': 2, 'speakers': 1}, {'utterances': 4, 'speakers': 2}, {'valid/all': 4, 'eval/o': 1})

@@ -21,6 +21,7 @@ default split. :func:`prepare_emotional` then runs the same steps for every corp
 """
 
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -318,27 +319,28 @@ def prepare_emotional(
         "seed": seed,
         "nontargets_per_target": nontargets_per_target,
     }
-    data_folder = os.path.abspath(data_folder)
-    save_folder = os.path.abspath(save_folder)
-
-    def build():
-        skips = SkipLog()
-        walk = corpus.walk(data_folder, options, skips)
-        items = filter_emotions(walk.items, emotions, skips, corpus.name)
-        chosen = _choose_eval_speakers(walk, items, options)
-        rows = _manifest_rows(corpus.name, data_folder, items, skips, num_workers)
-        splits = _split(corpus, data_folder, rows, chosen, options)
-        outputs, trial_counts = _write_splits(corpus.name, save_folder, splits, options)
-        skips.log(corpus.name)
-        summary = {name: split_summary(r) for name, r in splits.items()}
-        summary["emotions"] = sorted({r["emotion"] for r in rows})
-        summary["speakers"] = {name: sorted({r["spk_id"] for r in r_}) for name, r_ in splits.items()}
-        summary["trials"] = trial_counts
-        summary["skipped"] = skips.as_dict()
-        summary.update(walk.summary)
-        return outputs, summary
-
+    data_folder, save_folder = os.path.abspath(data_folder), os.path.abspath(save_folder)
+    build = functools.partial(_build, corpus, data_folder, save_folder, options, num_workers)
     return run_preparation(corpus.name, save_folder, options, build)
+
+
+def _build(corpus, data_folder, save_folder, options, num_workers):
+    """Steps 1-7 of the module docstring, under :func:`data_prep.corpus_utils.run_preparation`."""
+    skips = SkipLog()
+    walk = corpus.walk(data_folder, options, skips)
+    items = filter_emotions(walk.items, options["emotions"], skips, corpus.name)
+    chosen = _choose_eval_speakers(walk, items, options)
+    rows = _manifest_rows(corpus.name, data_folder, items, skips, num_workers)
+    splits = _split(corpus, data_folder, rows, chosen, options)
+    outputs, trial_counts = _write_splits(corpus.name, save_folder, splits, options)
+    skips.log(corpus.name)
+    summary = {name: split_summary(r) for name, r in splits.items()}
+    summary["emotions"] = sorted({r["emotion"] for r in rows})
+    summary["speakers"] = {name: sorted({r["spk_id"] for r in r_}) for name, r_ in splits.items()}
+    summary["trials"] = trial_counts
+    summary["skipped"] = skips.as_dict()
+    summary.update(walk.summary)
+    return outputs, summary
 
 
 def _choose_eval_speakers(walk, items, options):

@@ -49,7 +49,6 @@ LANGUAGE_SPEAKERS = {
     "zh": [f"{i:04d}" for i in range(1, 11)],
     "en": [f"{i:04d}" for i in range(11, 21)],
 }
-NESTED_FOLDER = "Emotion Speech Dataset"
 
 
 def language_of(spk):
@@ -130,6 +129,9 @@ def parse_transcript(text):
             continue
         sentences[fields[0].strip()] = fields[1].strip()
     return sentences, unparsed
+
+
+NESTED_FOLDER = "Emotion Speech Dataset"  # a data_folder holding this folder is accepted too
 
 
 def _resolve_root(data_folder):
