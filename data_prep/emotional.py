@@ -22,7 +22,6 @@ default split. :func:`prepare_emotional` then runs the same steps for every corp
 
 import dataclasses
 import functools
-import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -38,8 +37,6 @@ from data_prep.corpus_utils import (
     split_summary,
     write_conditions,
 )
-
-logger = logging.getLogger(__name__)
 
 EMOTION_COLUMNS = ("emotion", "text")
 SPLITS = ("train", "valid", "eval")
