@@ -1,5 +1,12 @@
 """Corpus preparations: one module per corpus (``data_prep.<corpus>.prepare_<corpus>``).
 
 Each writes SpeechBrain CSV manifests and trial lists in the layout documented in
-:mod:`data_prep.common`.
+:mod:`data_prep.common` (which also holds the writers, the option hash, the lock
+and the trial generators). :mod:`data_prep.corpus_utils` holds the steps the
+preparations share (counted skips, header reads, the lock / idempotence / marker
+skeleton, the validation split of the verification corpora, audio written by a
+preparation); :mod:`data_prep.emotional` the template of the emotional corpora
+(ESD, CREMA-D, RAVDESS, Dusha), each of which states its layout as data.
+:mod:`data_prep.noise` writes the MUSAN / RIRS_NOISES manifests of augmentation.
+``data_prep`` may import :mod:`speechbrain_ext`; the package never imports ``data_prep``.
 """

@@ -66,26 +66,27 @@ Evaluation protocols (``protocols``):
 ``trials/valid/all.txt`` from :func:`data_prep.common.speaker_trials`.
 """
 
-import concurrent.futures
+import functools
 import logging
 import os
 import shutil
-import threading
-import time
 
 import numpy as np
 import soundfile as sf
 
-from data_prep.common import PreparationError, speaker_trials, write_enrol_map, write_manifest
+from data_prep.common import PreparationError, write_enrol_map
 from data_prep.corpus_utils import (
     SkipLog,
-    default_workers,
-    pick_valid_speakers,
+    audio_row,
+    check_subset,
+    has_frames,
     read_durations,
     root_relative,
+    run_parallel,
     run_preparation,
-    split_summary,
-    write_conditions,
+    validation_options,
+    write_flac16,
+    write_verification_outputs,
 )
 
 logger = logging.getLogger(__name__)
@@ -244,45 +245,24 @@ def _resolve_test(token, test_index, data_index):
     return (f"{spk}/{utt}", path) if path else None
 
 
-def _write_concat(out_path, in_paths):
-    """Concatenate ``in_paths`` into FLAC ``out_path`` atomically; reuse a complete file."""
+def _write_concat(job):
+    """Concatenate ``job = (out_path, in_paths)`` into a FLAC (reusing a complete one); return its duration."""
+    out_path, in_paths = job
     infos = [sf.info(p) for p in in_paths]
     frames = sum(i.frames for i in infos)
     rates = {i.samplerate for i in infos}
     channels = {i.channels for i in infos}
     if len(rates) != 1 or len(channels) != 1:
         raise PreparationError(f"cannot concatenate audio of different formats: {in_paths}")
-    if os.path.exists(out_path):
-        try:
-            if sf.info(out_path).frames == frames:
-                return frames / infos[0].samplerate
-        except Exception:  # a broken earlier file is rewritten
-            pass
-    data = np.concatenate([sf.read(p, dtype="int16", always_2d=True)[0] for p in in_paths])
-    folder = os.path.dirname(out_path)
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{threading.get_ident()}-{os.path.basename(out_path)}")
-    try:
-        sf.write(tmp, data, infos[0].samplerate, format="FLAC", subtype="PCM_16")
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    if not has_frames(out_path, frames):
+        data = np.concatenate([sf.read(p, dtype="int16", always_2d=True)[0] for p in in_paths])
+        write_flac16(out_path, data, infos[0].samplerate)
     return frames / infos[0].samplerate
 
 
 def _write_all(jobs, num_workers):
-    """Run ``_write_concat`` for ``{out_path: in_paths}`` on a thread pool; {out_path: duration}."""
-    with concurrent.futures.ThreadPoolExecutor(num_workers or default_workers()) as pool:
-        futures = {out: pool.submit(_write_concat, out, ins) for out, ins in jobs.items()}
-        start = last = time.monotonic()
-        for done, _ in enumerate(concurrent.futures.as_completed(futures.values()), start=1):
-            if time.monotonic() - last > 30:
-                last = time.monotonic()
-                logger.info(
-                    "%s: wrote %d/%d combined files (%.0f s)", CORPUS, done, len(futures), last - start
-                )
-        return {out: f.result() for out, f in futures.items()}
+    """``{out_path: duration}`` of the concatenations ``{out_path: in_paths}``, written on a thread pool."""
+    return dict(zip(jobs, run_parallel(_write_concat, jobs.items(), num_workers, label=f"{CORPUS} combined files")))
 
 
 def _prune(folder, keep):
@@ -383,20 +363,149 @@ def _parse_eval(cn1, protocols, concat_enrol, skips):
     return trials, enrol_map, enrol_files
 
 
-def prepare_cnceleb(
-    data_folder,
-    save_folder,
-    use_cnceleb2=True,
-    min_duration=5.0,
-    combine_mode="write",
-    protocols=("avg", "concat"),
-    concat_enrol="write",
-    n_valid_speakers=20,
-    valid_max_targets_per_speaker=10,
-    seed=1234,
-    nontargets_per_target=3,
-    num_workers=None,
-):
+def _eval_paths(trials, enrol_map, enrol_files):
+    """``{path: manifest ID}`` of every evaluation file: tests, ``enroll.map`` utterances, corpus enrolments."""
+    eval_paths = {path: uid for _, _, (uid, path) in trials}
+    for utts in enrol_map.values():
+        eval_paths.update({path: uid for uid, path in utts})
+    for model, path in enrol_files.items():
+        eval_paths[path] = f"enroll/{model}"
+    return eval_paths
+
+
+def _training_rows(train_files, durations, options, data_folder, combined_dir):
+    """Training rows, consecutive segments of one speaker and genre combined up to ``min_duration``,
+    and the ``{out_path: in_paths}`` of the combined files ``combine_mode="write"`` needs.
+    """
+    groups = {}
+    for spk, utt, path in train_files:
+        if path in durations:
+            groups.setdefault((spk, genre_of(utt)), []).append((utt, path))
+    train_rows, jobs = [], {}
+    for (spk, _genre), members in sorted(groups.items()):
+        ranges = (
+            group_short_segments([durations[p] for _, p in members], options["min_duration"])
+            if options["min_duration"] > 0
+            else [(i, i + 1) for i in range(len(members))]
+        )
+        for start, end in ranges:
+            part = members[start:end]
+            rel = [root_relative(p, data_folder) for _, p in part]
+            row = audio_row(f"{spk}/{part[0][0]}", part[0][1], sum(durations[p] for _, p in part), data_folder, spk)
+            row["wav_list"] = WAV_LIST_SEP.join(rel)
+            if len(part) > 1:
+                row["ID"] = f"{spk}/{part[0][0]}-comb{len(part)}"
+                if options["combine_mode"] == "write":
+                    out = os.path.join(combined_dir, "train", spk, f"{part[0][0]}-comb{len(part)}.flac")
+                    jobs[out] = [p for _, p in part]
+                    row["wav"] = out
+            train_rows.append(row)
+    return train_rows, jobs
+
+
+def _enrolment_rows(models, enrol_map, enrol_files, durations, options, data_folder, combined_dir, num_workers):
+    """CNC-Eval-Concat enrolments: ``{model: enrol ID}``, their rows, and the files written for them."""
+    enrol_ids, rows, jobs = {}, {}, {}
+    if "concat" not in options["protocols"]:
+        return enrol_ids, rows, jobs
+    for model in models:
+        uid = f"enroll/{model}"
+        if options["concat_enrol"] == "corpus":
+            path = enrol_files.get(model)
+            if path in durations:
+                rows[uid] = audio_row(uid, path, durations[path], data_folder, model.split("-")[0])
+                enrol_ids[model] = uid
+        else:
+            paths = [p for _, p in enrol_map.get(model, []) if p in durations]
+            if paths:
+                jobs[os.path.join(combined_dir, "enroll", f"{model}.flac")] = paths
+                enrol_ids[model] = uid
+    for out, duration in _write_all(jobs, num_workers).items():
+        model = os.path.basename(out)[: -len(".flac")]
+        uid = f"enroll/{model}"
+        rows[uid] = {"ID": uid, "duration": duration, "wav": out, "spk_id": model.split("-")[0]}
+    return enrol_ids, rows, jobs
+
+
+def _protocol_trials(trials, protocols, avg_map, enrol_ids, eval_rows):
+    """``{condition: trials}`` of the requested protocols, keeping trials whose audio is readable,
+    and ``{condition: number dropped}``.
+    """
+    conditions, dropped = {}, {}
+    if "avg" in protocols:
+        kept = [(lab, m, t[0]) for lab, m, t in trials if m in avg_map and t[0] in eval_rows]
+        conditions["cnc_eval_avg"], dropped["cnc_eval_avg"] = kept, len(trials) - len(kept)
+    if "concat" in protocols:
+        kept = [(lab, enrol_ids[m], t[0]) for lab, m, t in trials if m in enrol_ids and t[0] in eval_rows]
+        conditions["cnc_eval_concat"], dropped["cnc_eval_concat"] = kept, len(trials) - len(kept)
+    return conditions, dropped
+
+
+def _evaluation(trials, enrol_map, enrol_files, eval_paths, durations, options, data_folder, combined_dir,
+                num_workers):
+    """Evaluation rows (by ID), protocol trials, dropped counts, the avg enrolment map, enrolment files written."""
+    eval_rows = {
+        uid: audio_row(uid, path, durations[path], data_folder, speaker_of(uid))
+        for path, uid in eval_paths.items()
+        if path in durations and not uid.startswith("enroll/")
+    }
+    models = sorted({m for _, m, _ in trials})
+    enrol_ids, enrol_rows, enrol_jobs = _enrolment_rows(
+        models, enrol_map, enrol_files, durations, options, data_folder, combined_dir, num_workers
+    )
+    eval_rows.update(enrol_rows)
+    avg_map = {m: [uid for uid, p in utts if p in durations] for m, utts in sorted(enrol_map.items())}
+    avg_map = {m: u for m, u in avg_map.items() if u}
+    conditions, dropped = _protocol_trials(trials, options["protocols"], avg_map, enrol_ids, eval_rows)
+    if "avg" not in options["protocols"]:  # enroll.map utterances only serve the avg protocol
+        used = {t for _, _, t in conditions.get("cnc_eval_concat", [])} | set(enrol_ids.values())
+        eval_rows = {k: v for k, v in eval_rows.items() if k in used}
+    return eval_rows, conditions, dropped, avg_map, enrol_jobs
+
+
+def _build(data_folder, save_folder, options, num_workers):
+    """Read the corpus, combine and concatenate audio, write the outputs; ``(outputs, summary)``."""
+    skips = SkipLog()
+    trials, enrol_map, enrol_files = _parse_eval(
+        os.path.join(data_folder, CN1_FOLDER), options["protocols"], options["concat_enrol"], skips
+    )
+    eval_speakers = {m.split("-")[0] for _, m, _ in trials} | {speaker_of(t[0]) for _, _, t in trials}
+    train_files = _collect_training(data_folder, options["use_cnceleb2"], eval_speakers, skips)
+    eval_paths = _eval_paths(trials, enrol_map, enrol_files)
+    durations = read_durations(
+        [p for _, _, p in train_files] + sorted(eval_paths), skips, num_workers, label=CORPUS
+    )
+    combined_dir = os.path.join(save_folder, "combined")
+    train_rows, jobs = _training_rows(train_files, durations, options, data_folder, combined_dir)
+    written = _write_all(jobs, num_workers)
+    eval_rows, conditions, dropped, avg_map, enrol_jobs = _evaluation(
+        trials, enrol_map, enrol_files, eval_paths, durations, options, data_folder, combined_dir, num_workers
+    )
+    extra = ("wav_list",) if options["combine_mode"] == "list" else ()
+    eval_list = sorted(eval_rows.values(), key=lambda r: r["ID"])
+    outputs, summary = write_verification_outputs(save_folder, train_rows, eval_list, conditions, options, extra)
+    if "avg" in options["protocols"]:
+        map_path = os.path.join(save_folder, "trials", "eval", "enrol.map")
+        write_enrol_map(map_path, avg_map)
+        outputs.append(map_path)
+    keep = set(written) | set(enrol_jobs)
+    _prune(combined_dir, keep)
+    if not keep and os.path.isdir(combined_dir):
+        shutil.rmtree(combined_dir)
+    outputs += sorted(keep)
+    for name, n in dropped.items():
+        if n:
+            logger.warning("%s: %s loses %d trial(s) naming unreadable or absent audio", CORPUS, name, n)
+    skips.log(CORPUS)
+    summary["combined_files"] = len(written)
+    summary["trials_dropped"] = {n: d for n, d in dropped.items() if d}
+    summary["skipped"] = skips.as_dict()
+    return outputs, summary
+
+
+def prepare_cnceleb(data_folder, save_folder, use_cnceleb2=True, min_duration=5.0, combine_mode="write",
+                    protocols=("avg", "concat"), concat_enrol="write", n_valid_speakers=20,
+                    valid_max_targets_per_speaker=10, seed=1234, nontargets_per_target=3, num_workers=None):
     """Prepare CN-Celeb1 (+ CN-Celeb2) for speaker verification (see the module docstring).
 
     Arguments
@@ -440,9 +549,7 @@ def prepare_cnceleb(
     ...
     data_prep.common.PreparationError: CN-Celeb1 v2 (...): missing folder .../CN-Celeb_flac/eval/test
     """
-    protocols = sorted(set(protocols))
-    if not protocols or set(protocols) - {"avg", "concat"}:
-        raise ValueError(f"protocols must be a non-empty subset of ('avg', 'concat'), got {protocols}")
+    protocols = check_subset("protocols", sorted(set(protocols)), ("avg", "concat"))
     if combine_mode not in ("write", "list"):
         raise ValueError(f"combine_mode must be 'write' or 'list', not {combine_mode!r}")
     if concat_enrol not in ("write", "corpus"):
@@ -455,157 +562,7 @@ def prepare_cnceleb(
         "combine_mode": combine_mode,
         "protocols": protocols,
         "concat_enrol": concat_enrol if "concat" in protocols else None,
-        "n_valid_speakers": n_valid_speakers,
-        "valid_max_targets_per_speaker": valid_max_targets_per_speaker,
-        "seed": seed,
-        "nontargets_per_target": nontargets_per_target,
+        **validation_options(n_valid_speakers, valid_max_targets_per_speaker, seed, nontargets_per_target),
     }
-    data_folder = os.path.abspath(data_folder)
-    save_folder = os.path.abspath(save_folder)
-
-    def build():
-        skips = SkipLog()
-        cn1 = os.path.join(data_folder, CN1_FOLDER)
-        trials, enrol_map, enrol_files = _parse_eval(cn1, protocols, concat_enrol, skips)
-        eval_speakers = {m.split("-")[0] for _, m, _ in trials} | {speaker_of(t[0]) for _, _, t in trials}
-        train_files = _collect_training(data_folder, use_cnceleb2, eval_speakers, skips)
-        eval_paths = {path: uid for _, _, (uid, path) in trials}
-        for utts in enrol_map.values():
-            eval_paths.update({path: uid for uid, path in utts})
-        for model, path in enrol_files.items():
-            eval_paths[path] = f"enroll/{model}"
-        durations = read_durations(
-            [p for _, _, p in train_files] + sorted(eval_paths), skips, num_workers, label=CORPUS
-        )
-
-        # training rows, combined per speaker and genre
-        groups = {}
-        for spk, utt, path in train_files:
-            if path in durations:
-                groups.setdefault((spk, genre_of(utt)), []).append((utt, path))
-        train_rows, jobs = [], {}
-        combined_dir = os.path.join(save_folder, "combined")
-        for (spk, _genre), members in sorted(groups.items()):
-            ranges = (
-                group_short_segments([durations[p] for _, p in members], min_duration)
-                if min_duration > 0
-                else [(i, i + 1) for i in range(len(members))]
-            )
-            for start, end in ranges:
-                part = members[start:end]
-                rel = [root_relative(p, data_folder) for _, p in part]
-                row = {
-                    "ID": f"{spk}/{part[0][0]}",
-                    "duration": sum(durations[p] for _, p in part),
-                    "wav": rel[0],
-                    "spk_id": spk,
-                    "wav_list": WAV_LIST_SEP.join(rel),
-                }
-                if len(part) > 1:
-                    row["ID"] = f"{spk}/{part[0][0]}-comb{len(part)}"
-                    if combine_mode == "write":
-                        out = os.path.join(combined_dir, "train", spk, f"{part[0][0]}-comb{len(part)}.flac")
-                        jobs[out] = [p for _, p in part]
-                        row["wav"] = out
-                train_rows.append(row)
-        written = _write_all(jobs, num_workers) if jobs else {}
-
-        # evaluation rows and trials
-        eval_rows = {}
-        for path, uid in eval_paths.items():
-            if path in durations and not uid.startswith("enroll/"):
-                eval_rows[uid] = {
-                    "ID": uid,
-                    "duration": durations[path],
-                    "wav": root_relative(path, data_folder),
-                    "spk_id": speaker_of(uid),
-                }
-        enrol_jobs = {}
-        enrol_ids = {}
-        for model in sorted({m for _, m, _ in trials}):
-            if "concat" not in protocols:
-                break
-            uid = f"enroll/{model}"
-            if concat_enrol == "corpus":
-                path = enrol_files.get(model)
-                if path in durations:
-                    eval_rows[uid] = {
-                        "ID": uid,
-                        "duration": durations[path],
-                        "wav": root_relative(path, data_folder),
-                        "spk_id": model.split("-")[0],
-                    }
-                    enrol_ids[model] = uid
-            else:
-                paths = [p for _, p in enrol_map.get(model, []) if p in durations]
-                if paths:
-                    enrol_jobs[os.path.join(combined_dir, "enroll", f"{model}.flac")] = paths
-                    enrol_ids[model] = uid
-        for out, duration in (_write_all(enrol_jobs, num_workers) if enrol_jobs else {}).items():
-            model = os.path.basename(out)[: -len(".flac")]
-            eval_rows[f"enroll/{model}"] = {
-                "ID": f"enroll/{model}",
-                "duration": duration,
-                "wav": out,
-                "spk_id": model.split("-")[0],
-            }
-        avg_map = {m: [uid for uid, p in utts if p in durations] for m, utts in sorted(enrol_map.items())}
-        avg_map = {m: u for m, u in avg_map.items() if u}
-        conditions, dropped = {}, {}
-        if "avg" in protocols:
-            kept = [(lab, m, t[0]) for lab, m, t in trials if m in avg_map and t[0] in eval_rows]
-            conditions["cnc_eval_avg"], dropped["cnc_eval_avg"] = kept, len(trials) - len(kept)
-        if "concat" in protocols:
-            kept = [(lab, enrol_ids[m], t[0]) for lab, m, t in trials if m in enrol_ids and t[0] in eval_rows]
-            conditions["cnc_eval_concat"], dropped["cnc_eval_concat"] = kept, len(trials) - len(kept)
-        if "avg" not in protocols:  # enroll.map utterances only serve the avg protocol
-            used = {t for _, _, t in conditions.get("cnc_eval_concat", [])} | set(enrol_ids.values())
-            eval_rows = {k: v for k, v in eval_rows.items() if k in used}
-
-        # validation split and outputs
-        valid_spk = set(pick_valid_speakers({r["spk_id"] for r in train_rows}, n_valid_speakers, seed))
-        valid_rows = [r for r in train_rows if r["spk_id"] in valid_spk]
-        train_rows = [r for r in train_rows if r["spk_id"] not in valid_spk]
-        extra = ("wav_list",) if combine_mode == "list" else ()
-        outputs = []
-        for name, rows in (
-            ("train", train_rows),
-            ("valid", valid_rows),
-            ("eval", sorted(eval_rows.values(), key=lambda r: r["ID"])),
-        ):
-            path = os.path.join(save_folder, f"{name}.csv")
-            write_manifest(path, rows, extra_columns=extra if name != "eval" else ())
-            outputs.append(path)
-        valid_trials = speaker_trials(
-            valid_rows, seed, nontargets_per_target, max_targets_per_speaker=valid_max_targets_per_speaker
-        )
-        outputs += write_conditions(save_folder, "valid", {"all": valid_trials})
-        outputs += write_conditions(save_folder, "eval", conditions)
-        if "avg" in protocols:
-            map_path = os.path.join(save_folder, "trials", "eval", "enrol.map")
-            write_enrol_map(map_path, avg_map)
-            outputs.append(map_path)
-        keep = set(written) | set(enrol_jobs)
-        _prune(combined_dir, keep)
-        if not keep and os.path.isdir(combined_dir):
-            shutil.rmtree(combined_dir)
-        outputs += sorted(keep)
-        for name, n in dropped.items():
-            if n:
-                logger.warning("%s: %s loses %d trial(s) naming unreadable or absent audio", CORPUS, name, n)
-        skips.log(CORPUS)
-        summary = {
-            "train": split_summary(train_rows),
-            "valid": split_summary(valid_rows),
-            "eval": split_summary(list(eval_rows.values())),
-            "combined_files": len(written),
-            "trials": {
-                "valid/all": len(valid_trials),
-                **{f"eval/{n}": len(t) for n, t in conditions.items()},
-            },
-            "trials_dropped": {n: d for n, d in dropped.items() if d},
-            "skipped": skips.as_dict(),
-        }
-        return outputs, summary
-
+    build = functools.partial(_build, os.path.abspath(data_folder), os.path.abspath(save_folder), options, num_workers)
     return run_preparation(CORPUS, save_folder, options, build)

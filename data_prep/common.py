@@ -1,5 +1,5 @@
-"""Pieces every corpus preparation shares: atomic files, the option hash that
-makes preparation idempotent, a lock against concurrent preparations, manifest
+"""Pieces every corpus preparation shares: the option hash that makes
+preparation idempotent, a lock against concurrent preparations, manifest
 and trial-list writers, and trial generation for corpora without an official list.
 
 The on-disk contract of a prepared corpus (``save_folder``)::
@@ -26,83 +26,57 @@ import json
 import logging
 import os
 import random
-import tempfile
 from collections import defaultdict
+
+from speechbrain_ext.errors import SpeechBrainExtError
+from speechbrain_ext.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ("ID", "duration", "wav", "spk_id")
 PREPARE_MARKER = "prepare.json"
 PREP_FORMAT_VERSION = 1
+PREP_LOCK_FILE = ".prepare.lock"
 
 
-class PreparationError(RuntimeError):
+class PreparationError(SpeechBrainExtError, RuntimeError):
     """A corpus is not laid out as its preparation expects.
 
     Example
     -------
     >>> str(PreparationError("missing /x/dev.lst"))
     'missing /x/dev.lst'
+    >>> isinstance(PreparationError("x"), (SpeechBrainExtError, RuntimeError))
+    True
     """
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode="w", **open_kwargs):
-    """Open a temporary file next to ``path`` and rename it over ``path`` on success.
+def prep_lock(folder, lock_file=PREP_LOCK_FILE):
+    """Hold an exclusive lock on ``folder`` for the duration of a preparation.
 
-    A reader never sees a half-written file; on any exception the temporary file
-    is removed and an existing ``path`` is left untouched.
+    Two preparations started at once on the same folder run one after the other;
+    the second then finds the outputs complete and skips. Locks with different
+    ``lock_file`` names are independent, so a corpus generator can lock its data
+    folder while the manifest writer locks a save folder that may be the same one.
 
     Arguments
     ---------
-    path : str
-        Final destination.
-    mode : str
-        ``"w"`` or ``"wb"``.
-    **open_kwargs
-        Passed to :func:`open` (e.g. ``newline=""``).
-
-    Example
-    -------
-    >>> import os, tempfile
-    >>> d = tempfile.mkdtemp()
-    >>> with atomic_write(os.path.join(d, "a.txt")) as f:
-    ...     _ = f.write("hello")
-    >>> open(os.path.join(d, "a.txt")).read()
-    'hello'
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    if "b" not in mode:
-        open_kwargs.setdefault("encoding", "utf-8")  # transcripts of ESD and Dusha are not ASCII
-    try:
-        with os.fdopen(fd, mode, **open_kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def prep_lock(save_folder):
-    """Hold an exclusive lock on ``save_folder`` for the duration of a preparation.
-
-    Two preparations started at once on the same folder run one after the other;
-    the second then finds the outputs complete and skips.
+    folder : str
+        The folder to lock (created if absent).
+    lock_file : str
+        Name of the lock file inside ``folder`` (an absolute path is used as is).
 
     Example
     -------
     >>> import tempfile
-    >>> with prep_lock(tempfile.mkdtemp()):
-    ...     pass
+    >>> d = tempfile.mkdtemp()
+    >>> with prep_lock(d), prep_lock(d, ".corpus.lock"):
+    ...     sorted(os.listdir(d))
+    ['.corpus.lock', '.prepare.lock']
     """
-    os.makedirs(save_folder, exist_ok=True)
-    with open(os.path.join(save_folder, ".prepare.lock"), "w") as lock:
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, lock_file), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -346,24 +320,8 @@ def emotion_trials(rows, seed, nontargets_per_target=3, neutral="neutral", enrol
     """
     rng = random.Random(seed)
     emotion_of = {r["ID"]: r["emotion"] for r in rows}
-    by_spk = defaultdict(list)
-    for row in rows:
-        by_spk[row["spk_id"]].append(row)
-    enrol_pool, test_pool = {}, {}
-    for spk, spk_rows in by_spk.items():
-        keys = sorted({r.get("text") or r["ID"] for r in spk_rows})
-        rng_keys = keys[:]
-        random.Random(f"{seed}-{spk}").shuffle(rng_keys)
-        n_enrol = max(1, int(round(enrol_fraction * len(keys))))
-        enrol_keys = set(rng_keys[:n_enrol])
-        enrol_pool[spk] = defaultdict(list)
-        test_pool[spk] = []
-        for r in sorted(spk_rows, key=lambda r: r["ID"]):
-            if (r.get("text") or r["ID"]) in enrol_keys:
-                enrol_pool[spk][r["emotion"]].append(r["ID"])
-            else:
-                test_pool[spk].append(r["ID"])
-    speakers = sorted(by_spk)
+    enrol_pool, test_pool = _enrol_and_test_pools(rows, seed, enrol_fraction)
+    speakers = sorted(enrol_pool)
     emotions = sorted({r["emotion"] for r in rows})
     trials = []
     for spk in speakers:
@@ -387,3 +345,29 @@ def emotion_trials(rows, seed, nontargets_per_target=3, neutral="neutral", enrol
     for emo in emotions:
         conditions[f"test_{emo}"] = subset(lambda e, t, emo=emo: e == neutral and t == emo)
     return {name: t for name, t in conditions.items() if t}
+
+
+def _enrol_and_test_pools(rows, seed, enrol_fraction):
+    """Per speaker: ``{emotion: [enrolment IDs]}`` and ``[test IDs]``, split by sentence.
+
+    Each speaker's shuffle has its own seed, so adding a speaker changes no other
+    speaker's pools.
+    """
+    by_spk = defaultdict(list)
+    for row in rows:
+        by_spk[row["spk_id"]].append(row)
+    enrol_pool, test_pool = {}, {}
+    for spk, spk_rows in by_spk.items():
+        keys = sorted({r.get("text") or r["ID"] for r in spk_rows})
+        rng_keys = keys[:]
+        random.Random(f"{seed}-{spk}").shuffle(rng_keys)
+        n_enrol = max(1, int(round(enrol_fraction * len(keys))))
+        enrol_keys = set(rng_keys[:n_enrol])
+        enrol_pool[spk] = defaultdict(list)
+        test_pool[spk] = []
+        for r in sorted(spk_rows, key=lambda r: r["ID"]):
+            if (r.get("text") or r["ID"]) in enrol_keys:
+                enrol_pool[spk][r["emotion"]].append(r["ID"])
+            else:
+                test_pool[spk].append(r["ID"])
+    return enrol_pool, test_pool

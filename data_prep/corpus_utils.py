@@ -11,10 +11,14 @@
   and written last; outputs of an earlier preparation that the new one no longer
   writes are removed).
 - :func:`pick_valid_speakers`: deterministic hold-out of validation speakers.
-- :func:`prepare_emotional_corpus`: the shared body of the emotional corpora
-  (ESD, CREMA-D, RAVDESS, Dusha): durations, speaker split, manifests with
-  ``emotion`` and ``text`` columns, and the trial conditions of
-  :func:`data_prep.common.emotion_trials` for ``valid`` and ``eval``.
+- :func:`write_verification_outputs`: the outputs of a speaker-verification corpus
+  with official evaluation lists (CN-Celeb, VoxCeleb): validation speakers held out
+  of training, the three manifests, ``trials/valid/all.txt`` and the evaluation lists.
+- :func:`run_parallel`, :func:`has_frames`, :func:`write_flac16`: audio written by a
+  preparation (combined segments, noise segments) on a thread pool, atomically, and
+  reused when an earlier run wrote it completely.
+
+The emotional corpora share more: :mod:`data_prep.emotional`.
 
 Besides ``prepare.json`` (written by :func:`data_prep.common.mark_prepared` and
 hashed on the options only), every preparation writes ``prepare_summary.json``:
@@ -36,21 +40,21 @@ import soundfile as sf
 from data_prep.common import (
     PREPARE_MARKER,
     PreparationError,
-    atomic_write,
     data_root_path,
-    emotion_trials,
     is_prepared,
     mark_prepared,
     prep_lock,
+    speaker_trials,
     write_manifest,
     write_trials,
 )
+from speechbrain_ext.files import atomic_path, atomic_write
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "prepare_summary.json"
 MAX_EXAMPLES = 5
-EMOTION_COLUMNS = ("emotion", "text")
+PROGRESS_SECONDS = 30
 LFS_POINTER_PREFIX = b"version https://git-lfs"
 
 
@@ -217,7 +221,7 @@ def read_durations(paths, skips, num_workers=None, duration_from="soundfile", la
                     skips.add(kind, path)
             done += len(part)
             now = time.monotonic()
-            if now - last_log > 30:
+            if now - last_log > PROGRESS_SECONDS:
                 logger.info("%s: read %d/%d headers (%.0f s)", label, done, len(paths), now - start)
                 last_log = now
     if skips.counts.get("lfs_pointer"):
@@ -401,152 +405,150 @@ def write_conditions(save_folder, split, conditions):
     return paths
 
 
-def prepare_emotional_corpus(
-    corpus,
-    data_folder,
-    save_folder,
-    items,
-    skips,
-    eval_speakers,
-    n_valid_speakers,
-    seed,
-    nontargets_per_target=3,
-    num_workers=None,
-    stratum_of=None,
-    extra_summary=None,
-):
-    """Shared body of the emotional corpora: durations, split, manifests, trials.
+def check_subset(name, given, allowed):
+    """``list(given)``; a ``ValueError`` naming ``allowed`` when it is empty or has another value.
 
-    Arguments
-    ---------
-    corpus : str
-        Corpus name for logs.
-    data_folder : str
-        Corpus root (``$data_root`` of the manifests).
-    save_folder : str
-        Output folder.
-    items : list of dict
-        One per audio file: ``ID``, ``path`` (absolute), ``spk_id``, ``emotion``, ``text``.
-    skips : SkipLog
-        Skips so far (layout parsing); audio skips are added here.
-    eval_speakers : collection of str
-        Speakers of ``eval.csv`` (must be present in ``items``).
-    n_valid_speakers : int
-        Validation speakers held out of the remaining ones (deterministic by ``seed``).
-    seed : int
-        Seed of the validation choice and of the trials.
-    nontargets_per_target : int
-        Passed to :func:`data_prep.common.emotion_trials`.
-    num_workers : int or None
-        Threads for header reads.
-    stratum_of : callable or None
-        Speaker -> stratum for :func:`pick_valid_speakers`.
-    extra_summary : dict or None
-        Merged into the summary.
+    Example
+    -------
+    >>> check_subset("languages", ("en",), ["en", "zh"])
+    ['en']
+    >>> check_subset("languages", ["fr"], ["en", "zh"])
+    Traceback (most recent call last):
+    ...
+    ValueError: languages must be a non-empty subset of ['en', 'zh'], got ['fr']
+    """
+    given = list(given)
+    if not given or set(given) - set(allowed):
+        raise ValueError(f"{name} must be a non-empty subset of {allowed}, got {given}")
+    return given
+
+
+def audio_row(uid, path, duration, data_folder, spk_id):
+    """A manifest row of one audio file (``wav`` under ``$data_root`` when it lies in ``data_folder``).
+
+    Example
+    -------
+    >>> audio_row("s1/u1", "/c/s1/u1.wav", 1.5, "/c", "s1")
+    {'ID': 's1/u1', 'duration': 1.5, 'wav': '$data_root/s1/u1.wav', 'spk_id': 's1'}
+    """
+    return {"ID": uid, "duration": duration, "wav": root_relative(path, data_folder), "spk_id": spk_id}
+
+
+def validation_options(n_valid_speakers, valid_max_targets_per_speaker, seed, nontargets_per_target):
+    """The options of the validation split that :func:`write_verification_outputs` reads.
+
+    Example
+    -------
+    >>> sorted(validation_options(20, 10, 1234, 3))
+    ['n_valid_speakers', 'nontargets_per_target', 'seed', 'valid_max_targets_per_speaker']
+    """
+    return {
+        "n_valid_speakers": n_valid_speakers,
+        "valid_max_targets_per_speaker": valid_max_targets_per_speaker,
+        "seed": seed,
+        "nontargets_per_target": nontargets_per_target,
+    }
+
+
+def write_verification_outputs(save_folder, train_rows, eval_rows, eval_conditions, options, extra_columns=()):
+    """Hold out validation speakers of ``train_rows``; write the manifests and trial lists.
+
+    ``options`` holds :func:`validation_options`: ``n_valid_speakers`` and ``seed``
+    (the held-out speakers, by :func:`pick_valid_speakers`), ``nontargets_per_target``
+    and ``valid_max_targets_per_speaker`` (``trials/valid/all.txt``, by
+    :func:`data_prep.common.speaker_trials`). ``extra_columns`` go to ``train.csv``
+    and ``valid.csv`` only; ``trials/eval/<condition>.txt`` holds ``eval_conditions``.
 
     Returns
     -------
-    (list of str, dict)
-        The outputs and the summary, as :func:`run_preparation` expects.
+    outputs : list of str
+        The files written.
+    summary : dict
+        ``train``/``valid``/``eval`` counts and ``trials`` per list.
 
     Example
     -------
-    >>> import tempfile, numpy, soundfile
-    >>> data, save = tempfile.mkdtemp(), tempfile.mkdtemp()
-    >>> items = []
-    >>> for spk in ("a", "b", "c", "d", "e"):
-    ...     for emo in ("neutral", "sad"):
-    ...         for text in ("t1", "t2"):
-    ...             path = os.path.join(data, f"{spk}_{emo}_{text}.wav")
-    ...             soundfile.write(path, numpy.zeros(1600), 16000)
-    ...             items.append({"ID": f"{spk}_{emo}_{text}", "path": path, "spk_id": spk,
-    ...                           "emotion": emo, "text": text})
-    >>> outputs, summary = prepare_emotional_corpus("demo", data, save, items, SkipLog(), ["d", "e"], 2, 0)
-    >>> summary["speakers"]["eval"], len(summary["speakers"]["valid"]), summary["train"]
-    (['d', 'e'], 2, {'utterances': 4, 'speakers': 1})
-    >>> open(os.path.join(save, "eval.csv")).readline().strip()
-    'ID,duration,wav,spk_id,emotion,text'
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> rows = [{"ID": f"{s}/{i}", "duration": 1.0, "wav": f"{s}/{i}.wav", "spk_id": s} for s in "abc" for i in (1, 2)]
+    >>> options = validation_options(n_valid_speakers=2, valid_max_targets_per_speaker=1, seed=0,
+    ...                              nontargets_per_target=1)
+    >>> outputs, summary = write_verification_outputs(d, rows, rows[:2], {"o": [(1, "a/1", "a/2")]}, options)
+    >>> summary["train"], summary["valid"], summary["trials"]
+    ({'utterances': 2, 'speakers': 1}, {'utterances': 4, 'speakers': 2}, {'valid/all': 4, 'eval/o': 1})
     """
-    durations = read_durations([it["path"] for it in items], skips, num_workers, label=corpus)
-    rows = []
-    for it in items:
-        if it["path"] not in durations:
-            continue
-        rows.append(
-            {
-                "ID": it["ID"],
-                "duration": durations[it["path"]],
-                "wav": root_relative(it["path"], data_folder),
-                "spk_id": it["spk_id"],
-                "emotion": it["emotion"],
-                "text": clean_text(it["text"]),
-            }
-        )
-    if not rows:
-        raise PreparationError(f"{corpus}: no readable audio under {data_folder} (skips: {skips.as_dict()})")
-    rows.sort(key=lambda r: r["ID"])
-    speakers = {r["spk_id"] for r in rows}
-    eval_set = set(eval_speakers)
-    absent = sorted(eval_set - speakers)
-    if absent:
-        raise PreparationError(
-            f"{corpus}: eval speakers without readable audio under {data_folder}: {absent}"
-        )
-    valid_set = set(pick_valid_speakers(speakers - eval_set, n_valid_speakers, seed, stratum_of))
-    splits = {"train": [], "valid": [], "eval": []}
-    for row in rows:
-        spk = row["spk_id"]
-        splits["eval" if spk in eval_set else "valid" if spk in valid_set else "train"].append(row)
+    speakers = {r["spk_id"] for r in train_rows}
+    valid_spk = set(pick_valid_speakers(speakers, options["n_valid_speakers"], options["seed"]))
+    valid_rows = [r for r in train_rows if r["spk_id"] in valid_spk]
+    train_rows = [r for r in train_rows if r["spk_id"] not in valid_spk]
     outputs = []
-    for name, split_rows in splits.items():
+    for name, rows, extra in (("train", train_rows, extra_columns), ("valid", valid_rows, extra_columns),
+                              ("eval", eval_rows, ())):
         path = os.path.join(save_folder, f"{name}.csv")
-        write_manifest(path, split_rows, extra_columns=EMOTION_COLUMNS)
+        write_manifest(path, rows, extra_columns=extra)
         outputs.append(path)
-    trial_counts = {}
-    for split in ("valid", "eval"):
-        if split == "valid" and not splits[split]:  # n_valid_speakers=0: an empty list
-            outputs += write_conditions(save_folder, split, {"all": []})
-            trial_counts["valid/all"] = 0
-            continue
-        conditions = emotion_trials(splits[split], seed=seed, nontargets_per_target=nontargets_per_target)
-        if not conditions.get("all"):
-            raise PreparationError(
-                f"{corpus}: no {split} trials could be made from {split_summary(splits[split])}"
-            )
-        outputs += write_conditions(save_folder, split, conditions)
-        trial_counts.update({f"{split}/{name}": len(t) for name, t in conditions.items()})
-    skips.log(corpus)
-    summary = {name: split_summary(r) for name, r in splits.items()}
-    summary["emotions"] = sorted({r["emotion"] for r in rows})
-    summary["speakers"] = {name: sorted({r["spk_id"] for r in r_}) for name, r_ in splits.items()}
-    summary["trials"] = trial_counts
-    summary["skipped"] = skips.as_dict()
-    summary.update(extra_summary or {})
+    valid_trials = speaker_trials(
+        valid_rows,
+        options["seed"],
+        options["nontargets_per_target"],
+        max_targets_per_speaker=options["valid_max_targets_per_speaker"],
+    )
+    outputs += write_conditions(save_folder, "valid", {"all": valid_trials})
+    outputs += write_conditions(save_folder, "eval", eval_conditions)
+    summary = {
+        "train": split_summary(train_rows),
+        "valid": split_summary(valid_rows),
+        "eval": split_summary(eval_rows),
+        "trials": {"valid/all": len(valid_trials), **{f"eval/{n}": len(t) for n, t in eval_conditions.items()}},
+    }
     return outputs, summary
 
 
-def filter_emotions(items, emotions, skips, corpus):
-    """Keep the items whose emotion is in ``emotions`` (``None``: keep all).
-
-    Items of other emotions are counted under ``filtered_emotion`` (not an
-    error). An emotion name the corpus does not have raises.
+def run_parallel(function, jobs, num_workers=None, label="jobs"):
+    """``[function(job) for job in jobs]`` on a thread pool, logging progress every 30 s.
 
     Example
     -------
-    >>> items = [{"ID": "a", "emotion": "neutral"}, {"ID": "b", "emotion": "calm"}]
-    >>> [i["ID"] for i in filter_emotions(items, ["neutral"], SkipLog(), "x")]
-    ['a']
+    >>> run_parallel(abs, [-2, 3, -4], num_workers=2)
+    [2, 3, 4]
     """
-    if emotions is None:
-        return items
-    known = {it["emotion"] for it in items}
-    unknown = sorted(set(emotions) - known)
-    if unknown:
-        raise PreparationError(f"{corpus}: unknown emotion(s) {unknown}; the corpus has {sorted(known)}")
-    keep = []
-    for it in items:
-        if it["emotion"] in emotions:
-            keep.append(it)
-        else:
-            skips.add("filtered_emotion", it["ID"])
-    return keep
+    jobs = list(jobs)
+    with concurrent.futures.ThreadPoolExecutor(num_workers or default_workers()) as pool:
+        futures = [pool.submit(function, job) for job in jobs]
+        start = last = time.monotonic()
+        for done, _ in enumerate(concurrent.futures.as_completed(futures), start=1):
+            if time.monotonic() - last > PROGRESS_SECONDS:
+                last = time.monotonic()
+                logger.info("%s: %d/%d done (%.0f s)", label, done, len(futures), last - start)
+        return [f.result() for f in futures]
+
+
+def has_frames(path, frames):
+    """True when ``path`` is readable audio of exactly ``frames`` frames (a complete earlier write).
+
+    Example
+    -------
+    >>> import tempfile, numpy
+    >>> p = os.path.join(tempfile.mkdtemp(), "a.flac")
+    >>> has_frames(p, 160)
+    False
+    >>> write_flac16(p, numpy.zeros(160), 16000)
+    >>> has_frames(p, 160), has_frames(p, 161)
+    (True, False)
+    """
+    if not os.path.exists(path):
+        return False
+    try:
+        return sf.info(path).frames == frames
+    except Exception:  # a broken earlier file is rewritten
+        return False
+
+
+def write_flac16(path, data, samplerate):
+    """Write ``data`` to ``path`` as 16-bit FLAC through a temporary file renamed over it.
+
+    No fsync: a preparation writes up to hundreds of thousands of these, and a file
+    left short by a crash fails :func:`has_frames` and is written again.
+    """
+    with atomic_path(path, fsync=False) as tmp:
+        sf.write(tmp, data, samplerate, format="FLAC", subtype="PCM_16")

@@ -24,24 +24,48 @@ Manifests: ``ID`` = file stem (``1001_DFA_ANG_XX``), ``spk_id`` = actor,
 
 Default split (our choice): actors 1082-1091 are evaluation speakers;
 ``n_valid_speakers`` (default 5) of the others are validation speakers (by ``seed``).
+
+The corpus is described as data (:data:`CORPUS`, a
+:class:`data_prep.emotional.EmotionalCorpus`); :func:`data_prep.emotional.prepare_emotional`
+does the rest.
 """
 
-import logging
 import os
-import re
 
 from data_prep.common import PreparationError
-from data_prep.corpus_utils import SkipLog, filter_emotions, prepare_emotional_corpus, run_preparation
+from data_prep.emotional import EmotionalCorpus, FileNamePattern, NamedFiles, prepare_emotional
 
-logger = logging.getLogger(__name__)
-
-CORPUS = "CREMA-D"
 VERSION = "CREMA-D (CheyneyComputerScience/CREMA-D, AudioWAV fetched with git-lfs)"
 EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 SENTENCES = ("IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI")
-LEVELS = ("LO", "MD", "HI", "XX", "X")
+LEVELS = {"LO": "LO", "MD": "MD", "HI": "HI", "XX": "XX", "X": "XX"}  # "X": one file of older clones
 DEFAULT_EVAL_SPEAKERS = tuple(str(a) for a in range(1082, 1092))
-NAME_RE = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{1,2})\.wav$")
+NAME_PATTERN = FileNamePattern(
+    regex=r"(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_(?P<level>[A-Z]{1,2})\.wav",
+    values={"sentence": {s: s for s in SENTENCES}, "emotion": EMOTIONS, "level": LEVELS},
+    speaker="{actor}",
+    text="sentence",
+)
+
+
+def audio_folders(data_folder):
+    """The folder of the audio files: ``<data_folder>/AudioWAV`` (an error naming it when absent).
+
+    Example
+    -------
+    >>> audio_folders("/nowhere")
+    Traceback (most recent call last):
+    ...
+    data_prep.common.PreparationError: CREMA-D (...): missing folder /nowhere/AudioWAV
+    """
+    audio_dir = os.path.join(data_folder, "AudioWAV")
+    if not os.path.isdir(audio_dir):
+        raise PreparationError(f"{VERSION}: missing folder {audio_dir}")
+    return [audio_dir]
+
+
+CORPUS = EmotionalCorpus(name="CREMA-D", key="cremad", walk=NamedFiles(audio_folders, NAME_PATTERN),
+                         eval_speakers=DEFAULT_EVAL_SPEAKERS, n_valid_speakers=5, speaker_id=str)
 
 
 def parse_name(name):
@@ -56,65 +80,18 @@ def parse_name(name):
     >>> parse_name("1001_DFA_ANG_XX.mp3") is None, parse_name("1001_ABC_ANG_XX.wav") is None
     (True, True)
     """
-    m = NAME_RE.match(name)
-    if not m:
-        return None
-    actor, sentence, emo, level = m.groups()
-    if sentence not in SENTENCES or emo not in EMOTIONS or level not in LEVELS:
-        return None
-    return actor, sentence, EMOTIONS[emo], "XX" if level == "X" else level
+    fields = NAME_PATTERN.parse(name)
+    return None if fields is None else tuple(fields.values())
 
 
-def _collect(audio_dir, skips):
-    items = []
-    for name in sorted(os.listdir(audio_dir)):
-        path = os.path.join(audio_dir, name)
-        if not name.lower().endswith(".wav") or not os.path.isfile(path):
-            continue
-        parsed = parse_name(name)
-        if parsed is None:
-            skips.add("unparsed_name", path)
-            continue
-        actor, sentence, emotion, _level = parsed
-        items.append({"ID": name[:-4], "path": path, "spk_id": actor, "emotion": emotion, "text": sentence})
-    return items
+def prepare_cremad(data_folder, save_folder, eval_speakers=None, n_valid_speakers=CORPUS.n_valid_speakers,
+                   emotions=None, seed=1234, nontargets_per_target=3, num_workers=None):
+    """Prepare CREMA-D (``data_folder`` holds ``AudioWAV/``) for emotion-robust speaker verification.
 
-
-def prepare_cremad(
-    data_folder,
-    save_folder,
-    eval_speakers=DEFAULT_EVAL_SPEAKERS,
-    n_valid_speakers=5,
-    emotions=None,
-    seed=1234,
-    nontargets_per_target=3,
-    num_workers=None,
-):
-    """Prepare CREMA-D for emotion-robust speaker verification (see the module docstring).
-
-    Arguments
-    ---------
-    data_folder : str
-        The CREMA-D root (contains ``AudioWAV/``).
-    save_folder : str
-        Where manifests, trials and ``prepare.json`` go.
-    eval_speakers : sequence of str
-        Evaluation actors (default 1082-1091).
-    n_valid_speakers : int
-        Validation actors held out of the training actors (by ``seed``).
-    emotions : sequence of str or None
-        Emotions to keep (``angry disgust fear happy neutral sad``; ``None``: all).
-    seed : int
-        Seed of the validation choice and of the trials.
-    nontargets_per_target : int
-        Non-target trials per target trial.
-    num_workers : int or None
-        Threads reading audio headers (does not change the outputs).
-
-    Returns
-    -------
-    dict
-        Summary: utterances/speakers per split, trial counts, skips, ``status``.
+    The arguments and the returned summary are those of
+    :func:`data_prep.emotional.prepare_emotional`; by default actors 1082-1091 are
+    evaluation speakers, 5 of the others validation speakers, and all six emotions
+    (``angry disgust fear happy neutral sad``) are kept. Actors may be given as numbers.
 
     Example
     -------
@@ -124,36 +101,5 @@ def prepare_cremad(
     ...
     data_prep.common.PreparationError: CREMA-D (...): missing folder .../AudioWAV
     """
-    eval_speakers = sorted(str(s) for s in eval_speakers)
-    options = {
-        "corpus": "cremad",
-        "prep_version": 1,
-        "eval_speakers": eval_speakers,
-        "n_valid_speakers": n_valid_speakers,
-        "emotions": sorted(emotions) if emotions is not None else None,
-        "seed": seed,
-        "nontargets_per_target": nontargets_per_target,
-    }
-    data_folder = os.path.abspath(data_folder)
-    save_folder = os.path.abspath(save_folder)
-
-    def build():
-        audio_dir = os.path.join(data_folder, "AudioWAV")
-        if not os.path.isdir(audio_dir):
-            raise PreparationError(f"{VERSION}: missing folder {audio_dir}")
-        skips = SkipLog()
-        items = filter_emotions(_collect(audio_dir, skips), emotions, skips, CORPUS)
-        return prepare_emotional_corpus(
-            CORPUS,
-            data_folder,
-            save_folder,
-            items,
-            skips,
-            eval_speakers,
-            n_valid_speakers,
-            seed,
-            nontargets_per_target,
-            num_workers,
-        )
-
-    return run_preparation(CORPUS, save_folder, options, build)
+    return prepare_emotional(CORPUS, data_folder, save_folder, eval_speakers, n_valid_speakers, emotions, seed,
+                             nontargets_per_target, num_workers)

@@ -35,6 +35,10 @@ Default split: evaluation speakers are the speakers present in ``crowd_test``
 with ``crowd_train`` speakers is reported); ``eval_speakers`` or
 ``n_eval_speakers`` (seeded choice) override it. ``n_valid_speakers`` (default 20)
 of the other speakers are validation speakers (by ``seed``).
+
+The corpus is described as data (:data:`CORPUS`, a
+:class:`data_prep.emotional.EmotionalCorpus` whose walk reads the markup files);
+:func:`data_prep.emotional.prepare_emotional` does the rest.
 """
 
 import json
@@ -42,18 +46,12 @@ import logging
 import os
 
 from data_prep.common import PreparationError
-from data_prep.corpus_utils import (
-    SkipLog,
-    filter_emotions,
-    pick_valid_speakers,
-    prepare_emotional_corpus,
-    run_preparation,
-    text_key,
-)
+from data_prep.corpus_utils import check_subset, text_key
+from data_prep.emotional import EmotionalCorpus, Walk, prepare_emotional
 
 logger = logging.getLogger(__name__)
 
-CORPUS = "Dusha"
+NAME = "Dusha"
 VERSION = "Dusha crowd (crowd.tar from salute-developers/golos)"
 SUBSETS = ("crowd_train", "crowd_test")
 REQUIRED_COLUMNS = ("hash_id", "audio_path", "speaker_emo", "source_id")
@@ -131,166 +129,133 @@ def _check_columns(path, columns):
             )
 
 
-def _collect(data_folder, subsets, manifest_format, skips):
-    items = {}
-    subset_speakers = {}
-    conflicts = set()
-    for subset in subsets:
-        path = markup_path(data_folder, subset, manifest_format)
-        wavs = os.path.join(data_folder, subset, "wavs")
-        if not os.path.isdir(wavs):
-            raise PreparationError(f"{VERSION}: missing folder {wavs}")
-        logger.info("%s: reading %s", CORPUS, path)
-        speakers = set()
-        for row in read_markup(path):
-            hash_id = str(row.get("hash_id", "")).strip()
-            if not hash_id:
-                skips.add("no_hash_id", path)
-                continue
-            emo, spk = row.get("speaker_emo"), row.get("source_id")
-            if hash_id in items:
-                first = items[hash_id]
-                if (
-                    not _missing(emo)
-                    and not _missing(spk)
-                    and (str(emo).strip().lower() != first["emotion"] or str(spk).strip() != first["spk_id"])
-                ):
-                    conflicts.add(hash_id)
-                continue
-            if _missing(spk):
-                skips.add("no_source_id", hash_id)
-                continue
-            if _missing(emo):
-                skips.add("no_speaker_emo", hash_id)
-                continue
-            emotion = str(emo).strip().lower()
-            if emotion not in EMOTIONS:
-                skips.add("unknown_speaker_emo", f"{hash_id}:{emotion}")
-                continue
-            spk = str(spk).strip()
-            text = row.get("speaker_text")
-            items[hash_id] = {
-                "ID": hash_id,
-                "path": os.path.join(data_folder, subset, str(row["audio_path"]).strip()),
-                "spk_id": spk,
-                "emotion": emotion,
-                "text": "" if _missing(text) else text_key(text),
-                "subset": subset,
-            }
-            speakers.add(spk)
-        subset_speakers[subset] = speakers
-    for hash_id in sorted(conflicts):
-        skips.add("conflicting_rows", hash_id)
-    return sorted(items.values(), key=lambda it: it["ID"]), subset_speakers
+def _conflicts(first, emo, spk):
+    """True when a later annotation row of an audio names another emotion or speaker than its first row."""
+    if _missing(emo) or _missing(spk):
+        return False
+    return str(emo).strip().lower() != first["emotion"] or str(spk).strip() != first["spk_id"]
 
 
-def prepare_dusha(
-    data_folder,
-    save_folder,
-    subsets=SUBSETS,
-    manifest_format="auto",
-    eval_speakers=None,
-    n_eval_speakers=None,
-    n_valid_speakers=20,
-    emotions=None,
-    seed=1234,
-    nontargets_per_target=3,
-    num_workers=None,
-):
-    """Prepare the Dusha crowd subset for emotion-robust speaker verification.
+def _item(row, data_folder, subset, skips):
+    """The item of an audio's first markup row, or ``None`` (a counted skip) when its labels are unusable."""
+    hash_id = row["hash_id"]
+    emo, spk = row.get("speaker_emo"), row.get("source_id")
+    if _missing(spk):
+        skips.add("no_source_id", hash_id)
+        return None
+    if _missing(emo):
+        skips.add("no_speaker_emo", hash_id)
+        return None
+    emotion = str(emo).strip().lower()
+    if emotion not in EMOTIONS:
+        skips.add("unknown_speaker_emo", f"{hash_id}:{emotion}")
+        return None
+    text = row.get("speaker_text")
+    return {
+        "ID": hash_id,
+        "path": os.path.join(data_folder, subset, str(row["audio_path"]).strip()),
+        "spk_id": str(spk).strip(),
+        "emotion": emotion,
+        "text": "" if _missing(text) else text_key(text),
+        "subset": subset,
+    }
 
-    Arguments
-    ---------
-    data_folder : str
-        The Dusha root (holds ``crowd_train/`` and ``crowd_test/``).
-    save_folder : str
-        Where manifests, trials and ``prepare.json`` go.
-    subsets : sequence of str
-        Subsets read (``crowd_train``, ``crowd_test``).
-    manifest_format : str
-        ``auto`` (``.jsonl`` if present, else ``.tsv``), ``jsonl`` or ``tsv``.
-    eval_speakers : sequence of str or None
-        Explicit evaluation speakers (``source_id``).
-    n_eval_speakers : int or None
-        Choose this many evaluation speakers by ``seed`` instead of the
-        ``crowd_test`` speakers.
-    n_valid_speakers : int
-        Validation speakers held out of the training speakers (by ``seed``).
-    emotions : sequence of str or None
-        Emotions to keep (``None``: angry, sad, neutral, positive).
-    seed : int
-        Seed of the speaker choices and of the trials.
-    nontargets_per_target : int
-        Non-target trials per target trial.
-    num_workers : int or None
-        Threads reading audio headers (does not change the outputs).
 
-    Returns
-    -------
-    dict
-        Summary: utterances/speakers per split, trial counts, skips, ``status``.
+def _read_subset(data_folder, subset, manifest_format, items, conflicts, skips):
+    """Add the audios of one subset to ``items`` (by ``hash_id``; first row wins); return its speakers."""
+    path = markup_path(data_folder, subset, manifest_format)
+    wavs = os.path.join(data_folder, subset, "wavs")
+    if not os.path.isdir(wavs):
+        raise PreparationError(f"{VERSION}: missing folder {wavs}")
+    logger.info("%s: reading %s", NAME, path)
+    speakers = set()
+    for row in read_markup(path):
+        hash_id = str(row.get("hash_id", "")).strip()
+        if not hash_id:
+            skips.add("no_hash_id", path)
+            continue
+        if hash_id in items:
+            if _conflicts(items[hash_id], row.get("speaker_emo"), row.get("source_id")):
+                conflicts.add(hash_id)
+            continue
+        item = _item({**row, "hash_id": hash_id}, data_folder, subset, skips)
+        if item is not None:
+            items[hash_id] = item
+            speakers.add(item["spk_id"])
+    return speakers
+
+
+def walk_dusha(data_folder, options, skips):
+    """Items of the subsets of ``options`` (see the module docstring); the ``crowd_test``
+    speakers are the evaluation speakers of the default split.
 
     Example
     -------
     >>> import tempfile
-    >>> prepare_dusha(tempfile.mkdtemp(), tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    >>> options = {"subsets": ["crowd_test"], "manifest_format": "tsv"}
+    >>> walk_dusha(tempfile.mkdtemp(), options, None)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    data_prep.common.PreparationError: Dusha crowd (...): missing .../raw_crowd_train.jsonl (or .tsv)
+    data_prep.common.PreparationError: Dusha crowd (...): missing .../crowd_test/raw_crowd_test.tsv
     """
-    subsets = list(subsets)
-    unknown = sorted(set(subsets) - set(SUBSETS))
-    if unknown or not subsets:
-        raise ValueError(f"subsets must be a non-empty subset of {SUBSETS}, got {subsets}")
+    items, subset_speakers, conflicts = {}, {}, set()
+    for subset in options["subsets"]:
+        fmt = options["manifest_format"]
+        subset_speakers[subset] = _read_subset(data_folder, subset, fmt, items, conflicts, skips)
+    for hash_id in sorted(conflicts):
+        skips.add("conflicting_rows", hash_id)
+    overlap = sorted(subset_speakers.get("crowd_test", set()) & subset_speakers.get("crowd_train", set()))
+    if overlap and options["eval_speakers"] is None and options["n_eval_speakers"] is None:
+        logger.warning(
+            "%s: %d crowd_test speaker(s) also appear in crowd_train; all their utterances go to eval",
+            NAME,
+            len(overlap),
+        )
+    return Walk(
+        sorted(items.values(), key=lambda it: it["ID"]),
+        {"crowd_test_speakers_in_crowd_train": len(overlap)},
+        eval_speakers=subset_speakers.get("crowd_test"),
+    )
+
+
+CORPUS = EmotionalCorpus(name=NAME, key="dusha", walk=walk_dusha, n_valid_speakers=20)
+
+
+def prepare_dusha(data_folder, save_folder, subsets=SUBSETS, manifest_format="auto", eval_speakers=None,
+                  n_eval_speakers=None, n_valid_speakers=CORPUS.n_valid_speakers, emotions=None, seed=1234,
+                  nontargets_per_target=3, num_workers=None):
+    """Prepare the Dusha crowd subset (``data_folder`` holds ``crowd_train/`` and ``crowd_test/``)
+    for emotion-robust speaker verification.
+
+    The other arguments and the returned summary are those of
+    :func:`data_prep.emotional.prepare_emotional`; by default the ``crowd_test``
+    speakers are evaluation speakers, 20 of the others validation speakers, and all
+    four emotions (angry, sad, neutral, positive) are kept.
+
+    Arguments
+    ---------
+    subsets : sequence of str
+        Subsets read (``crowd_train``, ``crowd_test``).
+    manifest_format : str
+        ``auto`` (``.jsonl`` if present, else ``.tsv``), ``jsonl`` or ``tsv``.
+    n_eval_speakers : int or None
+        Choose this many evaluation speakers by ``seed`` instead of the
+        ``crowd_test`` speakers (``eval_speakers`` names them explicitly).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> prepare_dusha(root, os.path.join(root, "prep"), manifest_format="tsv")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    data_prep.common.PreparationError: Dusha crowd (...): missing .../crowd_train/raw_crowd_train.tsv
+    """
+    subsets = check_subset("subsets", subsets, SUBSETS)
     if manifest_format not in ("auto", "jsonl", "tsv"):
         raise ValueError(f"manifest_format must be auto, jsonl or tsv, not {manifest_format!r}")
     if eval_speakers is None and n_eval_speakers is None and "crowd_test" not in subsets:
         raise ValueError("without crowd_test, give eval_speakers or n_eval_speakers")
-    options = {
-        "corpus": "dusha",
-        "prep_version": 1,
-        "subsets": subsets,
-        "manifest_format": manifest_format,
-        "eval_speakers": sorted(eval_speakers) if eval_speakers is not None else None,
-        "n_eval_speakers": n_eval_speakers,
-        "n_valid_speakers": n_valid_speakers,
-        "emotions": sorted(emotions) if emotions is not None else None,
-        "seed": seed,
-        "nontargets_per_target": nontargets_per_target,
-    }
-    data_folder = os.path.abspath(data_folder)
-    save_folder = os.path.abspath(save_folder)
-
-    def build():
-        skips = SkipLog()
-        items, subset_speakers = _collect(data_folder, subsets, manifest_format, skips)
-        items = filter_emotions(items, emotions, skips, CORPUS)
-        speakers = sorted({it["spk_id"] for it in items})
-        if eval_speakers is not None:
-            chosen = sorted(eval_speakers)
-        elif n_eval_speakers is not None:
-            chosen = pick_valid_speakers(speakers, n_eval_speakers, f"{seed}-eval")
-        else:
-            chosen = sorted(subset_speakers["crowd_test"] & set(speakers))
-        overlap = sorted(subset_speakers.get("crowd_test", set()) & subset_speakers.get("crowd_train", set()))
-        if overlap and eval_speakers is None and n_eval_speakers is None:
-            logger.warning(
-                "%s: %d crowd_test speaker(s) also appear in crowd_train; all their utterances go to eval",
-                CORPUS,
-                len(overlap),
-            )
-        return prepare_emotional_corpus(
-            CORPUS,
-            data_folder,
-            save_folder,
-            items,
-            skips,
-            chosen,
-            n_valid_speakers,
-            seed,
-            nontargets_per_target,
-            num_workers,
-            extra_summary={"crowd_test_speakers_in_crowd_train": len(overlap)},
-        )
-
-    return run_preparation(CORPUS, save_folder, options, build)
+    layout = {"subsets": subsets, "manifest_format": manifest_format, "n_eval_speakers": n_eval_speakers}
+    return prepare_emotional(CORPUS, data_folder, save_folder, eval_speakers, n_valid_speakers, emotions, seed,
+                             nontargets_per_target, num_workers, layout=layout)

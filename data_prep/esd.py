@@ -29,32 +29,26 @@ Default split (our choice): per selected language the last two speakers are
 evaluation speakers (0009, 0010, 0019, 0020); ``n_valid_speakers`` (default 2,
 round-robin over languages, so one per language) of the others are validation
 speakers, chosen by ``seed``; the rest train.
+
+The corpus is described as data (:data:`CORPUS`, a
+:class:`data_prep.emotional.EmotionalCorpus` whose walk reads the transcripts and
+the emotion folders); :func:`data_prep.emotional.prepare_emotional` does the rest.
 """
 
 import codecs
-import logging
 import os
 import re
 
 from data_prep.common import PreparationError
-from data_prep.corpus_utils import (
-    SkipLog,
-    filter_emotions,
-    prepare_emotional_corpus,
-    run_preparation,
-    text_key,
-)
+from data_prep.corpus_utils import check_subset, text_key
+from data_prep.emotional import EmotionalCorpus, Walk, prepare_emotional
 
-logger = logging.getLogger(__name__)
-
-CORPUS = "ESD"
 VERSION = "ESD (Emotional Speech Dataset, HLTSingapore release: 0001-0020, 5 emotion folders)"
 EMOTION_FOLDERS = ("Neutral", "Angry", "Happy", "Sad", "Surprise")
 LANGUAGE_SPEAKERS = {
     "zh": [f"{i:04d}" for i in range(1, 11)],
     "en": [f"{i:04d}" for i in range(11, 21)],
 }
-NESTED_FOLDER = "Emotion Speech Dataset"
 
 
 def language_of(spk):
@@ -77,6 +71,17 @@ def default_eval_speakers(languages):
     ['0009', '0010', '0019', '0020']
     """
     return sorted(s for lang in languages for s in LANGUAGE_SPEAKERS[lang][-2:])
+
+
+def speakers_of(languages):
+    """The speakers of ``languages``, sorted.
+
+    Example
+    -------
+    >>> speakers_of(["en"])[:2]
+    ['0011', '0012']
+    """
+    return sorted(s for lang in languages for s in LANGUAGE_SPEAKERS[lang])
 
 
 def decode_transcript(raw):
@@ -126,6 +131,9 @@ def parse_transcript(text):
     return sentences, unparsed
 
 
+NESTED_FOLDER = "Emotion Speech Dataset"  # a data_folder holding this folder is accepted too
+
+
 def _resolve_root(data_folder):
     nested = os.path.join(data_folder, NESTED_FOLDER)
     if (
@@ -137,143 +145,103 @@ def _resolve_root(data_folder):
     return data_folder
 
 
-def _collect(root, speakers, skips):
+def _read_transcript(spk_dir, spk):
+    """``({utt_id: sentence}, unparsed line count)`` of ``<spk_dir>/<spk>.txt``."""
+    transcript = os.path.join(spk_dir, f"{spk}.txt")
+    if not os.path.isfile(transcript):
+        raise PreparationError(f"{VERSION}: missing transcript {transcript}")
+    with open(transcript, "rb") as f:
+        return parse_transcript(decode_transcript(f.read()))
+
+
+def _speaker_items(spk_dir, spk, sentences, skips):
+    """Items of the ``<spk>_<nnnnnn>.wav`` files under the emotion folders of one speaker."""
+    name_re = re.compile(rf"^{spk}_(\d{{6}})\.wav$")
     items = []
-    unparsed_lines = 0
-    for spk in speakers:
-        spk_dir = os.path.join(root, spk)
-        if not os.path.isdir(spk_dir):
-            raise PreparationError(f"{VERSION}: missing speaker folder {spk_dir}")
-        transcript = os.path.join(spk_dir, f"{spk}.txt")
-        if not os.path.isfile(transcript):
-            raise PreparationError(f"{VERSION}: missing transcript {transcript}")
-        with open(transcript, "rb") as f:
-            sentences, unparsed = parse_transcript(decode_transcript(f.read()))
-        unparsed_lines += unparsed
-        name_re = re.compile(rf"^{spk}_(\d{{6}})\.wav$")
-        found = set()
-        for folder in EMOTION_FOLDERS:
-            emo_dir = os.path.join(spk_dir, folder)
-            if not os.path.isdir(emo_dir):
-                raise PreparationError(f"{VERSION}: missing emotion folder {emo_dir}")
-            for dirpath, dirnames, filenames in os.walk(emo_dir):
-                dirnames.sort()
-                for name in sorted(filenames):
-                    if not name.lower().endswith(".wav"):
-                        continue
-                    path = os.path.join(dirpath, name)
-                    if not name_re.match(name):
-                        skips.add("unparsed_name", path)
-                        continue
-                    utt = name[:-4]
-                    found.add(utt)
-                    sentence = sentences.get(utt)
-                    if sentence is None:
-                        skips.add("no_transcript", path)
-                    items.append(
-                        {
-                            "ID": utt,
-                            "path": path,
-                            "spk_id": spk,
-                            "emotion": folder.lower(),
-                            "text": text_key(sentence) if sentence else "",
-                        }
-                    )
-        for utt in sorted(set(sentences) - found):
-            skips.add("missing", os.path.join(spk_dir, f"{utt}.wav (listed in {spk}.txt)"))
-    return items, unparsed_lines
+    for folder in EMOTION_FOLDERS:
+        emo_dir = os.path.join(spk_dir, folder)
+        if not os.path.isdir(emo_dir):
+            raise PreparationError(f"{VERSION}: missing emotion folder {emo_dir}")
+        for dirpath, dirnames, filenames in os.walk(emo_dir):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if not name.lower().endswith(".wav"):
+                    continue
+                path = os.path.join(dirpath, name)
+                if not name_re.match(name):
+                    skips.add("unparsed_name", path)
+                    continue
+                sentence = sentences.get(name[:-4])
+                if sentence is None:
+                    skips.add("no_transcript", path)
+                items.append(
+                    {
+                        "ID": name[:-4],
+                        "path": path,
+                        "spk_id": spk,
+                        "emotion": folder.lower(),
+                        "text": text_key(sentence) if sentence else "",
+                    }
+                )
+    return items
 
 
-def prepare_esd(
-    data_folder,
-    save_folder,
-    languages=("zh", "en"),
-    eval_speakers=None,
-    n_valid_speakers=2,
-    emotions=None,
-    seed=1234,
-    nontargets_per_target=3,
-    num_workers=None,
-):
-    """Prepare ESD for emotion-robust speaker verification (see the module docstring).
-
-    Arguments
-    ---------
-    data_folder : str
-        The ESD root (speaker folders 0001-0020).
-    save_folder : str
-        Where manifests, trials and ``prepare.json`` go.
-    languages : sequence of str
-        ``"zh"`` (speakers 0001-0010) and/or ``"en"`` (0011-0020).
-    eval_speakers : sequence of str or None
-        Evaluation speakers (``None``: :func:`default_eval_speakers`).
-    n_valid_speakers : int
-        Validation speakers held out of the training speakers (by ``seed``,
-        round-robin over languages).
-    emotions : sequence of str or None
-        Emotions to keep (lowercase names; ``None``: all five).
-    seed : int
-        Seed of the validation choice and of the trials.
-    nontargets_per_target : int
-        Non-target trials per target trial.
-    num_workers : int or None
-        Threads reading audio headers (does not change the outputs).
-
-    Returns
-    -------
-    dict
-        Summary: utterances/speakers per split, trial counts, skips, ``status``.
+def walk_esd(data_folder, options, skips):
+    """Items of the speakers of ``options["languages"]`` (see the module docstring for the layout).
 
     Example
     -------
     >>> import tempfile
-    >>> prepare_esd(tempfile.mkdtemp(), tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    >>> walk_esd(tempfile.mkdtemp(), {"languages": ["en"]}, None)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    data_prep.common.PreparationError: ESD (...): missing speaker folder .../0001
+    data_prep.common.PreparationError: ESD (...): missing speaker folder .../0011
     """
-    languages = list(languages)
-    bad = sorted(set(languages) - set(LANGUAGE_SPEAKERS))
-    if bad or not languages:
-        raise ValueError(
-            f"languages must be a non-empty subset of {sorted(LANGUAGE_SPEAKERS)}, got {languages}"
-        )
-    speakers = sorted(s for lang in languages for s in LANGUAGE_SPEAKERS[lang])
-    eval_speakers = sorted(eval_speakers) if eval_speakers is not None else default_eval_speakers(languages)
-    outside = sorted(set(eval_speakers) - set(speakers))
+    root = _resolve_root(data_folder)
+    items = []
+    unparsed_lines = 0
+    for spk in speakers_of(options["languages"]):
+        spk_dir = os.path.join(root, spk)
+        if not os.path.isdir(spk_dir):
+            raise PreparationError(f"{VERSION}: missing speaker folder {spk_dir}")
+        sentences, unparsed = _read_transcript(spk_dir, spk)
+        unparsed_lines += unparsed
+        spk_items = _speaker_items(spk_dir, spk, sentences, skips)
+        for utt in sorted(set(sentences) - {it["ID"] for it in spk_items}):
+            skips.add("missing", os.path.join(spk_dir, f"{utt}.wav (listed in {spk}.txt)"))
+        items += spk_items
+    return Walk(items, {"transcript_lines_unparsed": unparsed_lines})
+
+
+CORPUS = EmotionalCorpus(name="ESD", key="esd", walk=walk_esd, n_valid_speakers=2, stratum_of=language_of,
+                         eval_speakers=lambda options: default_eval_speakers(options["languages"]))
+
+
+def prepare_esd(data_folder, save_folder, languages=("zh", "en"), eval_speakers=None,
+                n_valid_speakers=CORPUS.n_valid_speakers, emotions=None, seed=1234, nontargets_per_target=3,
+                num_workers=None):
+    """Prepare ESD (speaker folders 0001-0020 in ``data_folder``) for emotion-robust speaker verification.
+
+    The other arguments and the returned summary are those of
+    :func:`data_prep.emotional.prepare_emotional`; by default the last two speakers
+    of each language are evaluation speakers (:func:`default_eval_speakers`), 2 of
+    the others validation speakers (one per language), and all five emotions are kept.
+
+    Arguments
+    ---------
+    languages : sequence of str
+        ``"zh"`` (speakers 0001-0010) and/or ``"en"`` (0011-0020).
+
+    Example
+    -------
+    >>> prepare_esd("/corpus/ESD", "/tmp/esd", languages=["fr"])
+    Traceback (most recent call last):
+    ...
+    ValueError: languages must be a non-empty subset of ['en', 'zh'], got ['fr']
+    """
+    languages = check_subset("languages", languages, sorted(LANGUAGE_SPEAKERS))
+    outside = sorted(set(eval_speakers or ()) - set(speakers_of(languages)))
     if outside:
         raise ValueError(f"eval_speakers {outside} are not speakers of the languages {languages}")
-    options = {
-        "corpus": "esd",
-        "prep_version": 1,
-        "languages": languages,
-        "eval_speakers": eval_speakers,
-        "n_valid_speakers": n_valid_speakers,
-        "emotions": sorted(emotions) if emotions is not None else None,
-        "seed": seed,
-        "nontargets_per_target": nontargets_per_target,
-    }
-    data_folder = os.path.abspath(data_folder)
-    save_folder = os.path.abspath(save_folder)
-
-    def build():
-        root = _resolve_root(data_folder)
-        skips = SkipLog()
-        items, unparsed_lines = _collect(root, speakers, skips)
-        items = filter_emotions(items, emotions, skips, CORPUS)
-        return prepare_emotional_corpus(
-            CORPUS,
-            data_folder,
-            save_folder,
-            items,
-            skips,
-            eval_speakers,
-            n_valid_speakers,
-            seed,
-            nontargets_per_target,
-            num_workers,
-            stratum_of=language_of,
-            extra_summary={"transcript_lines_unparsed": unparsed_lines},
-        )
-
-    return run_preparation(CORPUS, save_folder, options, build)
+    return prepare_emotional(CORPUS, data_folder, save_folder, eval_speakers, n_valid_speakers, emotions, seed,
+                             nontargets_per_target, num_workers, layout={"languages": languages})

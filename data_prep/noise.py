@@ -25,17 +25,17 @@ corpus preparation, then this one unless augmentation is switched off
 (``--wav_augment null``), so a run without augmentation needs no MUSAN.
 """
 
-import concurrent.futures
 import csv
+import functools
 import logging
 import math
 import os
-import threading
 
 import soundfile as sf
 
-from data_prep.common import PreparationError, atomic_write
-from data_prep.corpus_utils import SkipLog, default_workers, run_preparation
+from data_prep.common import PreparationError
+from data_prep.corpus_utils import SkipLog, has_frames, run_parallel, run_preparation, write_flac16
+from speechbrain_ext.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -97,23 +97,15 @@ def segment_bounds(frames, max_frames):
     return list(zip(edges[:-1], edges[1:]))
 
 
-def _write_segment(src, dst, start, stop):
-    """Write frames ``[start, stop)`` of ``src``'s first channel to FLAC ``dst`` (atomic; reused if complete)."""
-    if os.path.exists(dst):
-        try:
-            if sf.info(dst).frames == stop - start:
-                return
-        except Exception:  # a broken earlier file is rewritten
-            pass
+def _write_segment(job):
+    """Write frames ``[start, stop)`` of ``src``'s first channel to FLAC ``dst`` (``job = (src, dst, start, stop)``;
+    atomic; reused if complete).
+    """
+    src, dst, start, stop = job
+    if has_frames(dst, stop - start):
+        return
     data, rate = sf.read(src, start=start, stop=stop, dtype="int16", always_2d=True)
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(dst), f".tmp-{os.getpid()}-{threading.get_ident()}-{os.path.basename(dst)}")
-    try:
-        sf.write(tmp, data[:, 0], rate, format="FLAC", subtype="PCM_16")
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_flac16(dst, data[:, 0], rate)
 
 
 def _plan(kind, subset, folder, save_folder, max_seconds, sample_rate, skips):
@@ -153,6 +145,42 @@ def _write_csv(path, rows):
         for uid, duration, wav in rows:
             ext = os.path.splitext(wav)[1].lower().lstrip(".")
             writer.writerow([uid, f"{duration:.3f}", wav, ext, ""])
+
+
+def _write_kind(kind, folders, max_seconds, save_folder, sample_rate, skips, num_workers):
+    """Plan, cut and list the audio of one kind (``noise`` or ``rir``); return its CSV path and summary."""
+    rows, jobs = [], []
+    for subset, folder in folders:
+        sub_rows, sub_jobs = _plan(kind, subset, folder, save_folder, max_seconds, sample_rate, skips)
+        rows += sub_rows
+        jobs += sub_jobs
+    if not rows:
+        where = ", ".join(f for _, f in folders)
+        raise PreparationError(
+            f"no readable {sample_rate} Hz audio (.wav/.flac) under {where} (skips: {skips.as_dict()})"
+        )
+    run_parallel(_write_segment, jobs, num_workers, label=f"{kind} segments")
+    path = os.path.join(save_folder, f"{kind}.csv")
+    _write_csv(path, rows)
+    summary = {
+        "files": len(rows),
+        "hours": round(sum(d for _, d, _ in rows) / 3600, 3),
+        "segments_written": len(jobs),
+        "folders": [f for _, f in folders],
+    }
+    return path, summary
+
+
+def _build(kinds, save_folder, sample_rate, num_workers):
+    """``(outputs, summary)`` of the CSVs of ``kinds`` = ``[(kind, [(subset, folder)], max_seconds)]``."""
+    skips = SkipLog()
+    summary, outputs = {}, []
+    for kind, folders, max_seconds in kinds:
+        path, summary[kind] = _write_kind(kind, folders, max_seconds, save_folder, sample_rate, skips, num_workers)
+        outputs.append(path)
+    skips.log("augmentation")
+    summary["skipped"] = skips.as_dict()
+    return outputs, summary
 
 
 def prepare_noise(
@@ -227,36 +255,8 @@ def prepare_noise(
         "max_noise_seconds": max_noise_seconds,
         "sample_rate": sample_rate,
     }
-
-    def build():
-        skips = SkipLog()
-        summary, outputs = {}, []
-        for kind, folders, max_seconds in (("noise", noise_folders, max_noise_seconds), ("rir", rir_folders, None)):
-            rows, jobs = [], []
-            for subset, folder in folders:
-                sub_rows, sub_jobs = _plan(kind, subset, folder, save_folder, max_seconds, sample_rate, skips)
-                rows += sub_rows
-                jobs += sub_jobs
-            if not rows:
-                where = ", ".join(f for _, f in folders)
-                raise PreparationError(
-                    f"no readable {sample_rate} Hz audio (.wav/.flac) under {where} (skips: {skips.as_dict()})"
-                )
-            with concurrent.futures.ThreadPoolExecutor(num_workers or default_workers()) as pool:
-                list(pool.map(lambda job: _write_segment(*job), jobs))
-            path = os.path.join(save_folder, f"{kind}.csv")
-            _write_csv(path, rows)
-            outputs.append(path)
-            summary[kind] = {
-                "files": len(rows),
-                "hours": round(sum(d for _, d, _ in rows) / 3600, 3),
-                "segments_written": len(jobs),
-                "folders": [f for _, f in folders],
-            }
-        skips.log("augmentation")
-        summary["skipped"] = skips.as_dict()
-        return outputs, summary
-
+    kinds = (("noise", noise_folders, max_noise_seconds), ("rir", rir_folders, None))
+    build = functools.partial(_build, kinds, save_folder, sample_rate, num_workers)
     return run_preparation("augmentation (MUSAN + RIRS_NOISES)", save_folder, options, build)
 
 

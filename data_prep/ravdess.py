@@ -25,18 +25,17 @@ so each speaker enrols on one statement and is tested on the other).
 Default split (our choice): Actor_19-Actor_24 (3 male, 3 female) are evaluation
 speakers; ``n_valid_speakers`` (default 2, round-robin over gender, so one of each)
 of the others are validation speakers (by ``seed``).
+
+The corpus is described as data (:data:`CORPUS`, a
+:class:`data_prep.emotional.EmotionalCorpus`); :func:`data_prep.emotional.prepare_emotional`
+does the rest.
 """
 
-import logging
 import os
-import re
 
 from data_prep.common import PreparationError
-from data_prep.corpus_utils import SkipLog, filter_emotions, prepare_emotional_corpus, run_preparation
+from data_prep.emotional import EmotionalCorpus, FileNamePattern, NamedFiles, prepare_emotional
 
-logger = logging.getLogger(__name__)
-
-CORPUS = "RAVDESS"
 VERSION = "RAVDESS (Zenodo 1188976, Audio_Speech_Actors_01-24)"
 EMOTIONS = {
     "01": "neutral",
@@ -48,7 +47,15 @@ EMOTIONS = {
     "07": "disgust",
     "08": "surprised",
 }
-NAME_RE = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})\.wav$")
+NAME_PATTERN = FileNamePattern(
+    regex=r"(?P<modality>\d{2})-(?P<channel>\d{2})-(?P<emotion>\d{2})-(?P<intensity>\d{2})-(?P<statement>\d{2})"
+    r"-(?P<repetition>\d{2})-(?P<actor>\d{2})\.wav",
+    values={"emotion": EMOTIONS},
+    speaker="Actor_{actor}",
+    text="statement",
+    keep={"modality": "03", "channel": "01"},  # audio-only speech: no video, no song
+    filtered_kind="filtered_not_audio_speech",
+)
 DEFAULT_EVAL_SPEAKERS = tuple(f"Actor_{a:02d}" for a in range(19, 25))
 
 
@@ -87,130 +94,59 @@ def parse_name(name):
     >>> parse_name("03-01-09-01-02-01-12.wav") is None
     True
     """
-    m = NAME_RE.match(name)
-    if not m or m.group(3) not in EMOTIONS:
-        return None
-    modality, channel, emo, intensity, statement, repetition, actor = m.groups()
-    return {
-        "modality": modality,
-        "channel": channel,
-        "emotion": EMOTIONS[emo],
-        "intensity": intensity,
-        "statement": statement,
-        "repetition": repetition,
-        "actor": actor,
-    }
+    return NAME_PATTERN.parse(name)
 
 
-def _collect(data_folder, skips):
-    actor_dirs = sorted(
-        d
-        for d in os.listdir(data_folder)
-        if d.startswith("Actor_") and os.path.isdir(os.path.join(data_folder, d))
-    )
-    if not actor_dirs:
-        raise PreparationError(f"{VERSION}: no actor folder such as {os.path.join(data_folder, 'Actor_01')}")
-    items = []
-    for actor_dir in actor_dirs:
-        folder = os.path.join(data_folder, actor_dir)
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            if not name.lower().endswith(".wav") or not os.path.isfile(path):
-                continue
-            fields = parse_name(name)
-            if fields is None:
-                skips.add("unparsed_name", path)
-                continue
-            if fields["modality"] != "03" or fields["channel"] != "01":
-                skips.add("filtered_not_audio_speech", path)
-                continue
-            items.append(
-                {
-                    "ID": name[:-4],
-                    "path": path,
-                    "spk_id": speaker_name(fields["actor"]),
-                    "emotion": fields["emotion"],
-                    "text": fields["statement"],
-                }
-            )
-    return items
-
-
-def prepare_ravdess(
-    data_folder,
-    save_folder,
-    eval_speakers=DEFAULT_EVAL_SPEAKERS,
-    n_valid_speakers=2,
-    emotions=None,
-    seed=1234,
-    nontargets_per_target=3,
-    num_workers=None,
-):
-    """Prepare RAVDESS speech (audio-only) for emotion-robust speaker verification.
-
-    Arguments
-    ---------
-    data_folder : str
-        The folder holding ``Actor_01`` ... ``Actor_24``.
-    save_folder : str
-        Where manifests, trials and ``prepare.json`` go.
-    eval_speakers : sequence
-        Evaluation actors (numbers, codes or ``Actor_XX``; default Actor_19-24).
-    n_valid_speakers : int
-        Validation actors held out of the training actors (by ``seed``, round-robin
-        over gender).
-    emotions : sequence of str or None
-        Emotions to keep (e.g. without ``calm``; ``None``: all eight).
-    seed : int
-        Seed of the validation choice and of the trials.
-    nontargets_per_target : int
-        Non-target trials per target trial.
-    num_workers : int or None
-        Threads reading audio headers (does not change the outputs).
-
-    Returns
-    -------
-    dict
-        Summary: utterances/speakers per split, trial counts, skips, ``status``.
+def actor_folders(data_folder):
+    """The ``Actor_XX`` folders of ``data_folder``, sorted (an error naming the path when there are none).
 
     Example
     -------
     >>> import tempfile
-    >>> prepare_ravdess(tempfile.mkdtemp(), tempfile.mkdtemp())  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    data_prep.common.PreparationError: RAVDESS (...): no actor folder such as .../Actor_01
+    >>> d = tempfile.mkdtemp(); os.makedirs(os.path.join(d, "Actor_02")); os.makedirs(os.path.join(d, "Actor_01"))
+    >>> [os.path.basename(f) for f in actor_folders(d)]
+    ['Actor_01', 'Actor_02']
     """
-    eval_speakers = sorted(speaker_name(s) for s in eval_speakers)
-    options = {
-        "corpus": "ravdess",
-        "prep_version": 1,
-        "eval_speakers": eval_speakers,
-        "n_valid_speakers": n_valid_speakers,
-        "emotions": sorted(emotions) if emotions is not None else None,
-        "seed": seed,
-        "nontargets_per_target": nontargets_per_target,
-    }
-    data_folder = os.path.abspath(data_folder)
-    save_folder = os.path.abspath(save_folder)
+    if not os.path.isdir(data_folder):
+        raise PreparationError(f"{VERSION}: missing folder {data_folder}")
+    folders = sorted(
+        os.path.join(data_folder, d)
+        for d in os.listdir(data_folder)
+        if d.startswith("Actor_") and os.path.isdir(os.path.join(data_folder, d))
+    )
+    if not folders:
+        raise PreparationError(f"{VERSION}: no actor folder such as {os.path.join(data_folder, 'Actor_01')}")
+    return folders
 
-    def build():
-        if not os.path.isdir(data_folder):
-            raise PreparationError(f"{VERSION}: missing folder {data_folder}")
-        skips = SkipLog()
-        items = filter_emotions(_collect(data_folder, skips), emotions, skips, CORPUS)
-        return prepare_emotional_corpus(
-            CORPUS,
-            data_folder,
-            save_folder,
-            items,
-            skips,
-            eval_speakers,
-            n_valid_speakers,
-            seed,
-            nontargets_per_target,
-            num_workers,
-            stratum_of=gender_of,
-        )
 
-    return run_preparation(CORPUS, save_folder, options, build)
+CORPUS = EmotionalCorpus(name="RAVDESS", key="ravdess", walk=NamedFiles(actor_folders, NAME_PATTERN),
+                         eval_speakers=DEFAULT_EVAL_SPEAKERS, n_valid_speakers=2, speaker_id=speaker_name,
+                         stratum_of=gender_of)
+
+
+def prepare_ravdess(data_folder, save_folder, eval_speakers=None, n_valid_speakers=CORPUS.n_valid_speakers,
+                    emotions=None, seed=1234, nontargets_per_target=3, num_workers=None):
+    """Prepare RAVDESS speech (audio-only; ``data_folder`` holds ``Actor_01`` ... ``Actor_24``)
+    for emotion-robust speaker verification.
+
+    The arguments and the returned summary are those of
+    :func:`data_prep.emotional.prepare_emotional`; by default Actor_19-24 are
+    evaluation speakers, 2 of the others validation speakers (one of each gender),
+    and all eight emotions are kept. Actors may be given as numbers, codes or ``Actor_XX``.
+
+    Example
+    -------
+    >>> import tempfile, numpy, soundfile
+    >>> root = tempfile.mkdtemp()
+    >>> for actor in range(1, 7):
+    ...     folder = os.path.join(root, f"Actor_{actor:02d}")
+    ...     os.makedirs(folder)
+    ...     for emotion, statement in (("01", "01"), ("05", "02")):
+    ...         name = f"03-01-{emotion}-01-{statement}-01-{actor:02d}.wav"
+    ...         soundfile.write(os.path.join(folder, name), numpy.zeros(1600), 16000)
+    >>> summary = prepare_ravdess(root, tempfile.mkdtemp(), eval_speakers=[5, 6])
+    >>> summary["speakers"]["eval"], sorted(gender_of(s) for s in summary["speakers"]["valid"])
+    (['Actor_05', 'Actor_06'], ['female', 'male'])
+    """
+    return prepare_emotional(CORPUS, data_folder, save_folder, eval_speakers, n_valid_speakers, emotions, seed,
+                             nontargets_per_target, num_workers)

@@ -40,20 +40,20 @@ for ``vox1_o``, ``vox1_e``, ``vox1_h``.
 benchmarking the walk and manifest path (``bench/bench_prep_scale.py``).
 """
 
+import functools
 import logging
 import os
 import time
 from collections import Counter
 
-from data_prep.common import PreparationError, speaker_trials, write_manifest
+from data_prep.common import PreparationError
 from data_prep.corpus_utils import (
     SkipLog,
-    pick_valid_speakers,
+    audio_row,
     read_durations,
-    root_relative,
     run_preparation,
-    split_summary,
-    write_conditions,
+    validation_options,
+    write_verification_outputs,
 )
 
 logger = logging.getLogger(__name__)
@@ -210,21 +210,125 @@ def _walk_vox2(root, skips):
     return utts
 
 
-def prepare_voxceleb(
-    data_folder,
-    save_folder,
-    trial_lists=("vox1_o",),
-    vox1_roots=None,
-    lists_folder=None,
-    use_vox2=False,
-    vox2_root="vox2_dev",
-    n_valid_speakers=20,
-    valid_max_targets_per_speaker=10,
-    seed=1234,
-    nontargets_per_target=3,
-    duration_from="soundfile",
-    num_workers=None,
-):
+def _walk(data_folder, roots, options, skips):
+    """``{utt_id: path}`` of VoxCeleb1 (the first root wins a duplicate id) and ``[(utt_id, path)]`` of VoxCeleb2."""
+    vox1 = {}
+    for root in roots:
+        for utt, path in walk_speaker_tree(root):
+            if utt in vox1:
+                skips.add("duplicate_id", path)
+            else:
+                vox1[utt] = path
+    vox2 = _walk_vox2(_vox2_root(data_folder, options["vox2_root"]), skips) if options["use_vox2"] else []
+    logger.info("%s: found %d VoxCeleb1 and %d VoxCeleb2 utterances", CORPUS, len(vox1), len(vox2))
+    return vox1, vox2
+
+
+def _read_lists(list_paths, vox1, roots):
+    """``{list: trials}``; a trial naming an utterance absent from VoxCeleb1 is an error naming the first ones."""
+    lists = {}
+    for name, path in list_paths.items():
+        trials = read_trial_list(path)
+        unknown_ids = sorted({u for _, e, t in trials for u in (e, t) if u not in vox1})
+        if unknown_ids:
+            raise PreparationError(
+                f"{path}: {len(unknown_ids)} utterance(s) not found under {', '.join(roots)}; "
+                f"first: {', '.join(unknown_ids[:5])}"
+            )
+        lists[name] = trials
+    return lists
+
+
+def _training_utterances(vox1, vox2, lists, use_vox2, data_folder, vox2_root):
+    """``[(utt_id, path)]`` of the speakers no trial list names (nor Vox1-O), and the excluded speakers."""
+    trial_speakers = {u.split("/")[0] for trials in lists.values() for _, e, t in trials for u in (e, t)}
+    excluded = set(VOX1_TEST_SPEAKERS) | trial_speakers
+    if {"vox1_e", "vox1_h"} & set(lists):
+        logger.warning(
+            "%s: Vox1-E/H name VoxCeleb1 dev speakers; their %d trial speakers excluded from training "
+            "(with the official lists: every VoxCeleb1 speaker, so training is VoxCeleb2 dev only)",
+            CORPUS,
+            len(trial_speakers),
+        )
+        if not use_vox2:
+            raise PreparationError(
+                f"{CORPUS}: trial lists {sorted({'vox1_e', 'vox1_h'} & set(lists))} leave no VoxCeleb1 "
+                f"training speaker; set use_vox2=True with {VOX2_VERSION} under "
+                f"{os.path.join(data_folder, vox2_root)}"
+            )
+    train_utts = [(u, p) for u, p in vox1.items() if u.split("/")[0] not in excluded]
+    n_vox2_excluded = 0
+    for u, p in vox2:
+        if u.split("/")[0] in excluded:
+            n_vox2_excluded += 1
+        else:
+            train_utts.append((u, p))
+    if n_vox2_excluded:
+        logger.warning("%s: %d VoxCeleb2 utterances of trial speakers excluded", CORPUS, n_vox2_excluded)
+    if not train_utts:
+        raise PreparationError(f"{CORPUS}: no training utterance left under {data_folder}")
+    return train_utts, excluded
+
+
+def _readable_trials(lists, eval_rows):
+    """The trial lists without the trials naming unreadable audio, and ``{list: number dropped}``."""
+    readable = {r["ID"] for r in eval_rows}
+    kept_lists, dropped = {}, {}
+    for name, trials in lists.items():
+        kept_lists[name] = [t for t in trials if t[1] in readable and t[2] in readable]
+        if len(kept_lists[name]) < len(trials):
+            dropped[name] = len(trials) - len(kept_lists[name])
+            logger.warning("%s: %s loses %d trial(s) naming unreadable audio", CORPUS, name, dropped[name])
+    return kept_lists, dropped
+
+
+def _build(data_folder, save_folder, options, num_workers, vox2_root):
+    """Walk the corpus, read the lists and durations, write the outputs; ``(outputs, summary)``."""
+    timings = {}
+    tic = time.monotonic()
+    skips = SkipLog()
+    roots = _vox1_roots(data_folder, options["vox1_roots"])
+    list_paths = {name: _find_list(name, data_folder, options["lists_folder"]) for name in options["trial_lists"]}
+    vox1, vox2 = _walk(data_folder, roots, options, skips)
+    timings["walk_s"] = round(time.monotonic() - tic, 3)
+
+    tic = time.monotonic()
+    lists = _read_lists(list_paths, vox1, roots)
+    train_utts, excluded = _training_utterances(vox1, vox2, lists, options["use_vox2"], data_folder, vox2_root)
+    eval_ids = sorted({u for trials in lists.values() for _, e, t in trials for u in (e, t)})
+    timings["lists_s"] = round(time.monotonic() - tic, 3)
+
+    tic = time.monotonic()
+    paths = [p for _, p in train_utts] + [vox1[u] for u in eval_ids]
+    durations = read_durations(paths, skips, num_workers, options["duration_from"], label=CORPUS)
+    timings["durations_s"] = round(time.monotonic() - tic, 3)
+
+    tic = time.monotonic()
+    train_rows = sorted(
+        (audio_row(u, p, durations[p], data_folder, u.split("/")[0]) for u, p in train_utts if p in durations),
+        key=lambda r: r["ID"],
+    )
+    eval_rows = [
+        audio_row(u, vox1[u], durations[vox1[u]], data_folder, u.split("/")[0])
+        for u in eval_ids
+        if vox1[u] in durations
+    ]
+    lists, dropped = _readable_trials(lists, eval_rows)
+    outputs, summary = write_verification_outputs(save_folder, train_rows, eval_rows, lists, options)
+    if summary["valid"]["utterances"] and not summary["trials"]["valid/all"]:
+        raise PreparationError(f"{CORPUS}: no validation trials from {summary['valid']}")
+    timings["write_s"] = round(time.monotonic() - tic, 3)
+    skips.log(CORPUS)
+    summary.update(
+        trials_dropped=dropped, excluded_speakers=len(excluded), vox1_roots=roots, skipped=skips.as_dict(),
+        timings=timings,
+    )
+    return outputs, summary
+
+
+def prepare_voxceleb(data_folder, save_folder, trial_lists=("vox1_o",), vox1_roots=None, lists_folder=None,
+                     use_vox2=False, vox2_root="vox2_dev", n_valid_speakers=20, valid_max_targets_per_speaker=10,
+                     seed=1234, nontargets_per_target=3, duration_from="soundfile", num_workers=None):
     """Prepare VoxCeleb1 (+ VoxCeleb2 dev) for speaker verification (see the module docstring).
 
     Arguments
@@ -284,139 +388,9 @@ def prepare_voxceleb(
         "lists_folder": lists_folder,
         "use_vox2": bool(use_vox2),
         "vox2_root": vox2_root if use_vox2 else None,
-        "n_valid_speakers": n_valid_speakers,
-        "valid_max_targets_per_speaker": valid_max_targets_per_speaker,
-        "seed": seed,
-        "nontargets_per_target": nontargets_per_target,
+        **validation_options(n_valid_speakers, valid_max_targets_per_speaker, seed, nontargets_per_target),
         "duration_from": duration_from,
     }
-    data_folder = os.path.abspath(data_folder)
-    save_folder = os.path.abspath(save_folder)
-
-    def build():
-        timings = {}
-        tic = time.monotonic()
-        skips = SkipLog()
-        roots = _vox1_roots(data_folder, vox1_roots)
-        list_paths = {name: _find_list(name, data_folder, lists_folder) for name in sorted(trial_lists)}
-        vox1 = {}
-        for root in roots:
-            for utt, path in walk_speaker_tree(root):
-                if utt in vox1:
-                    skips.add("duplicate_id", path)
-                else:
-                    vox1[utt] = path
-        vox2 = []
-        if use_vox2:
-            vox2 = _walk_vox2(_vox2_root(data_folder, vox2_root), skips)
-        timings["walk_s"] = round(time.monotonic() - tic, 3)
-        logger.info("%s: found %d VoxCeleb1 and %d VoxCeleb2 utterances", CORPUS, len(vox1), len(vox2))
-
-        tic = time.monotonic()
-        lists = {}
-        for name, path in list_paths.items():
-            trials = read_trial_list(path)
-            unknown_ids = sorted({u for _, e, t in trials for u in (e, t) if u not in vox1})
-            if unknown_ids:
-                raise PreparationError(
-                    f"{path}: {len(unknown_ids)} utterance(s) not found under {', '.join(roots)}; "
-                    f"first: {', '.join(unknown_ids[:5])}"
-                )
-            lists[name] = trials
-        trial_speakers = {u.split("/")[0] for trials in lists.values() for _, e, t in trials for u in (e, t)}
-        excluded = set(VOX1_TEST_SPEAKERS) | trial_speakers
-        if {"vox1_e", "vox1_h"} & set(lists):
-            logger.warning(
-                "%s: Vox1-E/H name VoxCeleb1 dev speakers; their %d trial speakers excluded from training "
-                "(with the official lists: every VoxCeleb1 speaker, so training is VoxCeleb2 dev only)",
-                CORPUS,
-                len(trial_speakers),
-            )
-            if not use_vox2:
-                raise PreparationError(
-                    f"{CORPUS}: trial lists {sorted({'vox1_e', 'vox1_h'} & set(lists))} leave no VoxCeleb1 "
-                    f"training speaker; set use_vox2=True with {VOX2_VERSION} under "
-                    f"{os.path.join(data_folder, vox2_root)}"
-                )
-        train_utts = [(u, p) for u, p in vox1.items() if u.split("/")[0] not in excluded]
-        n_vox2_excluded = 0
-        for u, p in vox2:
-            if u.split("/")[0] in excluded:
-                n_vox2_excluded += 1
-            else:
-                train_utts.append((u, p))
-        if n_vox2_excluded:
-            logger.warning("%s: %d VoxCeleb2 utterances of trial speakers excluded", CORPUS, n_vox2_excluded)
-        if not train_utts:
-            raise PreparationError(f"{CORPUS}: no training utterance left under {data_folder}")
-        eval_ids = sorted({u for trials in lists.values() for _, e, t in trials for u in (e, t)})
-        timings["lists_s"] = round(time.monotonic() - tic, 3)
-
-        tic = time.monotonic()
-        paths = [p for _, p in train_utts] + [vox1[u] for u in eval_ids]
-        durations = read_durations(paths, skips, num_workers, duration_from, label=CORPUS)
-        timings["durations_s"] = round(time.monotonic() - tic, 3)
-
-        tic = time.monotonic()
-        train_rows = [
-            {
-                "ID": u,
-                "duration": durations[p],
-                "wav": root_relative(p, data_folder),
-                "spk_id": u.split("/")[0],
-            }
-            for u, p in train_utts
-            if p in durations
-        ]
-        train_rows.sort(key=lambda r: r["ID"])
-        eval_rows = [
-            {
-                "ID": u,
-                "duration": durations[vox1[u]],
-                "wav": root_relative(vox1[u], data_folder),
-                "spk_id": u.split("/")[0],
-            }
-            for u in eval_ids
-            if vox1[u] in durations
-        ]
-        readable = {r["ID"] for r in eval_rows}
-        dropped = {}
-        for name in lists:
-            kept = [t for t in lists[name] if t[1] in readable and t[2] in readable]
-            if len(kept) < len(lists[name]):
-                dropped[name] = len(lists[name]) - len(kept)
-                logger.warning(
-                    "%s: %s loses %d trial(s) naming unreadable audio", CORPUS, name, dropped[name]
-                )
-            lists[name] = kept
-        valid_spk = set(pick_valid_speakers({r["spk_id"] for r in train_rows}, n_valid_speakers, seed))
-        valid_rows = [r for r in train_rows if r["spk_id"] in valid_spk]
-        train_rows = [r for r in train_rows if r["spk_id"] not in valid_spk]
-        outputs = []
-        for name, rows in (("train", train_rows), ("valid", valid_rows), ("eval", eval_rows)):
-            path = os.path.join(save_folder, f"{name}.csv")
-            write_manifest(path, rows)
-            outputs.append(path)
-        valid_trials = speaker_trials(
-            valid_rows, seed, nontargets_per_target, max_targets_per_speaker=valid_max_targets_per_speaker
-        )
-        if valid_rows and not valid_trials:
-            raise PreparationError(f"{CORPUS}: no validation trials from {split_summary(valid_rows)}")
-        outputs += write_conditions(save_folder, "valid", {"all": valid_trials})
-        outputs += write_conditions(save_folder, "eval", lists)
-        timings["write_s"] = round(time.monotonic() - tic, 3)
-        skips.log(CORPUS)
-        summary = {
-            "train": split_summary(train_rows),
-            "valid": split_summary(valid_rows),
-            "eval": split_summary(eval_rows),
-            "trials": {"valid/all": len(valid_trials), **{f"eval/{n}": len(t) for n, t in lists.items()}},
-            "trials_dropped": dropped,
-            "excluded_speakers": len(excluded),
-            "vox1_roots": roots,
-            "skipped": skips.as_dict(),
-            "timings": timings,
-        }
-        return outputs, summary
-
+    data_folder, save_folder = os.path.abspath(data_folder), os.path.abspath(save_folder)
+    build = functools.partial(_build, data_folder, save_folder, options, num_workers, vox2_root)
     return run_preparation(CORPUS, save_folder, options, build)

@@ -13,6 +13,10 @@ recipe tests can reuse them::
     import replicas  # noqa: E402
     info = replicas.make_voxceleb(tmp_path / "vox")
 
+A test module of one preparation takes its replica as a fixture
+(``corpus = replicas.replica_fixture(replicas.make_cremad)``) and checks outputs with
+:func:`read_text`, :func:`emotion_manifest` and :func:`prepare_twice`.
+
 Audio is noise, so nothing speaker-like can be learnt from it; the replicas
 exercise preparation, manifests, trial lists and data loading only.
 """
@@ -532,3 +536,77 @@ def mtimes(folder):
             path = os.path.join(dirpath, name)
             out[os.path.relpath(path, str(folder))] = os.stat(path).st_mtime_ns
     return out
+
+
+def replica_fixture(make):
+    """A pytest fixture ``corpus`` that builds ``make(tmp_path / "corpus")`` for each test.
+
+    Example
+    -------
+    >>> replica_fixture(make_cremad).__name__
+    'corpus'
+    """
+    import pytest
+
+    @pytest.fixture()
+    def corpus(tmp_path):
+        return make(tmp_path / "corpus")
+
+    return corpus
+
+
+def read_text(folder, name):
+    """The text (UTF-8) of ``folder/name``, e.g. a prepared manifest or trial list.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp(); _ = write_text(os.path.join(d, "trials", "all.txt"), "1 a b\\n")
+    >>> read_text(d, "trials/all.txt")
+    '1 a b\\n'
+    """
+    with open(os.path.join(str(folder), name), encoding="utf-8") as f:
+        return f.read()
+
+
+def emotion_manifest(rows, duration="0.200"):
+    """The expected text of an emotional corpus's manifest, rows sorted by ID.
+
+    ``rows`` are ``(ID, wav relative to $data_root, spk_id, emotion, text)``; every
+    replica file lasts :data:`SECONDS`.
+
+    Example
+    -------
+    >>> print(emotion_manifest([("b", "B.wav", "s", "sad", "t2"), ("a", "A.wav", "s", "neutral", "t1")]), end="")
+    ID,duration,wav,spk_id,emotion,text
+    a,0.200,$data_root/A.wav,s,neutral,t1
+    b,0.200,$data_root/B.wav,s,sad,t2
+    """
+    lines = [f"{uid},{duration},$data_root/{wav},{spk},{emo},{text}\n" for uid, wav, spk, emo, text in sorted(rows)]
+    return "ID,duration,wav,spk_id,emotion,text\n" + "".join(lines)
+
+
+def prepare_twice(prepare, data_folder, save_folder, again=None, **options):
+    """Prepare, then prepare again: the second call must be a skip that touches no file.
+
+    ``again`` updates the options of the second call with options that must not
+    change the outputs (e.g. ``num_workers``). Returns the second summary.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> info = make_cremad(tempfile.mkdtemp())
+    >>> from data_prep.cremad import prepare_cremad
+    >>> opts = {"eval_speakers": ("1090", "1091"), "n_valid_speakers": 2}
+    >>> again = prepare_twice(prepare_cremad, info["data_folder"], tempfile.mkdtemp(), {"num_workers": 1}, **opts)
+    >>> again["status"]
+    'skipped'
+    """
+    prepare(data_folder, save_folder, **options)
+    before = mtimes(save_folder)
+    summary = prepare(data_folder, save_folder, **{**options, **(again or {})})
+    if summary["status"] != "skipped":
+        raise AssertionError(f"the second preparation of {save_folder} was not a skip: {summary}")
+    if mtimes(save_folder) != before:
+        raise AssertionError(f"the skipped preparation touched files in {save_folder}")
+    return summary

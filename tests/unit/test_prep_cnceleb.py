@@ -54,14 +54,8 @@ id00801-enroll id00801/vlog-01-001
 """
 
 
-def read(folder, name):
-    with open(os.path.join(folder, name), encoding="utf-8") as f:
-        return f.read()
-
-
-@pytest.fixture()
-def corpus(tmp_path):
-    return replicas.make_cnceleb(tmp_path / "corpus")
+read = replicas.read_text
+corpus = replicas.replica_fixture(replicas.make_cnceleb)
 
 
 def test_manifests_trials_and_combined_audio(corpus, tmp_path):
@@ -124,11 +118,8 @@ def test_list_mode_and_corpus_enrolment(corpus, tmp_path):
 
 def test_idempotent_then_option_change_reprepares_and_prunes(corpus, tmp_path):
     save = str(tmp_path / "prep")
-    prepare_cnceleb(corpus["data_folder"], save, **OPTS)
-    before = replicas.mtimes(save)
-    again = prepare_cnceleb(corpus["data_folder"], save, num_workers=1, **OPTS)
+    again = replicas.prepare_twice(prepare_cnceleb, corpus["data_folder"], save, {"num_workers": 1}, **OPTS)
     assert again["status"] == "skipped" and again["train"] == {"utterances": 4, "speakers": 3}
-    assert replicas.mtimes(save) == before
     changed = prepare_cnceleb(corpus["data_folder"], save, min_duration=0.0, n_valid_speakers=2)
     assert changed["status"] == "prepared"
     assert "comb" not in read(save, "train.csv")

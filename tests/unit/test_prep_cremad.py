@@ -25,22 +25,14 @@ NEUTRAL_NEUTRAL = """1 1090_TIE_NEU_XX 1090_IEO_NEU_XX
 """
 
 
-def read(folder, name):
-    with open(os.path.join(folder, name), encoding="utf-8") as f:
-        return f.read()
+read = replicas.read_text
+corpus = replicas.replica_fixture(replicas.make_cremad)
 
 
 def manifest(stems):
-    lines = [
-        f"{s},0.200,$data_root/AudioWAV/{s}.wav,{s[:4]},{EMOTIONS[s.split('_')[2]]},{s.split('_')[1]}\n"
-        for s in sorted(stems)
-    ]
-    return "ID,duration,wav,spk_id,emotion,text\n" + "".join(lines)
-
-
-@pytest.fixture()
-def corpus(tmp_path):
-    return replicas.make_cremad(tmp_path / "corpus")
+    return replicas.emotion_manifest(
+        (s, f"AudioWAV/{s}.wav", s[:4], EMOTIONS[s.split("_")[2]], s.split("_")[1]) for s in stems
+    )
 
 
 def test_manifests_and_trials(corpus, tmp_path):
@@ -104,10 +96,7 @@ def test_all_lfs_pointers_is_an_error(corpus, tmp_path):
 
 def test_idempotent_then_option_change(corpus, tmp_path):
     save = str(tmp_path / "prep")
-    prepare_cremad(corpus["data_folder"], save, **OPTS)
-    before = replicas.mtimes(save)
-    assert prepare_cremad(corpus["data_folder"], save, **OPTS)["status"] == "skipped"
-    assert replicas.mtimes(save) == before
+    replicas.prepare_twice(prepare_cremad, corpus["data_folder"], save, **OPTS)
     summary = prepare_cremad(corpus["data_folder"], save, **{**OPTS, "n_valid_speakers": 0})
     assert summary["status"] == "prepared"
     assert summary["train"] == {"utterances": 19, "speakers": 3}

@@ -20,23 +20,16 @@ TEST_ANGRY = """1 d0neu000000000000000000000000 d1ang000000000000000000000000
 """
 
 
-def read(folder, name):
-    with open(os.path.join(folder, name), encoding="utf-8") as f:
-        return f.read()
+read = replicas.read_text
+corpus = replicas.replica_fixture(replicas.make_dusha)
 
 
 def manifest(audios, speakers):
-    lines = [
-        f"{h},0.200,$data_root/{subset}/wavs/{h}.wav,{spk},{emo},{text}\n"
-        for h, (subset, spk, emo, text) in sorted(audios.items())
+    return replicas.emotion_manifest(
+        (h, f"{subset}/wavs/{h}.wav", spk, emo, text)
+        for h, (subset, spk, emo, text) in audios.items()
         if spk in speakers
-    ]
-    return "ID,duration,wav,spk_id,emotion,text\n" + "".join(lines)
-
-
-@pytest.fixture()
-def corpus(tmp_path):
-    return replicas.make_dusha(tmp_path / "corpus")
+    )
 
 
 def test_manifests_and_trials(corpus, tmp_path):
@@ -108,10 +101,7 @@ def test_seeded_eval_speakers_without_crowd_test(corpus, tmp_path):
 
 def test_idempotent_then_option_change(corpus, tmp_path):
     save = str(tmp_path / "prep")
-    prepare_dusha(corpus["data_folder"], save, **OPTS)
-    before = replicas.mtimes(save)
-    assert prepare_dusha(corpus["data_folder"], save, **OPTS)["status"] == "skipped"
-    assert replicas.mtimes(save) == before
+    replicas.prepare_twice(prepare_dusha, corpus["data_folder"], save, **OPTS)
     summary = prepare_dusha(
         corpus["data_folder"], save, **{**OPTS, "emotions": ["neutral", "angry"], "seed": 7}
     )

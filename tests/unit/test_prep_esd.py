@@ -30,9 +30,8 @@ TEST_SAD = """1 0009_000002 0009_001051
 """
 
 
-def read(folder, name):
-    with open(os.path.join(folder, name), encoding="utf-8") as f:
-        return f.read()
+read = replicas.read_text
+corpus = replicas.replica_fixture(replicas.make_esd)
 
 
 def expected_rows(info, speakers):
@@ -40,16 +39,9 @@ def expected_rows(info, speakers):
     for spk in speakers:
         for utt in info["utterances"][spk]:
             emotion = EMOTION_OF_BLOCK[(int(utt[5:]) - 1) // 350]
-            folder = emotion.capitalize()
-            rows.append(
-                f"{utt},0.200,$data_root/{spk}/{folder}/{utt}.wav,{spk},{emotion},{KEYS[info['sentences'][utt]]}"
-            )
-    return "ID,duration,wav,spk_id,emotion,text\n" + "".join(r + "\n" for r in sorted(rows))
-
-
-@pytest.fixture()
-def corpus(tmp_path):
-    return replicas.make_esd(tmp_path / "corpus")
+            wav = f"{spk}/{emotion.capitalize()}/{utt}.wav"
+            rows.append((utt, wav, spk, emotion, KEYS[info["sentences"][utt]]))
+    return replicas.emotion_manifest(rows)
 
 
 def test_default_split_manifests_and_trials(corpus, tmp_path):
@@ -169,10 +161,7 @@ def test_archive_layout_with_split_subfolders_and_nested_root(corpus, tmp_path):
 
 def test_idempotent_then_emotion_subset(corpus, tmp_path):
     save = str(tmp_path / "prep")
-    prepare_esd(corpus["data_folder"], save)
-    before = replicas.mtimes(save)
-    assert prepare_esd(corpus["data_folder"], save)["status"] == "skipped"
-    assert replicas.mtimes(save) == before
+    replicas.prepare_twice(prepare_esd, corpus["data_folder"], save)
     summary = prepare_esd(corpus["data_folder"], save, emotions=["neutral", "sad"])
     assert summary["status"] == "prepared" and summary["emotions"] == ["neutral", "sad"]
     assert summary["skipped"]["filtered_emotion"]["count"] == 20 * 2 * 3

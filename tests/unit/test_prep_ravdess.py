@@ -24,22 +24,15 @@ TEST_ANGRY = """1 03-01-01-01-02-01-23 03-01-05-01-01-01-23
 """
 
 
-def read(folder, name):
-    with open(os.path.join(folder, name), encoding="utf-8") as f:
-        return f.read()
+read = replicas.read_text
+corpus = replicas.replica_fixture(replicas.make_ravdess)
 
 
 def manifest(stems):
-    lines = []
-    for s in sorted(stems):
-        f = s.split("-")
-        lines.append(f"{s},0.200,$data_root/Actor_{f[6]}/{s}.wav,Actor_{f[6]},{EMOTIONS[f[2]]},{f[4]}\n")
-    return "ID,duration,wav,spk_id,emotion,text\n" + "".join(lines)
-
-
-@pytest.fixture()
-def corpus(tmp_path):
-    return replicas.make_ravdess(tmp_path / "corpus")
+    fields = [(s, s.split("-")) for s in stems]
+    return replicas.emotion_manifest(
+        (s, f"Actor_{f[6]}/{s}.wav", f"Actor_{f[6]}", EMOTIONS[f[2]], f[4]) for s, f in fields
+    )
 
 
 def test_manifests_and_trials(corpus, tmp_path):
@@ -87,10 +80,7 @@ def test_unreadable_and_misnamed_are_counted(corpus, tmp_path):
 
 def test_idempotent_then_option_change(corpus, tmp_path):
     save = str(tmp_path / "prep")
-    prepare_ravdess(corpus["data_folder"], save, **OPTS)
-    before = replicas.mtimes(save)
-    assert prepare_ravdess(corpus["data_folder"], save, **OPTS)["status"] == "skipped"
-    assert replicas.mtimes(save) == before
+    replicas.prepare_twice(prepare_ravdess, corpus["data_folder"], save, **OPTS)
     summary = prepare_ravdess(
         corpus["data_folder"], save, **{**OPTS, "eval_speakers": ["Actor_03", "Actor_04"]}
     )

@@ -64,18 +64,12 @@ VALID_TRIALS = """1 id00012/21Uxsk56VDQ/00001 id00012/21Uxsk56VDQ/00002
 OPTS = {"use_vox2": True, "n_valid_speakers": 2}
 
 
-def read(folder, name):
-    with open(os.path.join(folder, name), encoding="utf-8") as f:
-        return f.read()
+read = replicas.read_text
+corpus = replicas.replica_fixture(replicas.make_voxceleb)
 
 
 def speakers_of(manifest):
     return {line.split(",")[3] for line in manifest.splitlines()[1:]}
-
-
-@pytest.fixture()
-def corpus(tmp_path):
-    return replicas.make_voxceleb(tmp_path / "corpus")
 
 
 def test_vox1_o_manifests_and_trials(corpus, tmp_path):
@@ -193,11 +187,8 @@ def test_unreadable_audio_is_a_counted_skip(corpus, tmp_path):
 
 def test_idempotent_then_option_change(corpus, tmp_path):
     save = str(tmp_path / "prep")
-    prepare_voxceleb(corpus["data_folder"], save, **OPTS)
-    before = replicas.mtimes(save)
-    again = prepare_voxceleb(corpus["data_folder"], save, num_workers=2, **OPTS)
+    again = replicas.prepare_twice(prepare_voxceleb, corpus["data_folder"], save, {"num_workers": 2}, **OPTS)
     assert again["status"] == "skipped" and again["train"] == {"utterances": 7, "speakers": 4}
-    assert replicas.mtimes(save) == before
     changed = prepare_voxceleb(corpus["data_folder"], save, trial_lists=("vox1_o", "vox1_h"), **OPTS)
     assert changed["status"] == "prepared"
     assert os.path.exists(os.path.join(save, "trials/eval/vox1_h.txt"))
