@@ -89,11 +89,13 @@ def atomic_write(path, mode="w", **open_kwargs):
 
 
 @contextlib.contextmanager
-def prep_lock(save_folder):
+def prep_lock(save_folder, lock_file=".prepare.lock"):
     """Hold an exclusive lock on ``save_folder`` for the duration of a preparation.
 
     Two preparations started at once on the same folder run one after the other;
-    the second then finds the outputs complete and skips.
+    the second then finds the outputs complete and skips. Another ``lock_file``
+    gives an independent lock on the same folder (SynthEmo's corpus lock, so a save
+    folder equal to the data folder does not deadlock on itself).
 
     Example
     -------
@@ -102,7 +104,7 @@ def prep_lock(save_folder):
     ...     pass
     """
     os.makedirs(save_folder, exist_ok=True)
-    with open(os.path.join(save_folder, ".prepare.lock"), "w") as lock:
+    with open(os.path.join(save_folder, lock_file), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
