@@ -291,7 +291,7 @@ def hparams_path(row):
 def prepare_command(args):
     """The data-preparation command (corpus + manifests shared by every run of ``runs_root``)."""
     return [
-        sys.executable, "-m", "data_prep.synthetic", args.data_folder, os.path.join(args.runs_root, "manifests"),
+        sys.executable, "-m", "data_prep.synthemo", args.data_folder, os.path.join(args.runs_root, "manifests"),
         "--n-train", str(args.n_train), "--n-valid", str(args.n_valid), "--n-eval", str(args.n_eval),
         "--n-sentences", str(args.n_sentences), "--speaker-spread", f"{args.speaker_spread:g}",
         "--snr-db", *(f"{v:g}" for v in args.snr_db), "--no-progress", "--quiet",

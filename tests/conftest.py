@@ -18,7 +18,7 @@ def pytest_configure(config):
 @pytest.fixture(scope="session")
 def tiny_synthemo(tmp_path_factory):
     """A tiny SynthEmo corpus and its prepared manifests: ``(data_folder, manifest_folder)``."""
-    from data_prep.synthetic import prepare_synthemo
+    from data_prep.synthemo import prepare_synthemo
 
     root = tmp_path_factory.mktemp("synthemo")
     data_folder, manifests = str(root / "data"), str(root / "manifests")

@@ -1,4 +1,4 @@
-"""SynthEmo (data_prep.synthetic): determinism, layout, manifests, idempotence,
+"""SynthEmo (data_prep.synthemo): determinism, layout, manifests, idempotence,
 augmentation CSVs and speaker distinctness on tiny corpora."""
 
 import csv
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data_prep import synthetic
+from data_prep import synthemo as synthetic
 from data_prep.common import PreparationError
+from data_prep.voices import SENTENCES
 
 TINY = dict(
     n_train=2,
@@ -86,7 +87,7 @@ def test_manifests_splits_and_parallel_text(tiny):
     for row in splits["train"] + splits["valid"] + splits["eval"]:
         texts.setdefault((row["spk_id"], row["emotion"]), set()).add(row["text"])
     assert len({frozenset(t) for t in texts.values()}) == 1
-    assert next(iter(texts.values())) == set(synthetic.SENTENCES[:3])
+    assert next(iter(texts.values())) == set(SENTENCES[:3])
 
 
 def test_trials_and_marker(tiny):
@@ -143,11 +144,13 @@ def test_half_written_file_is_not_complete(tmp_path):
     target = tmp_path / "S0001" / "Neutral" / "S0001_000002.wav"
     original = target.read_bytes()
     target.unlink()
-    (target.parent / (".tmp-" + target.name)).write_bytes(original[: len(original) // 3])
+    # what an interrupted write leaves: a hidden temporary (speechbrain_ext.files.atomic_path's name)
+    stale = target.parent / f".tmp-12345-678-{target.name}"
+    stale.write_bytes(original[: len(original) // 3])
     summary = synthetic.generate_synthemo(str(tmp_path), **options)
     assert summary["n_generated"] == 1
     assert target.read_bytes() == original
-    assert not (target.parent / (".tmp-" + target.name)).exists()
+    assert not stale.exists()
 
 
 def test_conflicting_options_refused_and_same_folder_prepare(tmp_path):
@@ -241,3 +244,23 @@ def test_speakers_are_distinct_across_emotions(tmp_path):
     cross_same = np.nanmean(sim[same_spk & ~same_emo])
     assert cross_same > np.nanmean(sim[~same_spk]) + 0.1
     assert cross_same > np.nanmean(sim[~same_spk & ~same_emo]) + 0.1
+
+
+def test_old_module_path_still_works_and_warns(tmp_path):
+    import subprocess
+    import sys
+
+    import data_prep.synthetic as old
+
+    with pytest.warns(DeprecationWarning, match="data_prep.synthemo"):
+        assert old.prepare_synthemo is synthetic.prepare_synthemo
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run(
+        [sys.executable, "-m", "data_prep.synthetic", str(tmp_path), "--n-train", "1", "--n-valid", "0",
+         "--n-eval", "0", "--n-sentences", "1", "--emotions", "neutral", "--n-noise", "0", "--n-rir", "0",
+         "--no-progress", "--quiet"],
+        capture_output=True, text=True, cwd=root, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "DeprecationWarning" in done.stderr and "data_prep.synthemo" in done.stderr
+    assert os.path.exists(tmp_path / "S0001" / "Neutral" / "S0001_000001.wav")
