@@ -21,8 +21,10 @@ How it stays fast (a report evaluates hundreds of thousands of draws):
 - EER: ``n_fa * W_pos - n_miss * W_neg`` never increases with the threshold, so each
   draw's crossing lies in one segment between two checkpoints; only that segment's
   trials are read, with the draw's weights, to find it.
-- minDCF: a segment ``[a, b)`` cannot hold a cost below
-  ``alpha * n_miss(a) + beta * n_fa(b)``; only segments whose bound is below the best
+- minDCF: a threshold with ``beta * n_fa >= cost(accept nothing)`` cannot win, so only
+  the checkpoints above the first one below that line in some draw are looked at
+  (found by bisection); a segment ``[a, b)`` cannot hold a cost below
+  ``alpha * n_miss(a) + beta * n_fa(b)``, so only segments whose bound is below the best
   checkpoint cost of the draw are read.
 
 Error counts are integers held in floats (exact below 2**53, checked), so ties between
@@ -36,11 +38,11 @@ import warnings
 import numpy as np
 
 from .errors import SpeechBrainExtError
+from .trial_scores import check_trials
 
 __all__ = [
     "BootstrapError",
     "SpeakerTrials",
-    "check_trials",
     "metric_keys",
     "one_trial_steps",
     "percentile_interval",
@@ -152,51 +154,6 @@ def percentile_interval(values, level=0.95, axis=-1):
     return low, high
 
 
-def check_trials(scores, labels, test_speaker, n_speakers, name="trials", error=None):
-    """Validate one trial list and return it as float64 scores, boolean labels, int64 speakers.
-
-    Arguments
-    ---------
-    scores, labels, test_speaker : array-like
-        1-D, one entry per trial: finite scores, labels 1/0, speaker indices.
-    n_speakers : int
-        Speaker indices must lie in ``[0, n_speakers)``.
-    name : str
-        Starts every message (file, run, condition).
-    error : type or None
-        Exception class raised (default :class:`BootstrapError`).
-
-    Example
-    -------
-    >>> check_trials([0.5, 0.1], [1, 0], [0, 1], 2)[1].tolist()
-    [True, False]
-    >>> check_trials([0.5, float("nan")], [1, 0], [0, 1], 2, name="a.npz: condition 'all'")
-    Traceback (most recent call last):
-    ...
-    speechbrain_ext.bootstrap.BootstrapError: a.npz: condition 'all': 1 non-finite score(s) (NaN or inf) out of 2
-    """
-    error = error or BootstrapError
-    scores = np.asarray(scores, dtype=np.float64)
-    labels, speaker = np.asarray(labels), np.asarray(test_speaker)
-    if scores.ndim != 1 or scores.size == 0:
-        raise error(f"{name}: scores must be a non-empty 1-D array, got shape {scores.shape}")
-    for what, arr in (("labels", labels), ("test speakers", speaker)):
-        if arr.shape != scores.shape:
-            raise error(f"{name}: {arr.size} {what} for {scores.size} scores")
-    n_bad = scores.size - int(np.count_nonzero(np.isfinite(scores)))
-    if n_bad:
-        raise error(f"{name}: {n_bad} non-finite score(s) (NaN or inf) out of {scores.size}")
-    is_target = labels == 1
-    if not np.all(is_target | (labels == 0)):
-        raise error(f"{name}: labels must be 0 (non-target) or 1 (target)")
-    n_target = int(np.count_nonzero(is_target))
-    if n_target in (0, scores.size):
-        raise error(f"{name}: {n_target} target and {scores.size - n_target} non-target trials: both kinds are needed")
-    if not np.issubdtype(speaker.dtype, np.integer) or speaker.min() < 0 or speaker.max() >= n_speakers:
-        raise error(f"{name}: test-speaker indices must be integers in [0, {n_speakers})")
-    return scores, is_target, speaker.astype(np.int64)
-
-
 class SpeakerTrials:
     """One trial list, sorted once, ready for many speaker-bootstrap draws.
 
@@ -224,7 +181,7 @@ class SpeakerTrials:
     """
 
     def __init__(self, scores, labels, test_speaker, n_speakers, name="trials", spacing=None):
-        scores, is_target, speaker = check_trials(scores, labels, test_speaker, int(n_speakers), name)
+        scores, is_target, speaker = check_trials(scores, labels, test_speaker, int(n_speakers), name, BootstrapError)
         order = np.argsort(scores, kind="stable")
         self.name = name
         self.n_speakers = int(n_speakers)
@@ -313,23 +270,40 @@ class SpeakerTrials:
         # Every partial sum of the product is an integer <= the draw's trial count.
         bound = float((counts @ self._trials_per_speaker).max())
         if bound < _EXACT_F32:  # float32 products run twice as fast and are exact here
-            at = (counts.astype(np.float32) @ self._per_speaker_f32).astype(np.float64)
+            at = counts.astype(np.float32) @ self._per_speaker_f32
         else:
             at = counts.astype(np.float64) @ self._per_speaker
-        miss, fa = at[:, :n_cp], at[:, n_cp:]
-        has_both = (miss[:, -1] > 0) & (fa[:, 0] > 0)
-        rows = np.flatnonzero(has_both)
+        rows = np.flatnonzero((at[:, n_cp - 1] > 0) & (at[:, n_cp] > 0))
         out = {key: np.full(len(counts), np.nan) for key in metric_keys(p_targets)}
         if rows.size < len(counts):
-            counts, miss, fa = counts[rows], miss[rows], fa[rows]
+            counts, at = counts[rows], at[rows]
         if rows.size:
-            out["eer"][rows] = self._eer(counts, miss, fa)
-            # Missing every target costs at least the "accept nothing" constant of compute_min_dcf
-            # (exactly it when nothing is accepted), so those thresholds are no minDCF candidates.
-            candidates = np.where(miss < miss[:, -1:], miss, np.inf)
+            # Counts stay float32 (exact integers); float64 totals make every product below float64.
+            miss, fa = at[:, :n_cp], at[:, n_cp:]
+            totals = miss[:, -1:].astype(np.float64), fa[:, :1].astype(np.float64)
+            out["eer"][rows] = self._eer(counts, miss, fa, *totals)
             for p in p_targets:
-                out[f"min_dcf_p{p:g}"][rows] = self._min_dcf(counts, miss, fa, candidates, p, c_miss, c_fa)
+                out[f"min_dcf_p{p:g}"][rows] = self._min_dcf(counts, miss, fa, *totals, p, c_miss, c_fa)
         return out
+
+    @staticmethod
+    def _leading(n_draws, n, holds):
+        """Per draw, how many leading checkpoint columns (of ``n``) satisfy ``holds``.
+
+        ``holds(rows, columns)`` tests one column per draw and must be true on a prefix of
+        the columns only (the error counts are monotone): a vectorised bisection, log2(n) steps.
+        """
+        rows = np.arange(n_draws)
+        lo = np.zeros(n_draws, dtype=np.int64)
+        hi = np.full(n_draws, n, dtype=np.int64)
+        while True:
+            active = lo < hi
+            if not active.any():
+                return lo
+            mid = (lo + hi) // 2
+            ok = holds(rows, np.minimum(mid, n - 1))
+            lo = np.where(active & ok, mid + 1, lo)
+            hi = np.where(active & ~ok, mid, hi)
 
     def _segment_tables(self):
         """Padded per-segment views of the sorted list, so a block of draws reads them with one gather.
@@ -366,12 +340,13 @@ class SpeakerTrials:
         np.subtract(n_fa[:, :1], n_fa[:, 1:], out=n_fa[:, 1:])
         return n_miss, n_fa
 
-    def _eer(self, counts, miss, fa):
-        w_pos, w_neg = miss[:, -1:], fa[:, :1]
-        # gap = (FAR - FRR) * W_pos * W_neg: an exact integer, non-increasing in the threshold.
-        first_le0 = np.count_nonzero(fa * w_pos > miss * w_neg, axis=1)
+    def _eer(self, counts, miss, fa, w_pos, w_neg):
         rows = np.arange(len(counts))
-        seg = first_le0 - 1
+        # gap = (FAR - FRR) * W_pos * W_neg: an exact integer, non-increasing in the threshold.
+        def crossing(r, c):
+            return fa[r, c] * w_pos[r, 0] > miss[r, c] * w_neg[r, 0]
+
+        seg = self._leading(len(rows), len(self._checkpoints), crossing) - 1
         n_miss, n_fa = self._segment_counts(counts, miss, fa, rows, seg)
         is_thr = self._seg_threshold[seg]
         gap = n_fa * w_pos - n_miss * w_neg
@@ -383,18 +358,27 @@ class SpeakerTrials:
         t = np.where(np.abs(gap[rows, t1]) <= np.abs(gap[rows, t0]), t1, t0)
         return (n_fa[rows, t] / w_neg[:, 0] + n_miss[rows, t] / w_pos[:, 0]) / 2
 
-    def _min_dcf(self, counts, miss, fa, candidates, p, c_miss, c_fa):
-        w_pos, w_neg = miss[:, -1:], fa[:, :1]
+    def _min_dcf(self, counts, miss, fa, w_pos, w_neg, p, c_miss, c_fa):
         norm = min(c_miss * p, c_fa * (1.0 - p))
         reject_all = c_miss * p / norm
         # Same expressions as scoring.compute_min_dcf, so weights of 1 give the same bits.
         alpha = c_miss * p / (w_pos * norm)
         beta = c_fa * (1.0 - p) / (w_neg * norm)
-        miss_cost = candidates[:, :-1] * alpha
-        best = np.minimum((miss_cost + fa[:, :-1] * beta).min(axis=1), reject_all)
+        # A threshold with beta * n_fa >= reject_all cannot beat "accept nothing": only the
+        # checkpoints (and segments ending) after the first one below it in some draw count.
+        def above_reject_all(r, c):
+            return fa[r, c] * beta[r, 0] >= reject_all
+
+        first = max(int(self._leading(len(counts), len(self._checkpoints) - 1, above_reject_all).min()) - 1, 0)
+        miss_w, fa_w = miss[:, first:], fa[:, first:]
+        # Missing every target costs at least reject_all (exactly it when nothing is accepted,
+        # already in best), so those thresholds are no candidates.
+        miss_cost = np.where(miss_w[:, :-1] < w_pos, miss_w[:, :-1], np.inf) * alpha
+        best = np.minimum((miss_cost + fa_w[:, :-1] * beta).min(axis=1), reject_all)
         # No threshold of segment j costs less than alpha * n_miss(start) + beta * n_fa(end).
-        miss_cost += fa[:, 1:] * beta
+        miss_cost += fa_w[:, 1:] * beta
         rows, seg = np.nonzero(miss_cost < best[:, None])
+        seg += first
         step = max(1, _CHUNK_ELEMENTS // (int(np.diff(self._checkpoints).max()) + 1))
         for i in range(0, rows.size, step):
             r, s = rows[i : i + step], seg[i : i + step]

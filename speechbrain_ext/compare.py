@@ -208,7 +208,7 @@ class SplitComparison:
                 raise ComparisonError(f"system {name!r}: seed {s} in runs {paths[seeds.index(s)]} and {paths[i]}")
         first = runs[0]
         for run in runs[1:]:
-            if list(run.conditions) != list(first.conditions):
+            if sorted(run.conditions) != sorted(first.conditions):
                 raise ComparisonError(
                     f"system {name!r}: run {run.path} has conditions {list(run.conditions)}, "
                     f"run {first.path} has {list(first.conditions)}"
@@ -249,7 +249,8 @@ class SplitComparison:
             what = f"{la.size} vs {lb.size} trials"
         elif not np.array_equal(la, lb):
             what = f"labels differ at {int(np.count_nonzero(la != lb))} of {la.size} trials"
-        elif not np.array_equal(np.asarray(a.speakers)[sa], np.asarray(b.speakers)[sb]):
+        elif not (np.array_equal(sa, sb) if a.speakers == b.speakers
+                  else np.array_equal(np.asarray(a.speakers)[sa], np.asarray(b.speakers)[sb])):
             what = "test speakers differ"
         if what:
             raise ComparisonError(
@@ -346,11 +347,11 @@ class SplitComparison:
                     continue
                 point, draws = self.replicates(name, cond)
                 picks = self._seed_draws(len(runs), "system", name)
-                metrics, undefined = {}, 0
+                metrics = {}
+                # A draw without targets or non-targets has no value for any metric.
+                undefined = int(np.count_nonzero(np.isnan(draws["eer"][0])))
                 for k in self.keys:
-                    values = self._resampled_mean(draws[k], picks)
-                    undefined = int(np.count_nonzero(np.isnan(values)))
-                    low, high = self._interval(values)
+                    low, high = self._interval(self._resampled_mean(draws[k], picks))
                     metrics[k] = {"value": float(point[k].mean()), "low": low, "high": high,
                                   "per_run": point[k].tolist()}
                 labels = runs[0].conditions[cond][1]

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bootstrap import check_trials
 from .errors import SpeechBrainExtError
 from .files import atomic_write_bytes
 
@@ -39,6 +38,7 @@ __all__ = [
     "MissingScoresError",
     "TrialScores",
     "TrialScoresError",
+    "check_trials",
     "load_trial_scores",
     "save_trial_scores",
     "scores_path",
@@ -107,6 +107,51 @@ class TrialScores:
         1986
         """
         return self.meta.get("seed")
+
+
+def check_trials(scores, labels, test_speaker, n_speakers, name="trials", error=None):
+    """Validate one trial list and return it as float64 scores, boolean labels, int64 speakers.
+
+    Arguments
+    ---------
+    scores, labels, test_speaker : array-like
+        1-D, one entry per trial: finite scores, labels 1/0, speaker indices.
+    n_speakers : int
+        Speaker indices must lie in ``[0, n_speakers)``.
+    name : str
+        Starts every message (file, run, condition).
+    error : type or None
+        Exception class raised (default :class:`TrialScoresError`).
+
+    Example
+    -------
+    >>> check_trials([0.5, 0.1], [1, 0], [0, 1], 2)[1].tolist()
+    [True, False]
+    >>> check_trials([0.5, float("nan")], [1, 0], [0, 1], 2, name="a.npz: condition 'all'")
+    Traceback (most recent call last):
+    ...
+    speechbrain_ext.trial_scores.TrialScoresError: a.npz: condition 'all': 1 non-finite score(s) (NaN or inf) out of 2
+    """
+    error = error or TrialScoresError
+    scores = np.asarray(scores, dtype=np.float64)
+    labels, speaker = np.asarray(labels), np.asarray(test_speaker)
+    if scores.ndim != 1 or scores.size == 0:
+        raise error(f"{name}: scores must be a non-empty 1-D array, got shape {scores.shape}")
+    for what, arr in (("labels", labels), ("test speakers", speaker)):
+        if arr.shape != scores.shape:
+            raise error(f"{name}: {arr.size} {what} for {scores.size} scores")
+    n_bad = scores.size - int(np.count_nonzero(np.isfinite(scores)))
+    if n_bad:
+        raise error(f"{name}: {n_bad} non-finite score(s) (NaN or inf) out of {scores.size}")
+    is_target = labels == 1
+    if not np.all(is_target | (labels == 0)):
+        raise error(f"{name}: labels must be 0 (non-target) or 1 (target)")
+    n_target = int(np.count_nonzero(is_target))
+    if n_target in (0, scores.size):
+        raise error(f"{name}: {n_target} target and {scores.size - n_target} non-target trials: both kinds are needed")
+    if not np.issubdtype(speaker.dtype, np.integer) or speaker.min() < 0 or speaker.max() >= n_speakers:
+        raise error(f"{name}: test-speaker indices must be integers in [0, {n_speakers})")
+    return scores, is_target, speaker.astype(np.int64)
 
 
 def scores_path(report_folder, split):
@@ -202,7 +247,7 @@ def save_trial_scores(path, scores_by_condition, test_speakers, meta=None):
         scores, labels = _as_float(scores), np.asarray(labels)
         spk = np.asarray(test_speakers[cond], dtype=str)
         index = np.searchsorted(names, spk).astype(np.int32)
-        check_trials(scores, labels, index, len(names), f"{path}: condition {cond!r}", TrialScoresError)
+        check_trials(scores, labels, index, len(names), f"{path}: condition {cond!r}")
         conditions[cond] = (scores, labels.astype(np.int8), index)
         arrays.update({f"{k}/{cond}": v for k, v in zip(_FIELDS, conditions[cond])})
     try:
@@ -267,6 +312,6 @@ def load_trial_scores(path):
         scores, labels, index = (_key(data, path, f"{k}/{cond}") for k in _FIELDS)
         if not np.issubdtype(index.dtype, np.integer) or not np.issubdtype(scores.dtype, np.floating):
             raise TrialScoresError(f"{path}: condition {cond!r}: scores must be float and test_speaker int")
-        check_trials(scores, labels, index, len(speakers), f"{path}: condition {cond!r}", TrialScoresError)
+        check_trials(scores, labels, index, len(speakers), f"{path}: condition {cond!r}")
         conditions[cond] = (scores, labels, index)
     return TrialScores(path, speakers, conditions, meta)

@@ -265,10 +265,22 @@ def test_runs_of_one_system_on_different_trial_lists():
         SplitComparison({"s": [run(1.0, 1), run(1.0, 2, trials=other, name="odd")]})
 
 
-def test_paired_difference_needs_the_same_trial_list():
-    other = trial_list(seed=9)
-    cmp = SplitComparison({"a": [run(1.0, 1)], "b": [run(1.0, 1, trials=other, name="b1")]}, n_draws=20)
-    with pytest.raises(ComparisonError, match="systems 'b' and 'a': b1 and run-1.0-1 scored condition 'all'"):
+@pytest.mark.parametrize(
+    "change, what",
+    [("labels", r"labels differ at \d+ of 1200 trials"), ("speakers", "test speakers differ"),
+     ("length", "1199 vs 1200 trials")],
+)
+def test_paired_difference_needs_the_same_trial_list(change, what):
+    labels, speakers = trial_list()
+    if change == "labels":
+        labels = trial_list(seed=9)[0]
+    elif change == "speakers":
+        speakers = speakers[::-1].copy()
+    else:
+        labels, speakers = labels[:-1], speakers[:-1]
+    cmp = SplitComparison({"a": [run(1.0, 1)], "b": [run(1.0, 1, trials=(labels, speakers), name="b1")]}, n_draws=20)
+    with pytest.raises(ComparisonError, match=f"systems 'b' and 'a': b1 and run-1.0-1 scored condition 'all' "
+                                              f"on different trial lists \\({what}\\)"):
         cmp.difference("b", "a")
 
 
