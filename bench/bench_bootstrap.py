@@ -138,7 +138,9 @@ def render(res, args, command):
         f"| (b) ratio plain / checkpoints | {o['plain_s'] / o['fast_s']:.1f}x |",
         "",
         f"(b) results identical draw by draw: {'yes' if o['identical'] else 'NO'}. "
-        f"The report held {e['better_cells']} \"better\" verdict cells (systems are built increasingly separated).",
+        f"The report held {e['better_cells']} \"better\" verdict cells (systems are built increasingly separated). "
+        "Wall time includes waiting for the shared cores (see the load average); CPU time is the work itself. "
+        "The report is single-process.",
         "",
     ]
     return "\n".join(lines)

@@ -373,8 +373,8 @@ class SplitComparison:
         Returns
         -------
         list of dict
-            ``{"split", "condition", "system", "reference", "paired_seeds",
-            "metrics": {key: {"difference", "low", "high", "half_width", "verdict"}}}``.
+            ``{"split", "condition", "system", "reference", "n_runs": [system's, reference's],
+            "paired_seeds", "metrics": {key: {"difference", "low", "high", "half_width", "verdict"}}}``.
         """
         for name in (system, reference):
             if name not in self.systems:
@@ -401,7 +401,7 @@ class SplitComparison:
                 metrics[k] = {"difference": float(p_sys[k].mean() - p_ref[k].mean()), "low": low, "high": high,
                               "half_width": (high - low) / 2, "verdict": verdict(low, high)}
             rows.append({"split": self.split, "condition": cond, "system": system, "reference": reference,
-                         "paired_seeds": paired, "metrics": metrics})
+                         "n_runs": [n_sys, n_ref], "paired_seeds": paired, "metrics": metrics})
         return rows
 
     def resolution(self, differences=()):

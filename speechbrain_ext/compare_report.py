@@ -125,7 +125,8 @@ def _difference_table(split, keys):
         header += [f"Δ {_label(k).replace('(%)', '(points)')} [95 % CI]", "verdict"]
     rows = []
     for d in split["differences"]:
-        row = [f"`{d['condition']}`", d["system"], "paired" if d["paired_seeds"] else "unpaired"]
+        pairing = "paired" if d["paired_seeds"] else "unpaired" if max(d["n_runs"]) > 1 else "1 run each"
+        row = [f"`{d['condition']}`", d["system"], pairing]
         for k in keys:
             m = d["metrics"][k]
             row += [_with_interval(k, m, "difference", signed=True), f"**{m['verdict']}**"]
@@ -172,7 +173,8 @@ def render_markdown(report, title="System comparison"):
         "system with several runs also resample its runs (the value is the mean over runs). Differences are "
         "system − reference on the same draws: negative means fewer errors; runs are paired by seed when both "
         "systems have the same seeds (\"paired\"), otherwise resampled independently (\"unpaired\"). "
-        "The verdict is \"better\"/\"worse\" only when the interval of the difference excludes 0.",
+        "The verdict is \"better\"/\"worse\" only when the interval of the difference excludes 0; each "
+        "interval holds for its own cell, so across many cells about 1 in 20 true-zero differences still gets one.",
         "",
     ]
     for split_name, split in report["splits"].items():

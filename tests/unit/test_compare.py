@@ -316,13 +316,17 @@ def test_other_speakers_and_unknown_conditions_or_systems():
 def test_command_line_writes_markdown_and_json(tmp_path, capsys):
     runs = {name: [write_run(tmp_path / f"{name}{s}", run(sep, s, ("all", "sad"))) for s in (1, 2)]
             for name, sep in (("base", 1.0), ("good", 3.0))}
+    for name, folders in runs.items():  # a second split, with one condition
+        for s, folder in zip((1, 2), folders):
+            write_run(folder, run(1.0 if name == "base" else 3.0, s, ("all",), noise_seed=50 + s), split="ood")
     out = str(tmp_path / "cmp.md")
-    argv = ["--reference", "base", "--split", "eval", "--out", out, "--draws", "200"]
+    argv = ["--reference", "base", "--split", "eval", "ood", "--out", out, "--draws", "200"]
     argv += [f"{n}={','.join(r)}" for n, r in runs.items()]
     assert main(argv) == 0
     text = open(out).read()
     assert "## Split `eval` (30 test speakers)" in text and "### Paired differences vs base" in text
-    assert text.count("**better**") == 6 and "| `sad` | good | 2 |" in text
+    assert "## Split `ood` (30 test speakers)" in text
+    assert text.count("**better**") == 9 and "| `sad` | good | 2 |" in text
     report = json.load(open(str(tmp_path / "cmp.json")))
     split = report["splits"]["eval"]
     assert [d["metrics"]["eer"]["verdict"] for d in split["differences"]] == ["better", "better"]
@@ -362,3 +366,10 @@ def test_seed_falls_back_to_hyperparams_and_report_lists_undefined_draws(tmp_pat
     row = rep["splits"]["eval"]["summary"][0]
     assert 0 < row["undefined_draws"] < 50
     assert f"{row['undefined_draws']} draw(s) without a target" in render_markdown(rep)
+
+
+def test_single_runs_are_labelled_and_compared_over_speakers_only():
+    rep = build_report([SplitComparison({"a": [run(1.0, 1)], "b": [run(1.0, 2)]}, n_draws=50)], reference="a")
+    d = rep["splits"]["eval"]["differences"][0]
+    assert d["n_runs"] == [1, 1] and not d["paired_seeds"]
+    assert "| `all` | b | 1 run each |" in render_markdown(rep)
