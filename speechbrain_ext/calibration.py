@@ -58,7 +58,8 @@ __all__ = [
 AUTO_L2 = 1e-6
 FORMAT = "speechbrain_ext.calibration"
 FORMAT_VERSION = 1
-_FIELDS = ("slope", "offset", "quality_names", "quality_coefs", "p_target", "n_target", "n_nontarget", "l2")
+_FIELDS = ("slope", "offset", "quality_names", "quality_coefs", "p_target", "n_target", "n_nontarget", "l2",
+           "score_kind")
 
 
 class CalibrationWarning(UserWarning):
@@ -93,6 +94,9 @@ class Calibration:
         Non-target trials of the fit.
     l2 : float
         The penalty the fit used (on standardised slopes); 0 when unpenalised.
+    score_kind : str
+        What the scores were (e.g. ``"cosine"``, ``"as-norm top-300"``): a
+        calibration applies only to scores computed the same way.
 
     Example
     -------
@@ -111,8 +115,11 @@ class Calibration:
     n_target: int = 0
     n_nontarget: int = 0
     l2: float = 0.0
+    score_kind: str = ""
 
     def __post_init__(self):
+        if not isinstance(self.score_kind, str):
+            raise CalibrationError(f"score_kind must be a string, got {self.score_kind!r}")
         object.__setattr__(self, "quality_names", tuple(str(m) for m in self.quality_names))
         object.__setattr__(self, "quality_coefs", tuple(float(c) for c in self.quality_coefs))
         numbers = (self.slope, self.offset, self.l2, *self.quality_coefs)
@@ -236,7 +243,7 @@ class Calibration:
                 slope=float(data["slope"]), offset=float(data["offset"]),
                 quality_names=tuple(data["quality_names"]), quality_coefs=tuple(data["quality_coefs"]),
                 p_target=float(data["p_target"]), n_target=int(data["n_target"]),
-                n_nontarget=int(data["n_nontarget"]), l2=float(data["l2"]),
+                n_nontarget=int(data["n_nontarget"]), l2=float(data["l2"]), score_kind=data["score_kind"],
             )
         except (TypeError, ValueError) as err:
             if isinstance(err, CalibrationError):
@@ -349,8 +356,15 @@ def _solve(design, is_target, weights, offset, l2, max_iter, names):
     return (beta, 0.0) if beta is not None else (newton(AUTO_L2), AUTO_L2)
 
 
+def _warn_if_separable(eta, is_target, l2):
+    if _separates(eta, is_target):
+        bound = f"set by l2={l2}" if l2 else "unbounded (l2=0): the fit stopped where the loss is flat"
+        warnings.warn(f"the {eta.size} calibration trials are separable: the slope is {bound} and the LLRs "
+                      "will be overconfident; calibrate on more, or harder, trials", CalibrationWarning, stacklevel=3)
+
+
 def fit_calibration(scores, labels, quality=None, quality_names=(), p_target=0.5, l2=None, min_trials=20,
-                    max_iter=100):
+                    max_iter=100, score_kind=""):
     """Fit ``llr = a * score + b + Σ c_k q_k`` by prior-weighted logistic regression.
 
     Arguments
@@ -374,6 +388,8 @@ def fit_calibration(scores, labels, quality=None, quality_names=(), p_target=0.5
         Fewest calibration trials accepted.
     max_iter : int
         Newton steps allowed.
+    score_kind : str
+        Stored with the calibration: how the scores were computed.
 
     Returns
     -------
@@ -419,15 +435,11 @@ def fit_calibration(scores, labels, quality=None, quality_names=(), p_target=0.5
     beta, l2 = _solve(design, is_target.astype(np.float64), weights, offset, l2, max_iter, used_names)
     coefs = np.zeros(columns.shape[1])
     coefs[used] = beta[:-1] / scale[used]
-    eta = design @ beta
-    if _separates(eta, is_target):
-        bound = f"set by l2={l2}" if l2 else "unbounded (l2=0): the fit stopped where the loss is flat"
-        warnings.warn(f"the {scores.size} calibration trials are separable: the slope is {bound} and the LLRs "
-                      "will be overconfident; calibrate on more, or harder, trials", CalibrationWarning, stacklevel=2)
+    _warn_if_separable(design @ beta, is_target, l2)
     return Calibration(
         slope=float(coefs[0]), offset=float(beta[-1] - coefs @ mean), quality_names=names,
         quality_coefs=tuple(coefs[1:].tolist()), p_target=float(p_target), n_target=n_target,
-        n_nontarget=n_non, l2=float(l2),
+        n_nontarget=n_non, l2=float(l2), score_kind=score_kind,
     )
 
 

@@ -358,7 +358,8 @@ def test_quality_measures_improve_cllr_when_reliability_depends_on_duration():
 def test_to_dict_round_trip_through_json():
     rng = np.random.default_rng(17)
     scores, labels, q = logistic_data(5000, rng, 1.0, 0.0, quality_coefs=(0.5,))
-    cal = fit_calibration(scores, labels, {"norm_min": q[:, 0]}, p_target=0.1)
+    cal = fit_calibration(scores, labels, {"norm_min": q[:, 0]}, p_target=0.1, score_kind="as-norm top-300")
+    assert cal.score_kind == "as-norm top-300"
     back = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
     assert back == cal
     np.testing.assert_array_equal(back.llr(scores, {"norm_min": q[:, 0]}), cal.llr(scores, {"norm_min": q[:, 0]}))
@@ -381,6 +382,7 @@ def test_llr_accepts_a_mapping_or_a_matrix():
         ({"quality_coefs": [1.0]}, "0 quality names for 1 coefficients"),
         ({"p_target": 1.0}, "p_target"),
         ({"extra": 1}, "unknown keys \\['extra'\\]"),
+        ({"score_kind": 3}, "score_kind must be a string"),
     ],
 )
 def test_from_dict_rejects_bad_descriptions(change, match):
