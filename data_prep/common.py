@@ -287,8 +287,8 @@ def emotion_trials(rows, seed, nontargets_per_target=3, neutral="neutral", enrol
     - ``same_emotion``: enrolment emotion == test emotion;
     - ``neutral_emotional``: neutral enrolment, non-neutral test;
     - ``neutral_neutral``: neutral enrolment and test;
-    - ``test_<emotion>``: neutral enrolment, test in ``<emotion>`` (the per-emotion
-      condition; ``test_neutral`` equals ``neutral_neutral``).
+    - ``test_<emotion>``: neutral enrolment, test in ``<emotion>``, for every
+      non-neutral emotion (the neutral one would repeat ``neutral_neutral``).
 
     Arguments
     ---------
@@ -314,7 +314,7 @@ def emotion_trials(rows, seed, nontargets_per_target=3, neutral="neutral", enrol
     ...         for s in "ab" for e in ("neutral", "sad") for t in range(4)]
     >>> conds = emotion_trials(rows, seed=0, nontargets_per_target=1)
     >>> sorted(conds)
-    ['all', 'neutral_emotional', 'neutral_neutral', 'same_emotion', 'test_neutral', 'test_sad']
+    ['all', 'neutral_emotional', 'neutral_neutral', 'same_emotion', 'test_sad']
     >>> len(conds["all"]), sum(t[0] for t in conds["all"])
     (32, 16)
     """
@@ -342,7 +342,7 @@ def emotion_trials(rows, seed, nontargets_per_target=3, neutral="neutral", enrol
     conditions["same_emotion"] = subset(lambda e, t: e == t)
     conditions["neutral_emotional"] = subset(lambda e, t: e == neutral and t != neutral)
     conditions["neutral_neutral"] = subset(lambda e, t: e == neutral and t == neutral)
-    for emo in emotions:
+    for emo in (e for e in emotions if e != neutral):
         conditions[f"test_{emo}"] = subset(lambda e, t, emo=emo: e == neutral and t == emo)
     return {name: t for name, t in conditions.items() if t}
 

@@ -1,40 +1,70 @@
-"""SynthEmo: a small emotional speaker corpus synthesised offline with eSpeak NG.
+"""SynthEmo: an emotional multi-speaker corpus synthesised offline with eSpeak NG (format 2).
 
 The corpus stands in for ESD-like data where no licensed corpus can be used
-(tests, smoke runs, ablations). Everything is deterministic from a seed:
+(tests, smoke runs, ablations, the demo). Everything is deterministic from a seed.
 
-- speakers are eSpeak voices built from a few shipped base variants (``m1``...,
-  ``f1``...) and an accent (``en-us`` / ``en``), each perturbed by per-speaker
-  pitch, formant, breathiness, roughness, flutter, voicing and source-tilt settings
-  whose spread is ``speaker_spread``; each speaker gets one eSpeak variant file
-  per emotion (:mod:`data_prep.voices`);
-- emotions are prosody / voice-quality presets (:data:`~data_prep.voices.EMOTION_PRESETS`)
-  applied relative to the speaker's own settings, scaled by a per-speaker
-  expressiveness, with per-utterance jitter;
-- every speaker reads the same :data:`~data_prep.voices.SENTENCES` in every emotion
-  (parallel text);
-- each speaker has a recording channel (spectral tilt, band-pass) shared by its
-  emotions, as when a speaker records every emotion in one studio set-up; each
-  (speaker, emotion) session adds a small tilt change and its own gain, and every
-  utterance gets light coloured noise (``snr_db``). Channel differences across a
-  speaker's emotions are kept small on purpose, so that emotion, not channel, is
-  the main mismatch of neutral-vs-emotional trials.
+- **Speakers** are points of a documented voice space (:mod:`data_prep.voices`):
+  one of 72 eSpeak NG base variants and one of 8 English accents, plus per-speaker
+  vocal-tract length, formant detail, F0 register and range, speaking rate, voice
+  quality and intonation style. Many speakers share a base: the continuous
+  coordinates, not the base, identify a speaker.
+- **Splits** (disjoint speakers): ``train``, ``valid`` and ``eval`` draw from the
+  in-generator pool; ``ood_valid`` and ``ood`` each from their own held-out bases,
+  with held-out accents and sentences that no in-generator speaker (nor a babble
+  talker) uses (:data:`~data_prep.voices.HELD_OUT`). ``ood_valid`` is for choosing
+  checkpoints and settings, ``ood`` is reported only.
+- **Text**: each speaker reads ``n_sentences`` sentences of its pool
+  (:mod:`data_prep.sentences`) in every emotion (parallel text).
+- **Emotions** are prosody / voice-quality presets relative to the speaker's own
+  settings, scaled by its expressiveness, with per-utterance jitter.
+- **Channel**: each speaker has a recording channel (spectral tilt, band-pass)
+  shared by its emotions, as when a speaker records every emotion in one studio
+  set-up; each (speaker, emotion) session adds a small tilt change and its own gain,
+  and every utterance gets light coloured noise (``snr_db``). Channel differences
+  across a speaker's emotions are kept small on purpose, so that emotion, not
+  channel, is the main mismatch of neutral-vs-emotional trials.
 
 The engine is driven by :mod:`data_prep.espeak` (a private library copy per
 corpus, a fresh library instance per utterance, so the output does not depend on
 generation order or on the number of worker processes); the signal processing is
 :mod:`data_prep.dsp`. This module lays the corpus out and writes its manifests.
 
+Options (:data:`GENERATION_DEFAULTS`; every one is a keyword of
+:func:`generate_synthemo` and :func:`prepare_synthemo`):
+
+========================  =====================================================================
+``n_train`` ...           speakers per split: ``n_train``, ``n_valid``, ``n_eval``,
+                          ``n_ood_valid`` (None: ``n_valid``), ``n_ood`` (None: ``n_eval``)
+``n_sentences``           sentences per speaker, each read in every emotion
+``emotions``              keys of :data:`~data_prep.voices.EMOTION_PRESETS`; their order fixes
+                          the utterance numbers
+``seed``                  seed of everything
+``speaker_spread``        scale of every continuous voice-space width (the difficulty knob)
+``voice_space``           overrides of :data:`~data_prep.voices.VOICE_SPACE` widths
+``held_out``              overrides of :data:`~data_prep.voices.HELD_OUT`
+``snr_db``                range of the per-utterance noise SNR; None for no noise
+``channel``, ``tilt_db``, recording channel on/off; per-speaker tilt in ``[-tilt_db, tilt_db]``
+``highpass_hz``,          dB/octave and band-pass edges drawn from the two ranges; per session
+``lowpass_hz``,           a tilt change in ``[-session_tilt_db, session_tilt_db]`` and a gain
+``session_tilt_db``       in [-6, 0] dB
+``n_noise``, ``n_rir``    sizes of the noise set (white, pink, brown, babble in turn) and RIR set
+``n_babble_speakers``     in-generator talkers in no split that make up the babble noise
+========================  =====================================================================
+
 Layout under ``data_folder`` (ESD-like)::
 
-    S0001/Neutral/S0001_000001.wav ...   16 kHz mono PCM16; emotion k, sentence j
-                                         is number k * n_sentences + j + 1
-    noise/noise_0001_white.wav ...       coloured noise and babble of extra
-                                         synthetic talkers (B001...) in no split
+    S0001/Neutral/S0001_000001.wav ...   train speakers S, valid V, eval E, ood_valid OV,
+                                         ood O; 16 kHz mono PCM16; emotion k, sentence j
+                                         of the speaker is number k * n_sentences + j + 1
+    noise/noise_0001_white.wav ...       coloured noise and babble
     rir/rir_0001.wav ...                 synthetic room impulse responses
-    synthemo.json                        generation options (written first) and
-                                         totals (written last)
+    synthemo.json                        generation options (written first) and totals (last)
     .espeak-data/                        private eSpeak data and library copy
+
+A folder generated with other content settings (another format version, voice
+space, held-out set, text, noise or channel settings) is refused with the
+differing keys, or cleared and regenerated with ``regenerate=True``; speaker and
+file counts may change freely (they only add or drop files).
 
 :func:`prepare_synthemo` then writes the manifests and trial lists of
 :mod:`data_prep.common` plus ``noise.csv`` / ``rir.csv`` for SpeechBrain's
@@ -50,6 +80,8 @@ import logging
 import math
 import multiprocessing
 import os
+import re
+import shutil
 import sys
 import time
 from types import MappingProxyType
@@ -69,47 +101,70 @@ from data_prep.common import (
     write_trials,
 )
 from data_prep.dsp import SAMPLE_RATE
+from data_prep.sentences import SENTENCES
 from data_prep.voices import (
     DEFAULT_SPEAKER_SPREAD,
     EMOTION_PRESETS,
     EMOTIONS,
-    SENTENCES,
     STREAM_BABBLE,
     STREAM_NOISE,
     STREAM_RIR,
     STREAM_SESSION,
+    STREAM_TEXT,
     STREAM_UTTERANCE,
+    SynthEmoSettingError,
+    check_held_out,
+    check_voice_space,
     sample_speaker,
     utterance_prosody,
     variant_text,
+    voice_pools,
 )
 from speechbrain_ext.files import TMP_PREFIX, atomic_write
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DATA_MARKER", "DEFAULT_SNR_DB", "FORMAT_VERSION", "generate_synthemo", "main", "prepare_synthemo",
-           "speaker_name", "split_speakers", "utterance_number"]
+__all__ = ["DATA_MARKER", "DEFAULT_SNR_DB", "EVALUATION_SPLITS", "FORMAT_VERSION", "GENERATION_DEFAULTS", "SPLITS",
+           "generate_synthemo", "main", "prepare_synthemo", "speaker_name", "split_speakers", "utterance_number"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DATA_MARKER = "synthemo.json"
 DATA_LOCK = ".synthemo.lock"
 DEFAULT_SNR_DB = (5.0, 25.0)
 NOISE_KINDS = ("white", "pink", "brown", "babble")
 NOISE_ALPHA = MappingProxyType({"white": 0.0, "pink": 1.0, "brown": 2.0})
+SPLITS = ("train", "valid", "eval", "ood_valid", "ood")
+EVALUATION_SPLITS = SPLITS[1:]
+_PREFIX = MappingProxyType({"train": "S", "valid": "V", "eval": "E", "ood_valid": "OV", "ood": "O"})
+_POOL = MappingProxyType({"train": "in_generator", "valid": "in_generator", "eval": "in_generator",
+                          "ood_valid": "ood_valid", "ood": "ood"})
+# Each split and the babble talkers draw their speakers from their own random stream.
+_STREAM = MappingProxyType({"train": 0, "valid": 1, "eval": 2, "ood_valid": 3, "ood": 4, "babble": 5})
+_SPEAKER_FOLDER = re.compile(r"(S|V|E|OV|O)[0-9]{4,}")
+_COUNTS = ("n_train", "n_valid", "n_eval", "n_ood_valid", "n_ood", "n_noise", "n_rir")
+
+GENERATION_DEFAULTS = MappingProxyType({
+    "n_train": 1000, "n_valid": 100, "n_eval": 200, "n_ood_valid": None, "n_ood": None,
+    "n_sentences": 2, "emotions": EMOTIONS, "seed": 1234,
+    "speaker_spread": DEFAULT_SPEAKER_SPREAD, "voice_space": None, "held_out": None,
+    "snr_db": DEFAULT_SNR_DB, "n_noise": 24, "n_rir": 40,
+    "channel": True, "tilt_db": 2.0, "highpass_hz": (50.0, 250.0), "lowpass_hz": (4500.0, 7800.0),
+    "session_tilt_db": 0.5, "n_babble_speakers": 8,
+})
 
 
 # --------------------------------------------------------------------------- naming
 
 
-def speaker_name(index):
-    """Name of the ``index``-th (0-based) corpus speaker.
+def speaker_name(split, index):
+    """Name of the ``index``-th (0-based) speaker of ``split``.
 
     Example
     -------
-    >>> speaker_name(0), speaker_name(89)
-    ('S0001', 'S0090')
+    >>> speaker_name("train", 0), speaker_name("eval", 89), speaker_name("ood_valid", 2)
+    ('S0001', 'E0090', 'OV0003')
     """
-    return f"S{index + 1:04d}"
+    return f"{_PREFIX[split]}{index + 1:04d}"
 
 
 def utterance_number(emotion_index, sentence_index, n_sentences):
@@ -123,21 +178,16 @@ def utterance_number(emotion_index, sentence_index, n_sentences):
     return emotion_index * n_sentences + sentence_index + 1
 
 
-def split_speakers(n_train=60, n_valid=10, n_eval=20):
-    """Disjoint speaker lists of the three splits (consecutive speaker indices).
+def split_speakers(n_train=1000, n_valid=100, n_eval=200, n_ood_valid=0, n_ood=0):
+    """Disjoint speaker lists of the five splits.
 
     Example
     -------
-    >>> splits = split_speakers(2, 1, 1)
-    >>> splits
-    {'train': ['S0001', 'S0002'], 'valid': ['S0003'], 'eval': ['S0004']}
+    >>> split_speakers(2, 1, 1, 1, 0)
+    {'train': ['S0001', 'S0002'], 'valid': ['V0001'], 'eval': ['E0001'], 'ood_valid': ['OV0001'], 'ood': []}
     """
-    names = [speaker_name(i) for i in range(n_train + n_valid + n_eval)]
-    return {
-        "train": names[:n_train],
-        "valid": names[n_train:n_train + n_valid],
-        "eval": names[n_train + n_valid:],
-    }
+    counts = dict(zip(SPLITS, (n_train, n_valid, n_eval, n_ood_valid, n_ood)))
+    return {split: [speaker_name(split, i) for i in range(n)] for split, n in counts.items()}
 
 
 # ------------------------------------------------------------------------ rendering
@@ -201,34 +251,70 @@ def _run_task(task):
     return task["path"], len(y)
 
 
-# --------------------------------------------------------------------------- plans
+# ------------------------------------------------------------------------- options
 
 
-def _generation_options(n_train, n_valid, n_eval, n_sentences, emotions, seed, speaker_spread, snr_db,
-                        n_noise, n_rir, channel, tilt_db, highpass_hz, lowpass_hz, n_babble_speakers,
-                        session_tilt_db):
-    emotions = tuple(str(e).lower() for e in emotions)
+def _closest(name, known):
+    import difflib
+
+    match = difflib.get_close_matches(str(name), list(known), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _check_option_names(options, caller):
+    for key in options:
+        if key not in GENERATION_DEFAULTS:
+            raise SynthEmoSettingError(f"{caller}: unknown SynthEmo option {key!r}{_closest(key, GENERATION_DEFAULTS)}")
+
+
+def _count(options, key):
+    value = options[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SynthEmoSettingError(f"{key} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _check_text_and_noise(o, pools):
+    emotions = tuple(str(e).lower() for e in o["emotions"])
     unknown = [e for e in emotions if e not in EMOTION_PRESETS]
     if unknown:
-        raise ValueError(f"unknown emotions {unknown}; known: {sorted(EMOTION_PRESETS)}")
+        raise SynthEmoSettingError(f"emotions: unknown {unknown}; known: {sorted(EMOTION_PRESETS)}")
     if len(set(emotions)) != len(emotions) or not emotions:
-        raise ValueError(f"emotions must be distinct and non-empty, got {emotions}")
-    if not 1 <= n_sentences <= len(SENTENCES):
-        raise ValueError(f"n_sentences must be within 1..{len(SENTENCES)}, got {n_sentences}")
-    if min(n_train, n_valid, n_eval) < 0 or n_train + n_valid + n_eval == 0:
-        raise ValueError("speaker counts must be >= 0 and not all 0")
-    if int(seed) < 0:
-        raise ValueError("seed must be >= 0")
-    return {
-        "n_train": int(n_train), "n_valid": int(n_valid), "n_eval": int(n_eval),
-        "n_sentences": int(n_sentences), "emotions": list(emotions), "seed": int(seed),
-        "speaker_spread": float(speaker_spread),
-        "snr_db": None if snr_db is None else [float(snr_db[0]), float(snr_db[1])],
-        "n_noise": int(n_noise), "n_rir": int(n_rir), "channel": bool(channel), "tilt_db": float(tilt_db),
-        "session_tilt_db": float(session_tilt_db),
-        "highpass_hz": [float(v) for v in highpass_hz], "lowpass_hz": [float(v) for v in lowpass_hz],
-        "n_babble_speakers": int(n_babble_speakers),
+        raise SynthEmoSettingError(f"emotions must be distinct and non-empty, got {emotions}")
+    smallest = min(len(pool["sentences"]) for pool in pools.values())
+    if isinstance(o["n_sentences"], bool) or not isinstance(o["n_sentences"], int) \
+            or not 1 <= o["n_sentences"] <= smallest:
+        raise SynthEmoSettingError(f"n_sentences must be within 1..{smallest} (the smallest sentence pool), "
+                                   f"got {o['n_sentences']!r}")
+    snr = o["snr_db"]
+    if snr is not None and (len(snr) != 2 or float(snr[0]) > float(snr[1])):
+        raise SynthEmoSettingError(f"snr_db must be [low, high] with low <= high, or None; got {snr!r}")
+    return list(emotions)
+
+
+def _generation_options(options):
+    """Every option, checked, with defaults and as JSON would give it back (lists, not tuples)."""
+    o = {**GENERATION_DEFAULTS, **options}
+    o["n_ood_valid"] = o["n_valid"] if o["n_ood_valid"] is None else o["n_ood_valid"]
+    o["n_ood"] = o["n_eval"] if o["n_ood"] is None else o["n_ood"]
+    counts = {key: _count(o, key) for key in _COUNTS + ("n_babble_speakers",)}
+    if sum(counts[k] for k in _COUNTS[:5]) == 0:
+        raise SynthEmoSettingError("speaker counts are all 0")
+    if isinstance(o["seed"], bool) or not isinstance(o["seed"], int) or o["seed"] < 0:
+        raise SynthEmoSettingError(f"seed must be an integer >= 0, got {o['seed']!r}")
+    spread = o["speaker_spread"]
+    if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not 0 <= spread < math.inf:
+        raise SynthEmoSettingError(f"speaker_spread must be a number >= 0, got {spread!r}")
+    held_out = check_held_out(o["held_out"])
+    emotions = _check_text_and_noise(o, voice_pools(held_out))
+    checked = {
+        **counts, "n_sentences": o["n_sentences"], "emotions": emotions, "seed": o["seed"],
+        "speaker_spread": float(spread), "voice_space": check_voice_space(o["voice_space"]), "held_out": held_out,
+        "snr_db": None if o["snr_db"] is None else [float(v) for v in o["snr_db"]],
+        "channel": bool(o["channel"]), "tilt_db": float(o["tilt_db"]), "session_tilt_db": float(o["session_tilt_db"]),
+        "highpass_hz": [float(v) for v in o["highpass_hz"]], "lowpass_hz": [float(v) for v in o["lowpass_hz"]],
     }
+    return json.loads(json.dumps(checked))
 
 
 def _content_options(options):
@@ -236,18 +322,20 @@ def _content_options(options):
 
     Speaker and file counts only add or drop files, so they may change.
     """
-    skip = ("n_train", "n_valid", "n_eval", "n_noise", "n_rir")
-    return {"format": FORMAT_VERSION, **{k: v for k, v in options.items() if k not in skip}}
+    return {"format": FORMAT_VERSION, **{k: v for k, v in options.items() if k not in _COUNTS}}
 
 
-def _utterance_task(options, root, voice, emotion, sent_index, channel, rng_key):
+# --------------------------------------------------------------------------- plans
+
+
+def _utterance_task(options, root, voice, emotion, text, channel, rng_key):
     rng = np.random.default_rng(rng_key)
     prosody = utterance_prosody(voice, emotion, rng)
     snr = options["snr_db"]
     return {
         "kind": "utterance",
         "espeak_root": root,
-        "text": SENTENCES[sent_index],
+        "text": text,
         "accent": voice["accent"],
         "variant": variant_text(voice, emotion),
         "prosody": prosody,
@@ -260,15 +348,15 @@ def _utterance_task(options, root, voice, emotion, sent_index, channel, rng_key)
     }
 
 
-def _session_channel(options, speaker_index, emo_index):
+def _session_channel(options, stream, index, emo_index):
     """The speaker's channel with the small changes of one (speaker, emotion) session."""
     if not options["channel"]:
         return None
-    rng = np.random.default_rng([options["seed"], STREAM_SESSION, speaker_index])
+    rng = np.random.default_rng([options["seed"], STREAM_SESSION, stream, index])
     tilt = rng.uniform(-options["tilt_db"], options["tilt_db"])
     highpass = rng.uniform(*options["highpass_hz"])
     lowpass = min(rng.uniform(*options["lowpass_hz"]), 0.99 * SAMPLE_RATE / 2)
-    rng = np.random.default_rng([options["seed"], STREAM_SESSION, speaker_index, emo_index])
+    rng = np.random.default_rng([options["seed"], STREAM_SESSION, stream, index, emo_index])
     return {
         "tilt": float(tilt + rng.uniform(-options["session_tilt_db"], options["session_tilt_db"])),
         "highpass": float(highpass),
@@ -277,35 +365,60 @@ def _session_channel(options, speaker_index, emo_index):
     }
 
 
+def speaker_sentences(seed, stream, index, pool, n_sentences):
+    """Indices into :data:`~data_prep.sentences.SENTENCES` of the sentences one speaker reads.
+
+    Example
+    -------
+    >>> speaker_sentences(1234, 0, 0, range(150), 2) == speaker_sentences(1234, 0, 0, range(150), 2)
+    True
+    >>> all(150 <= j < 200 for j in speaker_sentences(1234, 4, 7, range(150, 200), 3))
+    True
+    """
+    pool = list(pool)
+    order = np.random.default_rng([seed, STREAM_TEXT, stream, index]).permutation(len(pool))
+    return [pool[int(i)] for i in order[:n_sentences]]
+
+
+def _plan_speaker(data_folder, options, root, split, index, pool):
+    """(task, row) of every utterance of one speaker."""
+    stream, n_sent, seed = _STREAM[split], options["n_sentences"], options["seed"]
+    spk = speaker_name(split, index)
+    voice = sample_speaker(seed, stream, index, pool, options["speaker_spread"], options["voice_space"])
+    sentences = speaker_sentences(seed, stream, index, pool["sentences"], n_sent)
+    out = []
+    for k, emotion in enumerate(options["emotions"]):
+        channel = _session_channel(options, stream, index, k)
+        for j, sentence in enumerate(sentences):
+            utt_id = f"{spk}_{utterance_number(k, j, n_sent):06d}"
+            path = os.path.join(data_folder, spk, emotion.capitalize(), utt_id + ".wav")
+            key = [seed, STREAM_UTTERANCE, stream, index, k, j]
+            task = _utterance_task(options, root, voice, emotion, SENTENCES[sentence], channel, key)
+            task["path"] = path
+            row = {"ID": utt_id, "spk_id": spk, "emotion": emotion, "text": SENTENCES[sentence], "path": path,
+                   "split": split, "voice": voice}
+            out.append((task, row))
+    return out
+
+
 def _plan_utterances(data_folder, options, root, splits):
     """(task, row) of every corpus utterance."""
-    split_of = {spk: split for split, spks in splits.items() for spk in spks}
-    n_sent = options["n_sentences"]
+    pools = voice_pools(options["held_out"])
     utterances = []
-    for index, spk in enumerate(sorted(split_of)):
-        voice = sample_speaker(options["seed"], index, options["speaker_spread"])
-        for k, emotion in enumerate(options["emotions"]):
-            channel = _session_channel(options, index, k)
-            for j in range(n_sent):
-                utt_id = f"{spk}_{utterance_number(k, j, n_sent):06d}"
-                path = os.path.join(data_folder, spk, emotion.capitalize(), utt_id + ".wav")
-                key = [options["seed"], STREAM_UTTERANCE, index, k, j]
-                task = _utterance_task(options, root, voice, emotion, j, channel, key)
-                task["path"] = path
-                row = {"ID": utt_id, "spk_id": spk, "emotion": emotion, "text": SENTENCES[j], "path": path,
-                       "split": split_of[spk]}
-                utterances.append((task, row))
+    for split, speakers in splits.items():
+        for index in range(len(speakers)):
+            utterances += _plan_speaker(data_folder, options, root, split, index, pools[_POOL[split]])
     return utterances
 
 
-def _babble_talkers(options, root, rng, talkers, noise_index):
-    """The talkers of one babble file: a few extra speakers reading a few sentences each."""
+def _babble_talkers(options, root, rng, talkers, pool, noise_index):
+    """The talkers of one babble file: a few in-generator speakers reading a few sentences each."""
     chosen = rng.choice(len(talkers), size=min(len(talkers), int(rng.integers(3, 7))), replace=False)
     out = []
     for t in chosen:
-        sentences = rng.permutation(len(SENTENCES))[:4]
+        sentences = [pool["sentences"][int(i)] for i in rng.permutation(len(pool["sentences"]))[:4]]
         emotion = str(rng.choice(sorted(EMOTION_PRESETS)))
-        utts = [_utterance_task(options, root, talkers[int(t)], emotion, int(j), None,
+        utts = [_utterance_task(options, root, talkers[int(t)], emotion, SENTENCES[j], None,
                                 [options["seed"], STREAM_BABBLE, 1 << 20, noise_index, int(t), int(j)])
                 for j in sentences]
         out.append({"utterances": utts, "offset": int(rng.integers(0, SAMPLE_RATE)),
@@ -315,7 +428,9 @@ def _babble_talkers(options, root, rng, talkers, noise_index):
 
 def _plan_noises(data_folder, options, root):
     """(task, row) of every noise file: white, pink, brown and babble in turn."""
-    talkers = [sample_speaker(options["seed"], i, options["speaker_spread"], babble=True)
+    pool = voice_pools(options["held_out"])["in_generator"]
+    talkers = [sample_speaker(options["seed"], _STREAM["babble"], i, pool, options["speaker_spread"],
+                              options["voice_space"])
                for i in range(options["n_babble_speakers"])]
     noises = []
     for i in range(options["n_noise"]):
@@ -327,7 +442,7 @@ def _plan_noises(data_folder, options, root):
         task = {"path": os.path.join(data_folder, "noise", noise_id + ".wav"),
                 "duration": float(rng.uniform(6.0, 10.0)), "espeak_root": root}
         if kind == "babble":
-            task.update(kind="babble", talkers=_babble_talkers(options, root, rng, talkers, i))
+            task.update(kind="babble", talkers=_babble_talkers(options, root, rng, talkers, pool, i))
         else:
             task.update(kind="noise", alpha=NOISE_ALPHA[kind], noise_seed=int(rng.integers(0, 2 ** 63 - 1)))
         noises.append((task, {"ID": noise_id, "path": task["path"]}))
@@ -348,7 +463,7 @@ def _plan_rirs(data_folder, options):
 
 def _plan(data_folder, options, root):
     """Every file of the corpus as (task, row) pairs; pure function of the options."""
-    splits = split_speakers(options["n_train"], options["n_valid"], options["n_eval"])
+    splits = split_speakers(*(options[k] for k in _COUNTS[:5]))
     utterances = _plan_utterances(data_folder, options, root, splits)
     return utterances, _plan_noises(data_folder, options, root), _plan_rirs(data_folder, options), splits
 
@@ -356,23 +471,63 @@ def _plan(data_folder, options, root):
 # ------------------------------------------------------------------------ generation
 
 
-def _check_marker(data_folder, content):
-    marker = os.path.join(data_folder, DATA_MARKER)
+def _flat(value, prefix=""):
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out.update(_flat(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def differing_keys(old, new):
+    """``key: old -> new`` for every (nested) key whose value differs, sorted.
+
+    Example
+    -------
+    >>> differing_keys({"format": 1, "a": {"b": 1}}, {"format": 2, "a": {"b": 1}, "c": 3})
+    ['c: (absent) -> 3', 'format: 1 -> 2']
+    """
+    old, new = _flat(old or {}), _flat(new or {})
+    missing = "(absent)"
+    return [f"{k}: {old.get(k, missing)} -> {new.get(k, missing)}" for k in sorted(set(old) | set(new))
+            if old.get(k, missing) != new.get(k, missing)]
+
+
+def _read_marker(data_folder):
     try:
-        with open(marker) as f:
-            info = json.load(f)
+        with open(os.path.join(data_folder, DATA_MARKER)) as f:
+            return json.load(f)
     except (FileNotFoundError, json.JSONDecodeError):
-        info = None
-    if info is not None and info.get("content_options") != content:
-        raise PreparationError(
-            f"{data_folder} holds a SynthEmo corpus generated with other options "
-            f"({info.get('content_options')}); generate {content} into another data_folder or delete it"
-        )
-    return info
+        return None
+
+
+def _clear_corpus(data_folder):
+    """Remove what a SynthEmo generation wrote in ``data_folder`` (speaker folders, noise, rir, eSpeak copy, marker)."""
+    for name in os.listdir(data_folder):
+        path = os.path.join(data_folder, name)
+        if os.path.isdir(path) and (_SPEAKER_FOLDER.fullmatch(name) or name in ("noise", "rir", ".espeak-data")):
+            shutil.rmtree(path)
+    os.remove(os.path.join(data_folder, DATA_MARKER))
+
+
+def _check_marker(data_folder, content, regenerate):
+    info = _read_marker(data_folder)
+    if info is None or info.get("content_options") == content:
+        return
+    if regenerate:
+        logger.warning("%s: clearing a SynthEmo corpus of other settings to regenerate it", data_folder)
+        _clear_corpus(data_folder)
+        return
+    differences = differing_keys(info.get("content_options"), content)
+    raise PreparationError(
+        f"{data_folder} holds a SynthEmo corpus generated with other settings ({'; '.join(differences)}): "
+        f"generate into another data_folder, delete it, or regenerate it (regenerate=True, "
+        f"python -m data_prep.synthemo {data_folder} --regenerate ...)"
+    )
 
 
 def _write_marker(data_folder, content, options, totals=None):
-    # Not atomic_write_json: the marker's bytes stay those of earlier versions (no final newline).
     with atomic_write(os.path.join(data_folder, DATA_MARKER)) as f:
         json.dump({"content_options": content, "options": options, "complete": totals is not None,
                    "totals": totals}, f, indent=2, sort_keys=True)
@@ -418,24 +573,31 @@ def _with_duration(rows, lengths):
     return out
 
 
-def _generate(data_folder, options, num_workers, progress):
+def _render_missing(data_folder, options, num_workers, progress):
+    """Plan the corpus, render the files that do not exist; return the plan and the new files' lengths."""
+    root = espeak.prepare_espeak_root(os.path.join(data_folder, ".espeak-data"))
+    utterances, noises, rirs, splits = _plan(data_folder, options, root)
+    everything = utterances + noises + rirs
+    for folder in sorted({os.path.dirname(task["path"]) for task, _ in everything}):
+        os.makedirs(folder, exist_ok=True)
+    todo = [task for task, _ in everything if not os.path.exists(task["path"])]
+    lengths = _run_tasks(todo, num_workers, progress)
+    espeak.clear_variants(root)
+    espeak.engine.cache_clear()
+    return (utterances, noises, rirs, splits), lengths, len(todo)
+
+
+def _generate(data_folder, options, num_workers, progress, regenerate=False):
     """Generate what is missing; return (summary, utterance rows, noise rows, rir rows)."""
     start = time.time()
     data_folder = os.path.abspath(data_folder)
     content = _content_options(options)
     with prep_lock(data_folder, lock_file=DATA_LOCK):
-        _check_marker(data_folder, content)
+        _check_marker(data_folder, content, regenerate)
         _write_marker(data_folder, content, options)
         _remove_stale_temporaries(data_folder)
-        root = espeak.prepare_espeak_root(os.path.join(data_folder, ".espeak-data"))
-        utterances, noises, rirs, splits = _plan(data_folder, options, root)
-        everything = utterances + noises + rirs
-        for task, _ in everything:
-            os.makedirs(os.path.dirname(task["path"]), exist_ok=True)
-        todo = [task for task, _ in everything if not os.path.exists(task["path"])]
-        lengths = _run_tasks(todo, num_workers, progress)
-        espeak.clear_variants(root)
-        espeak.engine.cache_clear()
+        (utterances, noises, rirs, splits), lengths, n_new = _render_missing(data_folder, options, num_workers,
+                                                                            progress)
         utt_rows = _with_duration([row for _, row in utterances], lengths)
         noise_rows = _with_duration([row for _, row in noises], lengths)
         rir_rows = _with_duration([row for _, row in rirs], lengths)
@@ -452,8 +614,8 @@ def _generate(data_folder, options, num_workers, progress):
         "emotions": list(options["emotions"]),
         "n_sentences": options["n_sentences"],
         **totals,
-        "n_generated": len(todo),
-        "n_skipped": len(everything) - len(todo),
+        "n_generated": n_new,
+        "n_skipped": len(utterances) + len(noises) + len(rirs) - n_new,
         "seconds": round(time.time() - start, 2),
     }
     return summary, utt_rows, noise_rows, rir_rows
@@ -462,60 +624,27 @@ def _generate(data_folder, options, num_workers, progress):
 # ----------------------------------------------------------------------- public API
 
 
-def generate_synthemo(
-    data_folder,
-    n_train=60,
-    n_valid=10,
-    n_eval=20,
-    n_sentences=20,
-    emotions=EMOTIONS,
-    seed=1234,
-    speaker_spread=DEFAULT_SPEAKER_SPREAD,
-    snr_db=DEFAULT_SNR_DB,
-    n_noise=24,
-    n_rir=40,
-    progress=True,
-    num_workers=None,
-    channel=True,
-    tilt_db=2.0,
-    highpass_hz=(50.0, 250.0),
-    lowpass_hz=(4500.0, 7800.0),
-    n_babble_speakers=8,
-    session_tilt_db=0.5,
-):
-    """Generate the SynthEmo audio under ``data_folder`` (idempotent).
+def generate_synthemo(data_folder, progress=True, num_workers=None, regenerate=False, **options):
+    """Generate the SynthEmo audio under ``data_folder`` (idempotent, resumable).
 
     Files that exist are complete (each is written under a temporary name and
-    renamed) and are skipped; a second call with the same options writes nothing.
-    A folder generated with options that change file contents is refused.
+    renamed) and are skipped; a second call with the same options writes nothing,
+    an interrupted one resumes. A folder generated with options that change file
+    contents is refused with the differing keys, unless ``regenerate``.
 
     Arguments
     ---------
     data_folder : str
         Corpus root.
-    n_train, n_valid, n_eval : int
-        Speakers per split (disjoint; ``S0001``... in that order).
-    n_sentences : int
-        Sentences per emotion (the first ``n_sentences`` of :data:`~data_prep.voices.SENTENCES`).
-    emotions : sequence of str
-        Keys of :data:`~data_prep.voices.EMOTION_PRESETS`; their order fixes the utterance numbers.
-    seed : int
-        Seed of everything.
-    speaker_spread : float
-        Difficulty knob: scale of the per-speaker voice deviations (smaller is harder;
-        the default was tuned on the valid speakers, see recipes/SynthEmo/README.md).
-    snr_db : (float, float) or None
-        Range of the per-utterance channel-noise SNR; None for no noise.
-    n_noise, n_rir : int
-        Sizes of the noise set (white, pink, brown, babble in turn) and of the RIR set.
-    progress, num_workers : bool, int or None
-        tqdm progress bar; worker processes (default: up to 2; the output does not depend on it).
-    channel, tilt_db, highpass_hz, lowpass_hz, session_tilt_db
-        Recording channel on or off; per-speaker tilt in ``[-tilt_db, tilt_db]`` dB/octave
-        and band-pass edges drawn from the two ranges; per (speaker, emotion) session a
-        tilt change in ``[-session_tilt_db, session_tilt_db]`` and a gain in [-6, 0] dB.
-    n_babble_speakers : int
-        Extra talkers (in no split) that make up the babble noise.
+    progress : bool
+        Show a tqdm progress bar.
+    num_workers : int or None
+        Worker processes (default: up to 2); the output does not depend on it.
+    regenerate : bool
+        Clear a corpus of other settings in ``data_folder`` and generate this one.
+    **options
+        The corpus options of the module docstring (:data:`GENERATION_DEFAULTS`);
+        an unknown name is an error that names it.
 
     Returns
     -------
@@ -527,19 +656,21 @@ def generate_synthemo(
     -------
     >>> import tempfile
     >>> d = tempfile.mkdtemp()
-    >>> s = generate_synthemo(d, n_train=1, n_valid=0, n_eval=0, n_sentences=1, emotions=("neutral",),
-    ...                       n_noise=0, n_rir=0, progress=False, num_workers=1)
-    >>> wav = os.path.join(d, "S0001", "Neutral", "S0001_000001.wav")
-    >>> s["n_utterances"], s["n_generated"], os.path.exists(wav)
+    >>> tiny = dict(n_train=1, n_valid=0, n_eval=0, n_ood_valid=0, n_ood=0, n_sentences=1, emotions=("neutral",),
+    ...             n_noise=0, n_rir=0, progress=False, num_workers=1)
+    >>> s = generate_synthemo(d, **tiny)
+    >>> s["n_utterances"], s["n_generated"], os.path.exists(os.path.join(d, "S0001", "Neutral", "S0001_000001.wav"))
     (1, 1, True)
-    >>> generate_synthemo(d, n_train=1, n_valid=0, n_eval=0, n_sentences=1, emotions=("neutral",),
-    ...                   n_noise=0, n_rir=0, progress=False, num_workers=1)["n_generated"]
+    >>> generate_synthemo(d, **tiny)["n_generated"]
     0
+    >>> try:
+    ...     generate_synthemo(d, speaker_sprad=0.5)
+    ... except ValueError as err:
+    ...     print(err)
+    generate_synthemo: unknown SynthEmo option 'speaker_sprad' (did you mean 'speaker_spread'?)
     """
-    options = _generation_options(n_train, n_valid, n_eval, n_sentences, emotions, seed, speaker_spread,
-                                  snr_db, n_noise, n_rir, channel, tilt_db, highpass_hz, lowpass_hz,
-                                  n_babble_speakers, session_tilt_db)
-    summary, _, _, _ = _generate(data_folder, options, num_workers, progress)
+    _check_option_names(options, "generate_synthemo")
+    summary, _, _, _ = _generate(data_folder, _generation_options(options), num_workers, progress, regenerate)
     return summary
 
 
@@ -556,26 +687,33 @@ def _write_augment_csv(path, rows):
             writer.writerow([row["ID"], f"{row['duration']:.3f}", os.path.abspath(row["path"]), "wav", ""])
 
 
-def _generation_defaults():
-    import inspect
-
-    params = inspect.signature(generate_synthemo).parameters
-    return {k: v.default for k, v in params.items() if k not in ("data_folder", "progress", "num_workers")}
-
-
 def _corpus_complete(data_folder, options):
-    try:
-        with open(os.path.join(data_folder, DATA_MARKER)) as f:
-            info = json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False
-    return bool(info.get("complete")) and info.get("options") == options
+    info = _read_marker(data_folder)
+    return info is not None and bool(info.get("complete")) and info.get("options") == options
+
+
+SPEAKER_COLUMNS = ("spk_id", "split", "gender", "base", "klatt", "accent", "vtl", "f0_low_hz", "f0_high_hz",
+                   "rate_wpm", "breath", "roughness", "flutter", "tilt", "intonation", "expressiveness")
+
+
+def _write_speakers(path, utt_rows):
+    """``speakers.csv``: each speaker's main voice-space coordinates (for analysis; no recipe reads it)."""
+    voices = {}
+    for row in utt_rows:
+        voices.setdefault(row["spk_id"], (row["split"], row["voice"]))
+    with atomic_write(path, newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(SPEAKER_COLUMNS)
+        for spk, (split, v) in voices.items():
+            writer.writerow([spk, split, v["gender"], v["base"], v["klatt"], v["accent"], v["vtl"], *v["pitch"],
+                             v["rate"], v["breath"], v["roughness"], v["flutter"], v["tilt"], v["intonation"],
+                             v["expressiveness"]])
 
 
 def _write_outputs(save_folder, data_folder, utt_rows, noise_rows, rir_rows, seed, nontargets_per_target):
-    """Manifests, trial lists and augmentation CSVs; return their paths relative to ``save_folder``."""
+    """Manifests, trial lists, speakers.csv and augmentation CSVs; return their paths relative to ``save_folder``."""
     outputs = []
-    by_split = {"train": [], "valid": [], "eval": []}
+    by_split = {split: [] for split in SPLITS}
     for row in utt_rows:
         by_split[row["split"]].append({
             "ID": row["ID"], "duration": row["duration"], "wav": data_root_path(row["path"], data_folder),
@@ -591,20 +729,24 @@ def _write_outputs(save_folder, data_folder, utt_rows, noise_rows, rir_rows, see
             rel = os.path.join("trials", split, f"{condition}.txt")
             write_trials(os.path.join(save_folder, rel), trials)
             outputs.append(rel)
+    _write_speakers(os.path.join(save_folder, "speakers.csv"), utt_rows)
     _write_augment_csv(os.path.join(save_folder, "noise.csv"), noise_rows)
     _write_augment_csv(os.path.join(save_folder, "rir.csv"), rir_rows)
-    return outputs + ["noise.csv", "rir.csv"]
+    return outputs + ["speakers.csv", "noise.csv", "rir.csv"]
 
 
-def prepare_synthemo(data_folder, save_folder, seed=1234, nontargets_per_target=3, **generation_options):
+def prepare_synthemo(data_folder, save_folder, seed=1234, nontargets_per_target=20, regenerate=False, progress=True,
+                     num_workers=None, **options):
     """Generate SynthEmo if needed, then write manifests, trials, noise.csv and rir.csv.
 
     Outputs in ``save_folder`` (see :mod:`data_prep.common`): ``train.csv``,
-    ``valid.csv``, ``eval.csv`` with extra columns ``emotion, text`` and wav paths
-    as ``$data_root/...``; ``trials/{valid,eval}/<condition>.txt`` for every
-    condition of :func:`data_prep.common.emotion_trials`; ``noise.csv`` and
-    ``rir.csv`` (absolute wav paths); ``prepare.json`` last.
-    Idempotent and safe to run concurrently on the same folders.
+    ``valid.csv``, ``eval.csv``, ``ood_valid.csv``, ``ood.csv`` with extra columns
+    ``emotion, text`` and wav paths as ``$data_root/...``;
+    ``trials/{valid,eval,ood_valid,ood}/<condition>.txt`` for every condition of
+    :func:`data_prep.common.emotion_trials`; ``noise.csv`` and ``rir.csv``
+    (absolute wav paths); ``speakers.csv`` (each speaker's split, gender, base,
+    accent and main continuous coordinates); ``prepare.json`` last. Idempotent and
+    safe to run concurrently on the same folders.
 
     Arguments
     ---------
@@ -616,8 +758,10 @@ def prepare_synthemo(data_folder, save_folder, seed=1234, nontargets_per_target=
         Seed of the corpus and of the trial pairing.
     nontargets_per_target : int
         Non-target trials per target trial.
-    **generation_options
-        Further arguments of :func:`generate_synthemo`.
+    regenerate, progress, num_workers
+        As in :func:`generate_synthemo`.
+    **options
+        The corpus options of :func:`generate_synthemo`.
 
     Returns
     -------
@@ -628,20 +772,18 @@ def prepare_synthemo(data_folder, save_folder, seed=1234, nontargets_per_target=
     -------
     >>> import tempfile
     >>> d, s = tempfile.mkdtemp(), tempfile.mkdtemp()
-    >>> out = prepare_synthemo(d, s, n_train=2, n_valid=2, n_eval=2, n_sentences=2,
-    ...                        emotions=("neutral", "sad"), n_noise=1, n_rir=1, progress=False, num_workers=1)
+    >>> out = prepare_synthemo(d, s, n_train=2, n_valid=2, n_eval=2, n_sentences=2, emotions=("neutral", "sad"),
+    ...                        n_noise=1, n_rir=1, progress=False, num_workers=1)
     >>> sorted(p for p in out["outputs"] if not p.startswith("trials"))
-    ['eval.csv', 'noise.csv', 'rir.csv', 'train.csv', 'valid.csv']
-    >>> "trials/eval/neutral_emotional.txt" in out["outputs"]
+    ['eval.csv', 'noise.csv', 'ood.csv', 'ood_valid.csv', 'rir.csv', 'speakers.csv', 'train.csv', 'valid.csv']
+    >>> "trials/ood/neutral_emotional.txt" in out["outputs"]
     True
     """
-    progress = generation_options.pop("progress", True)
-    num_workers = generation_options.pop("num_workers", None)
-    defaults = _generation_defaults()
-    unknown = sorted(set(generation_options) - set(defaults))
-    if unknown:
-        raise TypeError(f"prepare_synthemo() got unknown generation options {unknown}")
-    options = _generation_options(**{**defaults, **generation_options, "seed": seed})
+    _check_option_names(options, "prepare_synthemo")
+    if isinstance(nontargets_per_target, bool) or not isinstance(nontargets_per_target, int) \
+            or nontargets_per_target < 1:
+        raise SynthEmoSettingError(f"nontargets_per_target must be an integer >= 1, got {nontargets_per_target!r}")
+    options = _generation_options({**options, "seed": seed})
     data_folder = os.path.abspath(data_folder)
     prep_options = {"corpus": "synthemo", "data_folder": data_folder,
                     "nontargets_per_target": nontargets_per_target, **options}
@@ -652,7 +794,7 @@ def prepare_synthemo(data_folder, save_folder, seed=1234, nontargets_per_target=
                 outputs = json.load(f)["outputs"]
             logger.info("SynthEmo already prepared in %s", save_folder)
             return {"options": prep_options, "outputs": outputs}
-        _, utt_rows, noise_rows, rir_rows = _generate(data_folder, options, num_workers, progress)
+        _, utt_rows, noise_rows, rir_rows = _generate(data_folder, options, num_workers, progress, regenerate)
         outputs = _write_outputs(save_folder, data_folder, utt_rows, noise_rows, rir_rows, seed,
                                  nontargets_per_target)
         mark_prepared(save_folder, prep_options, outputs)
@@ -663,23 +805,25 @@ def prepare_synthemo(data_folder, save_folder, seed=1234, nontargets_per_target=
 
 
 def _parser(prog):
+    d = GENERATION_DEFAULTS
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("data_folder")
     parser.add_argument("save_folder", nargs="?")
-    parser.add_argument("--n-train", type=int, default=60)
-    parser.add_argument("--n-valid", type=int, default=10)
-    parser.add_argument("--n-eval", type=int, default=20)
-    parser.add_argument("--n-sentences", type=int, default=20)
+    for key in ("n_train", "n_valid", "n_eval", "n_ood_valid", "n_ood", "n_sentences", "n_noise", "n_rir",
+                "n_babble_speakers"):
+        parser.add_argument("--" + key.replace("_", "-"), type=int, default=d[key])
     parser.add_argument("--emotions", default=",".join(EMOTIONS), help="comma-separated")
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--speaker-spread", type=float, default=DEFAULT_SPEAKER_SPREAD)
-    parser.add_argument("--snr-db", type=float, nargs=2, default=DEFAULT_SNR_DB, metavar=("LOW", "HIGH"))
+    parser.add_argument("--seed", type=int, default=d["seed"])
+    parser.add_argument("--speaker-spread", type=float, default=d["speaker_spread"])
+    parser.add_argument("--voice-space", type=json.loads, default=None, help='JSON, e.g. \'{"vtl_sd": 0.05}\'')
+    parser.add_argument("--held-out", type=json.loads, default=None, help="JSON overrides of voices.HELD_OUT")
+    parser.add_argument("--snr-db", type=float, nargs=2, default=d["snr_db"], metavar=("LOW", "HIGH"))
     parser.add_argument("--no-noise", action="store_true", help="no per-utterance channel noise")
     parser.add_argument("--no-channel", action="store_true", help="no recording-channel filter")
-    parser.add_argument("--tilt-db", type=float, default=2.0, help="per-speaker tilt range, dB/octave")
-    parser.add_argument("--session-tilt-db", type=float, default=0.5, help="session tilt change, dB/oct")
-    parser.add_argument("--n-noise", type=int, default=24)
-    parser.add_argument("--n-rir", type=int, default=40)
+    parser.add_argument("--tilt-db", type=float, default=d["tilt_db"], help="per-speaker tilt range, dB/octave")
+    parser.add_argument("--session-tilt-db", type=float, default=d["session_tilt_db"], help="session tilt, dB/oct")
+    parser.add_argument("--nontargets-per-target", type=int, default=20, help="with a save folder")
+    parser.add_argument("--regenerate", action="store_true", help="clear a corpus of other settings first")
     parser.add_argument("--num-workers", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="do not print the summary")
@@ -699,18 +843,19 @@ def main(argv=None, prog="python -m data_prep.synthemo"):
     0
     """
     args = _parser(prog).parse_args(argv)
-    kwargs = dict(
-        n_train=args.n_train, n_valid=args.n_valid, n_eval=args.n_eval, n_sentences=args.n_sentences,
-        emotions=tuple(e for e in args.emotions.split(",") if e), speaker_spread=args.speaker_spread,
-        snr_db=None if args.no_noise else tuple(args.snr_db), n_noise=args.n_noise, n_rir=args.n_rir,
-        channel=not args.no_channel, tilt_db=args.tilt_db, session_tilt_db=args.session_tilt_db,
-        progress=not args.no_progress, num_workers=args.num_workers,
-    )
+    options = {key: getattr(args, key) for key in ("n_train", "n_valid", "n_eval", "n_ood_valid", "n_ood",
+                                                    "n_sentences", "n_noise", "n_rir", "n_babble_speakers",
+                                                    "speaker_spread", "voice_space", "held_out", "tilt_db",
+                                                    "session_tilt_db")}
+    options.update(emotions=tuple(e for e in args.emotions.split(",") if e), channel=not args.no_channel,
+                   snr_db=None if args.no_noise else tuple(args.snr_db))
+    run = dict(progress=not args.no_progress, num_workers=args.num_workers, regenerate=args.regenerate)
     if args.save_folder:
-        result = prepare_synthemo(args.data_folder, args.save_folder, seed=args.seed, **kwargs)
+        result = prepare_synthemo(args.data_folder, args.save_folder, seed=args.seed,
+                                  nontargets_per_target=args.nontargets_per_target, **run, **options)
         summary = {"save_folder": os.path.abspath(args.save_folder), "outputs": len(result["outputs"])}
     else:
-        summary = generate_synthemo(args.data_folder, seed=args.seed, **kwargs)
+        summary = generate_synthemo(args.data_folder, seed=args.seed, **run, **options)
     if not args.quiet:
         print(json.dumps(summary, indent=2))
     return 0

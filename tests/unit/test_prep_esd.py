@@ -64,7 +64,6 @@ def test_default_split_manifests_and_trials(corpus, tmp_path):
         "same_emotion.txt",
         "test_angry.txt",
         "test_happy.txt",
-        "test_neutral.txt",
         "test_sad.txt",
         "test_surprise.txt",
     ]
@@ -170,7 +169,6 @@ def test_idempotent_then_emotion_subset(corpus, tmp_path):
         "neutral_emotional.txt",
         "neutral_neutral.txt",
         "same_emotion.txt",
-        "test_neutral.txt",
         "test_sad.txt",
     ]
     with pytest.raises(PreparationError, match="unknown emotion"):
