@@ -1,12 +1,13 @@
 """Speed of the Resemblyzer anchor (``speechbrain_ext.anchor``) on SynthEmo utterances, 1 and 2 threads.
 
-Each thread count runs in a fresh subprocess with ``OMP_NUM_THREADS`` set before torch and numpy
-load (their thread pools are sized at import). The subprocess reads the utterances once (not
-timed), embeds the first one (numba compiles librosa's kernels on a machine's first call and
-caches them), then times ``repeats`` passes of ``ResemblyzerEncoder.embed`` over every utterance:
-preprocessing (volume + WebRTC VAD) and ``embed_utterance`` (mel spectrogram + LSTM) are timed
-separately in a further pass. Utterances/s and the real-time factor (processing seconds per
-second of audio) come from the median pass.
+Each measurement is a fresh subprocess with ``OMP_NUM_THREADS`` set before torch and numpy
+load (their thread pools are sized at import). It reads the utterances (not timed), embeds the
+first one (librosa's numba kernels load on first use; they are compiled on an install's first
+run and cached on disk), then times one pass of ``ResemblyzerEncoder.embed`` over every
+utterance, its preprocessing (volume + WebRTC VAD) and ``embed_utterance`` (mel spectrogram +
+LSTM) timed apart. The processes of the thread counts are interleaved over ``--rounds`` rounds
+(the load of a shared machine drifts); utterances/s and the real-time factor (processing
+seconds per second of audio) come from the median pass of each thread count.
 
 The utterances are those of a small SynthEmo corpus's *valid* split, generated into a temporary
 folder unless ``--data-folder`` and ``--manifest`` name an existing one.
@@ -34,8 +35,8 @@ SECTION = "## Resemblyzer anchor"
 CORPUS = {"n_train": 2, "n_valid": 6, "n_eval": 2, "n_sentences": 4}
 
 
-def worker(manifest, data_folder, limit, repeats):
-    """Timings of one process (its thread count is ``OMP_NUM_THREADS``); returns a dict."""
+def worker(manifest, data_folder, limit):
+    """One timed pass in this process (its thread count is ``OMP_NUM_THREADS``); returns a dict."""
     sys.path.insert(0, ROOT)
     start = time.perf_counter()
     import torch
@@ -50,14 +51,8 @@ def worker(manifest, data_folder, limit, repeats):
     first = time.perf_counter()
     encoder.embed(signals[0])
     first = time.perf_counter() - first
-    passes = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for wav in signals:
-            encoder.embed(wav)
-        passes.append(time.perf_counter() - t0)
     prepare = lstm = 0.0
-    for wav in signals:
+    for wav in signals:  # encoder.embed, its two halves timed apart
         t0 = time.perf_counter()
         prepared = encoder.prepare(wav)
         t1 = time.perf_counter()
@@ -71,19 +66,37 @@ def worker(manifest, data_folder, limit, repeats):
         "audio_seconds": sum(len(w) for w in signals) / anchor.SAMPLE_RATE,
         "import_and_load_s": loaded,
         "first_utterance_s": first,
-        "passes_s": passes,
         "prepare_s": prepare,
         "embed_utterance_s": lstm,
     }
 
 
-def run_worker(threads, manifest, data_folder, limit, repeats):
-    """Run :func:`worker` in a subprocess with ``OMP_NUM_THREADS=threads``."""
+def run_worker(threads, manifest, data_folder, limit):
+    """Run :func:`worker` in a fresh subprocess with ``OMP_NUM_THREADS=threads``."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     command = [sys.executable, os.path.abspath(__file__), "--worker", "--manifest", manifest,
-               "--data-folder", data_folder, "--limit", str(limit), "--repeats", str(repeats)]
+               "--data-folder", data_folder, "--limit", str(limit)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(threads, manifest, data_folder, limit, rounds):
+    """Rounds of one process per thread count, interleaved (the load of a shared machine drifts).
+
+    Returns one record per thread count: the worker's fields, each a median over the rounds,
+    and ``pass_s``, the median time of a pass.
+    """
+    runs = {k: [] for k in threads}
+    for _ in range(rounds):
+        for k in threads:
+            runs[k].append(run_worker(k, manifest, data_folder, limit))
+    records = []
+    for k, done in runs.items():
+        record = {key: statistics.median(r[key] for r in done) for key in done[0] if key != "omp_num_threads"}
+        record["omp_num_threads"] = str(k)
+        record["pass_s"] = statistics.median(r["prepare_s"] + r["embed_utterance_s"] for r in done)
+        records.append(record)
+    return records
 
 
 def table(results):
@@ -92,7 +105,7 @@ def table(results):
     Example
     -------
     >>> r = {"omp_num_threads": "1", "torch_threads": 1, "utterances": 2, "audio_seconds": 5.0,
-    ...      "import_and_load_s": 2.0, "first_utterance_s": 1.0, "passes_s": [0.05, 0.04, 0.06],
+    ...      "import_and_load_s": 2.0, "first_utterance_s": 1.0, "pass_s": 0.05,
     ...      "prepare_s": 0.01, "embed_utterance_s": 0.05}
     >>> print(table([r]).splitlines()[2])
     | 1 | 1 | 40.0 | 0.0100 | 100x | 25.0 | 17 % | 2.0 s | 1.00 s |
@@ -103,7 +116,7 @@ def table(results):
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        median = statistics.median(r["passes_s"])
+        median = r["pass_s"]
         rtf = median / r["audio_seconds"]
         share = r["prepare_s"] / (r["prepare_s"] + r["embed_utterance_s"])
         lines.append(
@@ -132,17 +145,17 @@ def main(argv=None):
     parser.add_argument("--manifest", help="manifest of the utterances (default: generate a small SynthEmo)")
     parser.add_argument("--data-folder", help="its $data_root")
     parser.add_argument("--limit", type=int, default=120, help="at most this many utterances")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="processes per thread count, interleaved")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--write", action="store_true", help="write the section of bench/README.md")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.manifest, args.data_folder, args.limit, args.repeats)))
+        print(json.dumps(worker(args.manifest, args.data_folder, args.limit)))
         return
     manifest, data_folder = corpus(args)
     load = os.getloadavg()[0]
-    results = [run_worker(k, manifest, data_folder, args.limit, args.repeats) for k in args.threads]
+    results = measure(args.threads, manifest, data_folder, args.limit, args.rounds)
     import numpy
     import torch
 
@@ -156,14 +169,14 @@ def main(argv=None):
         f"{load:.1f} at the start), Python {platform.python_version()}, torch {torch.__version__}, "
         f"numpy {numpy.__version__}, resemblyzer 0.1.4 on CPU. {first['utterances']} utterances of a "
         f"SynthEmo valid split ({first['audio_seconds']:.0f} s of audio, {CORPUS}), "
-        f"`ResemblyzerEncoder.embed` with Resemblyzer's preprocessing; median of {args.repeats} passes, "
-        "each thread count in a fresh process.",
+        f"`ResemblyzerEncoder.embed` with Resemblyzer's preprocessing; one pass per process, median of "
+        f"{args.rounds} processes per thread count, interleaved.",
         "",
         table(results),
         "",
     ]
     if len(results) > 1:
-        ratio = statistics.median(results[0]["passes_s"]) / statistics.median(results[-1]["passes_s"])
+        ratio = results[0]["pass_s"] / results[-1]["pass_s"]
         body += [f"Speed-up of {results[-1]['omp_num_threads']} threads over {first['omp_num_threads']}: "
                  f"{ratio:.2f}x.", ""]
     body += [
