@@ -179,6 +179,10 @@ def main(argv=None):
         ratio = results[0]["pass_s"] / results[-1]["pass_s"]
         body += [f"Speed-up of {results[-1]['omp_num_threads']} threads over {first['omp_num_threads']}: "
                  f"{ratio:.2f}x.", ""]
+        if ratio < 1:
+            body += ["More threads were slower here: the LSTM runs 160 steps of small matrix products per "
+                     "1.6 s window, and each step's OpenMP threads wait for one another whenever another "
+                     "process holds a core. On a shared machine run the anchor with `OMP_NUM_THREADS=1`.", ""]
     body += [
         "The real-time factor is processing time over audio time (lower is faster). The first utterance "
         "of a process includes loading librosa's numba kernels (compiled on an install's first run and "

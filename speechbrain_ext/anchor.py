@@ -25,7 +25,9 @@ declares ``webrtcvad``, a source-only package that needs a C compiler, so it is 
 imported lazily, and :func:`evaluate_anchor` writes a report that says the anchor row was
 skipped and why.
 
-Threads: Resemblyzer runs on torch and numpy, which follow ``OMP_NUM_THREADS``.
+Threads: Resemblyzer runs on torch and numpy, which follow ``OMP_NUM_THREADS``. Its LSTM
+gains nothing from a second thread on a shared machine and can lose much
+(``bench/bench_anchor.py``): run it with ``OMP_NUM_THREADS=1`` there.
 """
 
 import argparse
