@@ -8,10 +8,13 @@ THREADS ?= 2
 
 .PHONY: demo test lint unit reliability bench ablation-contrastive ablation-emotion clean
 
+# Resemblyzer (the reports' external anchor) goes in without its declared deps: setup.cfg's
+# `anchor` extra brings the ones it needs (webrtcvad-wheels in place of the source-only webrtcvad).
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,onnx]'
+	$(PY) -m pip install --quiet -e '.[test,onnx,anchor]'
+	$(PY) -m pip install --quiet --no-deps resemblyzer==0.1.4
 	touch $(STAMP)
 
 demo: $(STAMP)
