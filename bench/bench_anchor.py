@@ -42,7 +42,7 @@ def worker(manifest, data_folder, limit):
     import torch
 
     from speechbrain_ext import anchor
-    from speechbrain_ext import verification as evaluation
+    from speechbrain_ext import evaluation
 
     encoder = anchor.ResemblyzerEncoder()
     loaded = time.perf_counter() - start

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from speechbrain_ext import anchor
-from speechbrain_ext import verification as evaluation
+from speechbrain_ext import evaluation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODULES = ("resemblyzer", "resemblyzer.audio", "resemblyzer.hparams", "resemblyzer.voice_encoder")
