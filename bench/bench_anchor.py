@@ -41,8 +41,7 @@ def worker(manifest, data_folder, limit):
     start = time.perf_counter()
     import torch
 
-    from speechbrain_ext import anchor
-    from speechbrain_ext import evaluation
+    from speechbrain_ext import anchor, evaluation
 
     encoder = anchor.ResemblyzerEncoder()
     loaded = time.perf_counter() - start

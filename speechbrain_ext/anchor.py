@@ -44,8 +44,11 @@ import numpy as np
 import torch
 
 from speechbrain_ext import data as sx_data
-from speechbrain_ext import files, report
-from speechbrain_ext import evaluation  # the evaluation stage: the one import of it here
+from speechbrain_ext import (
+    evaluation,  # the evaluation stage: the one import of it here
+    files,
+    report,
+)
 from speechbrain_ext.errors import SpeechBrainExtError
 
 __all__ = [

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechbrain_ext import anchor
-from speechbrain_ext import evaluation
+from speechbrain_ext import anchor, evaluation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODULES = ("resemblyzer", "resemblyzer.audio", "resemblyzer.hparams", "resemblyzer.voice_encoder")
