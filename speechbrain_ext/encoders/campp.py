@@ -142,7 +142,7 @@ class CAMLayer(nn.Module):
         self.linear2 = nn.Conv1d(bn_channels // reduction, out_channels, 1)
         self.seg_len = seg_len
 
-    def segment_means(self, x, mask):
+    def _segment_means(self, x, mask):
         """Mean of the real frames of each ``seg_len`` segment, repeated over its frames."""
         m = mask.unsqueeze(1)
         # The pooling divisor cancels in the ratio, so the last, partial segment averages
@@ -157,7 +157,7 @@ class CAMLayer(nn.Module):
         """``x [B, C, T]``, ``mask [B, T]`` → ``[B, out_channels, T]``."""
         x = x * mask.unsqueeze(1)
         y = self.linear_local(x)
-        context = masked_mean(x, mask).unsqueeze(2) + self.segment_means(x, mask)
+        context = masked_mean(x, mask).unsqueeze(2) + self._segment_means(x, mask)
         gate = torch.sigmoid(self.linear2(F.relu(self.linear1(context))))
         return y * gate
 

@@ -7,6 +7,8 @@ comparison fails without the mechanism.
 """
 
 import math
+import os
+import sys
 
 import pytest
 import torch
@@ -24,21 +26,13 @@ from speechbrain_ext.batching import (
 )
 from speechbrain_ext.encoders import CAMPPlus, ResNet34
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_encoders import perturb_batchnorm  # noqa: E402
+
 TOLERANCE = 1e-4  # issue #14: max |alone - batched| <= 1e-4
 # 16150 samples: 101 frames alone, but 16150 / 47777 * 299 = 101.07 frames for the naive
 # lengths, so SpeechBrain counts a padded frame as real; the others differ by padding only.
 SIZES = (47777, 16150, 33001, 24000)
-
-
-def perturb_batchnorm(module, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
-            m.running_mean.copy_(0.3 * torch.randn(m.running_mean.shape, generator=gen))
-            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=gen))
-            if m.affine:
-                m.bias.data.copy_(0.3 * torch.randn(m.bias.shape, generator=gen))
-    return module.eval()
 
 
 ENCODERS = {
