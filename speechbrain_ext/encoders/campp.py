@@ -19,7 +19,7 @@ arXiv:2303.00332, Fig. 1):
   non-affine BatchNorm to the embedding.
 
 At 80 mel bands and 512-dimensional embeddings (3D-Speaker's VoxCeleb and CN-Celeb
-configurations) this is 7,176,224 parameters, the 7.18 M of 3D-Speaker's CN-Celeb table;
+configurations) this is 7,176,224 parameters, the 7.18 M of egs/cnceleb/sv-cam++/README.md;
 with 192-dimensional embeddings (its "common" model) 6,848,544. The parameter names are
 3D-Speaker's (``head.*``, ``xvector.block1.tdnnd1.*``...), so its checkpoints load with
 ``load_state_dict``.

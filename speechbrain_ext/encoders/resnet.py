@@ -8,7 +8,7 @@ max-pooling, ``m_channels = 32`` (32, 64, 128, 256 channels), frequency and time
 halved at the first block of stages 2-4, temporal statistics pooling (TSTP: mean and
 unbiased standard deviation of every (channel, frequency) row) and one linear layer
 to a 256-dimensional embedding. At 80 mel bands this is 6,634,336 parameters, the
-count of WeSpeaker's own class (6.63 M in its tables).
+count of WeSpeaker's own class (6.63 M in examples/cnceleb/v2/README.md and examples/voxceleb/v2/README.md).
 
 The parameter names are WeSpeaker's (``conv1``, ``bn1``, ``layer1.0.conv1``...,
 ``seg_1``), so its ``ResNet34`` checkpoints load with ``load_state_dict``.
