@@ -10,27 +10,31 @@ processing) and :mod:`data_prep.synthemo` (corpus layout, manifests, command lin
 import sys
 import warnings
 
-from data_prep import synthemo
+from data_prep import dsp, sentences, synthemo, voices
 
 _MOVED = "data_prep.synthetic is deprecated: use data_prep.synthemo"
+# Where each name is defined first: synthemo re-imports some of the others' names.
+_HOMES = (sentences, voices, dsp, synthemo)
 
 
 def __getattr__(name):
-    """Names of :mod:`data_prep.synthemo`, with a DeprecationWarning.
+    """Names of :mod:`data_prep.synthemo` (or of the module a name moved to), with a DeprecationWarning.
 
     Example
     -------
     >>> import data_prep.synthetic as old
     >>> with warnings.catch_warnings(record=True) as caught:
     ...     warnings.simplefilter("always")
-    ...     old.prepare_synthemo is synthemo.prepare_synthemo, caught[0].category.__name__
-    (True, 'DeprecationWarning')
+    ...     old.prepare_synthemo is synthemo.prepare_synthemo, old.SENTENCES is sentences.SENTENCES
+    (True, True)
+    >>> [str(w.message) for w in caught][1]
+    'data_prep.synthetic is deprecated: use data_prep.synthemo (SENTENCES is data_prep.sentences.SENTENCES)'
     """
-    if name.startswith("__"):
-        raise AttributeError(name)
-    value = getattr(synthemo, name)
-    warnings.warn(f"{_MOVED} ({name})", DeprecationWarning, stacklevel=2)
-    return value
+    home = next((m for m in _HOMES if not name.startswith("__") and hasattr(m, name)), None)
+    if home is None:
+        raise AttributeError(f"module 'data_prep.synthetic' has no attribute {name!r}")
+    warnings.warn(f"{_MOVED} ({name} is {home.__name__}.{name})", DeprecationWarning, stacklevel=2)
+    return getattr(home, name)
 
 
 if __name__ == "__main__":

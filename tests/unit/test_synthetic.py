@@ -152,39 +152,28 @@ def test_sentence_pool():
 
 
 @pytest.mark.parametrize(
-    "held_out, message",
+    "check, setting, message",
     [
-        ({"ood_bases": []}, "held_out.ood_bases must be a non-empty list"),
-        ({"ood_bases": ["Andrea"]}, "ood_valid_bases and ood_bases overlap: ['Andrea']"),
-        ({"ood_bases": ["Hugoo"]}, "held_out.ood_bases: 'Hugoo' is not an eSpeak NG variant of the wheel"),
-        ({"ood_bases": ["whisper"]}, "held_out.ood_bases: 'whisper' is excluded from the voice space (whispered"),
-        ({"ood_bases": ["Hugo"]}, "held_out.ood_bases: 'Hugo' is a near copy of in-generator base 'Diogo'"),
-        ({"ood_bases": ["m1", "m1"]}, "held_out.ood_bases names ['m1'] twice"),
-        ({"accents": ["en-GB-scotlnd"]}, "held_out.accents: 'en-GB-scotlnd' is not an English accent of the wheel"),
-        ({"accents": list(voices.ACCENTS)}, "held_out.accents holds every accent"),
-        ({"sentences": 0}, "held_out.sentences must be an integer in 1..199"),
-        ({"ood_base": ["m1"]}, "held_out: unknown key 'ood_base' (did you mean 'ood_bases'?)"),
+        ("check_held_out", {"ood_bases": []}, "held_out.ood_bases must be a non-empty list"),
+        ("check_held_out", {"ood_bases": ["Andrea"]}, "ood_valid_bases and ood_bases overlap: ['Andrea']"),
+        ("check_held_out", {"ood_bases": ["Hugoo"]}, "ood_bases: 'Hugoo' is not an eSpeak NG variant"),
+        ("check_held_out", {"ood_bases": ["whisper"]}, "ood_bases: 'whisper' is excluded from"),
+        ("check_held_out", {"ood_bases": ["Hugo"]}, "ood_bases: 'Hugo' is a near copy of in-generator base"),
+        ("check_held_out", {"ood_bases": ["m1", "m1"]}, "held_out.ood_bases names ['m1'] twice"),
+        ("check_held_out", {"accents": ["en-GB-scotlnd"]}, "accents: 'en-GB-scotlnd' is not an English accent"),
+        ("check_held_out", {"accents": list(voices.ACCENTS)}, "held_out.accents holds every accent"),
+        ("check_held_out", {"sentences": 0}, "held_out.sentences must be an integer in 1..199"),
+        ("check_held_out", {"ood_base": ["m1"]}, "held_out: unknown key 'ood_base' (did you mean 'ood_bases'?)"),
+        ("check_voice_space", {"vtl_sdd": 0.1}, "voice_space: unknown parameter 'vtl_sdd' (did you mean 'vtl_sd'?)"),
+        ("check_voice_space", {"f0_sd": -0.1}, "voice_space: f0_sd must be >= 0"),
+        ("check_voice_space", {"female_share": 1.5}, "voice_space: female_share must be in [0, 1]"),
+        ("check_voice_space", {"rate_sd": True}, "voice_space: rate_sd must be a number"),
+        ("check_voice_space", {"intonation_shares": [1, 1, 0, 0]}, "voice_space: intonation_shares must be 4 shares"),
     ],
 )
-def test_bad_held_out_sets_are_named(held_out, message):
+def test_bad_held_out_sets_and_voice_space_are_named(check, setting, message):
     with pytest.raises(SynthEmoSettingError) as err:
-        voices.check_held_out(held_out)
-    assert message in str(err.value)
-
-
-@pytest.mark.parametrize(
-    "space, message",
-    [
-        ({"vtl_sdd": 0.1}, "voice_space: unknown parameter 'vtl_sdd' (did you mean 'vtl_sd'?)"),
-        ({"f0_sd": -0.1}, "voice_space: f0_sd must be >= 0"),
-        ({"female_share": 1.5}, "voice_space: female_share must be in [0, 1]"),
-        ({"rate_sd": True}, "voice_space: rate_sd must be a number"),
-        ({"intonation_shares": [1, 1, 0, 0]}, "voice_space: intonation_shares must be 4 shares"),
-    ],
-)
-def test_bad_voice_space_is_named(space, message):
-    with pytest.raises(SynthEmoSettingError) as err:
-        voices.check_voice_space(space)
+        getattr(voices, check)(setting)
     assert message in str(err.value)
 
 
