@@ -15,14 +15,14 @@ from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.tag import Tag
 
 from speechbrain_ext.hparams import yaml_tag
-from speechbrain_ext.publish.experiment import plain
+from speechbrain_ext.publish.experiment import encoder_name, plain
 from speechbrain_ext.publish.layout import MARKER
 
 __all__ = ["inference_yaml", "loadable_names"]
 
 _HEADER = """\
 # {rule}
-# Speaker embeddings ({system}, ECAPA-TDNN), exported by {marker} from a
+# Speaker embeddings ({system}, {encoder}), exported by {marker} from a
 # speechbrain_ext training run. Inference with SpeechBrain:
 #   from speechbrain.inference.speaker import SpeakerRecognition
 #   model = SpeakerRecognition.from_hparams(source=<this folder or Hub repo id>, savedir=...)
@@ -159,6 +159,6 @@ def inference_yaml(hp, parts, system):
     for key in list(doc)[1:]:  # a blank line between the entries
         doc.yaml_set_comment_before_after_key(key, before=comments.get(key, "\n"))
     stream = io.StringIO()
-    stream.write(_HEADER.format(rule="#" * 76, system=system, marker=MARKER))
+    stream.write(_HEADER.format(rule="#" * 76, system=system, encoder=encoder_name(hp), marker=MARKER))
     _writer().dump(doc, stream)
     return stream.getvalue(), loadables
