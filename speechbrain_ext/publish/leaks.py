@@ -7,10 +7,11 @@ one, hold the absolute paths of the Python sources it was traced from). The need
 the installed package's folder, the Python environment and the login names; a hit stops
 the export with nothing written.
 
-Paths are searched in every byte. User names, as words, in every byte except the
-tensor payloads of binary files (the ``data/<n>`` records of a PyTorch archive, the
-initializers of an ONNX graph): numbers, not text, in which a three-letter name occurs
-by chance every few tens of megabytes.
+Paths are searched in every byte (and in every member of a zip archive, which may be
+stored compressed). User names, as words, in every byte except the tensor payloads of
+binary files (the ``data/<n>`` records of a PyTorch archive, the initializers of an
+ONNX graph): numbers, not text, in which a three-letter name occurs by chance every few
+tens of megabytes.
 """
 
 import contextlib
@@ -77,8 +78,21 @@ def _onnx_without_tensors(data):
     return model.SerializeToString()
 
 
-def searchable_parts(name, data):
-    """``[(where, bytes)]`` of a file in which a user name is looked for (tensor payloads left out).
+def _members(data):
+    """``[(member name, bytes)]`` of a zip archive, decompressed; [] for another file."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        return []
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return [(m.filename, archive.read(m)) for m in archive.infolist()]
+
+
+def searchable_parts(name, data, kind="user name"):
+    """``[(where, bytes)]`` of a file in which a ``kind`` of :func:`identity_strings` is looked for.
+
+    A path is looked for in the file's bytes and, for a zip archive (whose members may
+    be compressed), in every member; a user name in a zip archive's member names and its
+    members other than tensor records, in an ONNX graph without its tensor payloads, and
+    in the whole of any other file.
 
     Example
     -------
@@ -87,14 +101,16 @@ def searchable_parts(name, data):
     ...     z.writestr("m/data/0", b"\\x00abc\\x00"); z.writestr("m/code/x.py", b"def f(): pass")
     >>> [where for where, _ in searchable_parts("m.pt", buffer.getvalue())]
     ['m.pt (member names)', 'm.pt (member m/code/x.py)']
+    >>> [where for where, _ in searchable_parts("m.pt", buffer.getvalue(), kind="path")]
+    ['m.pt', 'm.pt (member m/data/0)', 'm.pt (member m/code/x.py)']
     """
-    if zipfile.is_zipfile(io.BytesIO(data)):
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = archive.infolist()
-            parts = [(f"{name} (member names)", "\n".join(m.filename for m in members).encode())]
-            parts += [(f"{name} (member {m.filename})", archive.read(m)) for m in members
-                      if not _TENSOR_RECORD.match(m.filename)]
-        return parts
+    members = _members(data)
+    if kind == "path":
+        return [(name, data)] + [(f"{name} (member {member})", part) for member, part in members]
+    if members:
+        names = "\n".join(member for member, _ in members).encode()
+        return [(f"{name} (member names)", names)] + [
+            (f"{name} (member {member})", part) for member, part in members if not _TENSOR_RECORD.match(member)]
     if name.endswith(".onnx"):
         stripped = _onnx_without_tensors(data)
         if stripped is not None:
@@ -119,15 +135,14 @@ def check_no_leaks(contents, experiment_dir):
     needles = identity_strings(experiment_dir)
     for name, data in contents.items():
         data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-        parts = None
+        parts = {}
         for kind, needle in needles:
-            raw = needle.encode("utf-8")
-            if kind == "path":
-                hits = [name] if raw in data else []
-            else:
-                parts = searchable_parts(name, data) if parts is None else parts
-                word = re.compile(rb"(?<!" + _WORD_EDGE + rb")" + re.escape(raw) + rb"(?!" + _WORD_EDGE + rb")")
-                hits = [where for where, part in parts if word.search(part)]
+            if kind not in parts:
+                parts[kind] = searchable_parts(name, data, kind)
+            raw = re.escape(needle.encode("utf-8"))
+            pattern = re.compile(raw if kind == "path" else rb"(?<!" + _WORD_EDGE + rb")" + raw + rb"(?!"
+                                 + _WORD_EDGE + rb")")
+            hits = [where for where, part in parts[kind] if pattern.search(part)]
             if hits:
                 raise PublishError(f"{hits[0]} would publish a {kind} of this machine ({needle!r}); "
                                    "nothing was written")

@@ -335,10 +335,12 @@ def _configuration(info, rows):
 def _padding(info):
     par = info["onnx"]
     if par["padding_invariant"]:
+        gap = par["encode_batch_padded_diff"]
+        speechbrain = (f"where SpeechBrain's `encode_batch` on the same padded batch differs by up to {gap:.2g}"
+                       if gap > PARITY_TOLERANCE else
+                       f"as SpeechBrain's `encode_batch` does with this encoder (max |diff| {gap:.1e})")
         return ("Each utterance of a padded batch gets the embedding it gets alone: the graph masks the padding "
-                "(`speechbrain_ext.batching.PaddingInvariantEmbedder`, the evaluation's extraction), where "
-                "SpeechBrain's `encode_batch` on the same padded batch differs by up to "
-                f"{par['encode_batch_padded_diff']:.2g}.")
+                f"(`speechbrain_ext.batching.PaddingInvariantEmbedder`, the evaluation's extraction), {speechbrain}.")
     return (f"Not padding-invariant: `speechbrain_ext.batching` cannot mask this {info['encoder']} pipeline, so a "
             "shorter utterance of a padded batch gets another embedding than alone (as with SpeechBrain's "
             "`encode_batch`); embed one utterance per call, or batches of equal length.")
