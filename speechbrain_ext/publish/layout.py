@@ -91,8 +91,18 @@ def write_json(path, payload):
     atomic_write_json(path, payload, allow_nan=False)
 
 
+#: What a Hub download raises for a file the repo does not have (huggingface_hub's classes; SpeechBrain's
+#: ``fetch`` turns an HTTP 404 into a ValueError with this message).
+_MISSING_ON_HUB = ("EntryNotFoundError", "RemoteEntryNotFoundError")
+_MISSING_MESSAGE = "File not found on HF hub"
+
+
 def model_file(source, name):
     """The local path of file ``name`` of a model folder or Hub repo, or None when it has none.
+
+    A Hub download that fails for another reason than the file's absence (no network, a
+    file not cached in offline mode) is an error: a model's optional files
+    (``calibration.json``) change what ``verify`` decides, so their absence is never guessed.
 
     Example
     -------
@@ -109,8 +119,12 @@ def model_file(source, name):
 
     try:
         return str(fetch(name, source=source, savedir=None))
-    except Exception:  # fetch raises many types for a file the repo lacks
-        return None
+    except Exception as err:  # fetch raises many types
+        # By exact class: huggingface_hub's LocalEntryNotFoundError (offline, not cached) subclasses them.
+        if type(err).__name__ in _MISSING_ON_HUB or _MISSING_MESSAGE in str(err):
+            return None
+        raise PublishError(f"cannot fetch {name} of {source} from the Hugging Face Hub (no network? not cached "
+                           f"with HF_HUB_OFFLINE set?): {type(err).__name__}: {err}") from err
 
 
 def read_threshold(source):
