@@ -4,8 +4,12 @@ Measures, on the CPU, with an exported model (``python -m speechbrain_ext.publis
 
 - real-time factor (processing time / audio duration) of waveform → embedding for 3 s
   utterances at batch 1 and batch 32: SpeechBrain's ``EncoderClassifier.encode_batch``
-  (PyTorch, the exported folder loaded with ``from_hparams``), the TorchScript file and the
-  ONNX file under ONNX Runtime, with the same number of threads;
+  (PyTorch, the exported folder loaded with ``from_hparams``), the same modules through
+  ``speechbrain_ext.batching.embed_batch`` (PyTorch, padding-invariant: the computation the
+  exported graphs implement), the TorchScript file and the ONNX file under ONNX Runtime, with
+  the same number of threads;
+- on a padded batch (3 s, 2 s, 1.3 s), the largest difference of the ONNX graph from each
+  utterance embedded alone, and of SpeechBrain's ``encode_batch`` from the same;
 - the export + reload round trip as a user runs it: ``python -m speechbrain_ext.publish export``
   (with and without ``--onnx``) then ``SpeakerRecognition.from_hparams`` + one embedding in a
   fresh process, wall time including Python start-up and imports (target <= 30 s).
@@ -116,14 +120,39 @@ def round_trip(experiment, work, threads):
     return {"export": export_plain, "export_onnx": export_onnx, "reload": reload}, out_onnx
 
 
+BACKENDS = ("PyTorch (SpeechBrain encode_batch)", "PyTorch (speechbrain_ext embed_batch, padding-invariant)",
+            "TorchScript", "ONNX Runtime")
+
+
+def padded_gaps(model, session, seconds=(3.0, 2.0, 1.3)):
+    """Max |difference| from each utterance alone, on one padded batch: ``(ONNX, SpeechBrain encode_batch)``."""
+    from speechbrain_ext.batching import embed_batch
+
+    gen = torch.Generator().manual_seed(1)
+    sizes = [int(s * RATE) for s in seconds]
+    wavs = torch.zeros(len(sizes), max(sizes))
+    for i, n in enumerate(sizes):
+        wavs[i, :n] = 0.1 * torch.randn(n, generator=gen)
+    lens = torch.tensor(sizes, dtype=torch.float32) / max(sizes)
+    mods = model.mods
+    alone = torch.cat([embed_batch(mods.compute_features, mods.mean_var_norm, mods.embedding_model,
+                                   wavs[i : i + 1, :n], torch.ones(1))[:, 0] for i, n in enumerate(sizes)])
+    onnx = session.run(None, {"wavs": wavs.numpy(), "wav_lens": lens.numpy()})[0]
+    with torch.no_grad():
+        naive = model.encode_batch(wavs, lens)[:, 0]
+    return float(np.abs(onnx - alone.numpy()).max()), float((naive - alone).abs().max())
+
+
 def rtf(model_dir, threads, repeats, seconds=3.0):
-    """Real-time factors ``{(backend, batch): rtf}`` and the parity of ONNX vs PyTorch."""
+    """Real-time factors ``{(backend, batch): rtf}``, the parity of ONNX vs PyTorch, the padded-batch gaps."""
     from speechbrain.inference.classifiers import EncoderClassifier
 
+    from speechbrain_ext.batching import embed_batch
     from speechbrain_ext.publish.onnx_export import onnx_session
 
     torch.set_num_threads(threads)
     model = EncoderClassifier.from_hparams(source=model_dir, savedir=None, run_opts={"device": "cpu"})
+    mods = model.mods
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         scripted = torch.jit.load(os.path.join(model_dir, "embedding.torchscript.pt"))
@@ -140,6 +169,9 @@ def rtf(model_dir, threads, repeats, seconds=3.0):
             with torch.no_grad():
                 return model.encode_batch(wavs, lens)[:, 0]
 
+        def invariant(wavs=wavs, lens=lens):
+            return embed_batch(mods.compute_features, mods.mean_var_norm, mods.embedding_model, wavs, lens)[:, 0]
+
         def torchscript(wavs=wavs, lens=lens):
             with torch.no_grad():
                 return scripted(wavs, lens)
@@ -147,17 +179,33 @@ def rtf(model_dir, threads, repeats, seconds=3.0):
         def onnx(feed=feed):
             return session.run(None, feed)[0]
 
-        for name, fn in (("PyTorch (SpeechBrain encode_batch)", pytorch), ("TorchScript", torchscript),
-                         ("ONNX Runtime", onnx)):
+        for name, fn in zip(BACKENDS, (pytorch, invariant, torchscript, onnx)):
             results[(name, batch)] = timeit(fn, runs) / (batch * seconds)
         max_diff = max(max_diff, float(np.abs(onnx() - pytorch().numpy()).max()))
-    return results, max_diff
+    return results, max_diff, padded_gaps(model, session)
+
+
+def describe_encoder(model_dir):
+    """``(name, sizes, parameters)`` of the exported encoder (export.json, hyperparams.yaml, the checkpoint)."""
+    import ruamel.yaml
+
+    from speechbrain_ext.publish.experiment import plain
+
+    with open(os.path.join(model_dir, "export.json")) as f:
+        name = json.load(f)["encoder"]
+    with open(os.path.join(model_dir, "hyperparams.yaml")) as f:
+        block = plain(ruamel.yaml.YAML().load(f)["embedding_model"])
+    sizes = ", ".join(f"{k}={v}" for k, v in block.items() if k != "input_size" and not isinstance(v, dict))
+    n_params = sum(v.numel() for v in torch.load(os.path.join(model_dir, "embedding_model.ckpt"),
+                                                 weights_only=True).values() if v.is_floating_point())
+    return name, sizes, n_params
 
 
 def run(args):
     """Run the benchmark; return the markdown body."""
     import speechbrain
 
+    load_before = os.getloadavg()[0]
     work = tempfile.mkdtemp(prefix="bench_hub-")
     try:
         if args.experiment:
@@ -170,12 +218,8 @@ def run(args):
                       "`recipes/SynthEmo/hparams/ecapa_aam.yaml` (no demo model exists here; speed does not "
                       "depend on the weights)")
         times, model_dir = round_trip(experiment, work, args.threads)
-        with open(os.path.join(model_dir, "hyperparams.yaml")) as f:
-            hyper = f.read()
-        channels = hyper.split("channels: ", 1)[1].split("\n", 1)[0]
-        n_params = sum(v.numel() for v in torch.load(os.path.join(model_dir, "embedding_model.ckpt"),
-                                                     weights_only=True).values() if v.is_floating_point())
-        factors, max_diff = rtf(model_dir, args.threads, args.repeats)
+        encoder, sizes, n_params = describe_encoder(model_dir)
+        factors, max_diff, (onnx_gap, naive_gap) = rtf(model_dir, args.threads, args.repeats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -187,10 +231,12 @@ def run(args):
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores visible (shared), Python "
         f"{platform.python_version()}, torch {torch.__version__}, SpeechBrain {speechbrain.__version__}, "
-        f"onnxruntime {__import__('onnxruntime').__version__}; {args.threads} thread(s) for torch and ONNX Runtime.",
+        f"onnxruntime {__import__('onnxruntime').__version__}; {args.threads} thread(s) for torch and ONNX Runtime; "
+        f"1-min load average {load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after (other jobs share "
+        "the cores: with a load above the core count every time here is inflated).",
         "",
-        f"Model: {origin}; encoder channels {channels}, {n_params / 1e6:.2f} M parameters, exported with "
-        "`python -m speechbrain_ext.publish export --onnx`.",
+        f"Model: {origin}; encoder {encoder} ({sizes}), {n_params / 1e6:.2f} M parameters, exported with "
+        "`python -m speechbrain_ext.publish export --onnx` (padding-invariant ONNX and TorchScript graphs).",
         "",
         "Real-time factor of waveform → embedding, 3 s utterances at 16 kHz (processing time / audio "
         "duration; lower is faster; median of runs after one warm-up):",
@@ -198,15 +244,20 @@ def run(args):
         "| backend | RTF, batch 1 | RTF, batch 32 |",
         "|:---|---:|---:|",
     ]
-    for name in ("PyTorch (SpeechBrain encode_batch)", "TorchScript", "ONNX Runtime"):
+    for name in BACKENDS:
         lines.append(f"| {name} | {factors[(name, 1)]:.4f} | {factors[(name, 32)]:.4f} |")
-    torch_name = "PyTorch (SpeechBrain encode_batch)"
-    base1, base32 = factors[(torch_name, 1)], factors[(torch_name, 32)]
+    onnx1, onnx32 = factors[("ONNX Runtime", 1)], factors[("ONNX Runtime", 32)]
     lines += [
         "",
-        f"ONNX Runtime vs PyTorch: {base1 / factors[('ONNX Runtime', 1)]:.2f}x at batch 1, "
-        f"{base32 / factors[('ONNX Runtime', 32)]:.2f}x at batch 32 (> 1: ONNX faster); largest embedding "
-        f"difference on these inputs {max_diff:.1e} (parity tolerance 1e-4).",
+        "ONNX Runtime vs PyTorch (> 1: ONNX faster): vs the same padding-invariant computation "
+        f"(`embed_batch`) {factors[(BACKENDS[1], 1)] / onnx1:.2f}x at batch 1, "
+        f"{factors[(BACKENDS[1], 32)] / onnx32:.2f}x at batch 32; vs SpeechBrain's `encode_batch` "
+        f"{factors[(BACKENDS[0], 1)] / onnx1:.2f}x and {factors[(BACKENDS[0], 32)] / onnx32:.2f}x. Largest "
+        f"embedding difference ONNX vs `encode_batch` on these equal-length inputs {max_diff:.1e} (parity "
+        "tolerance 1e-4).",
+        "",
+        "Padded batch of 3 s, 2 s and 1.3 s utterances, largest |difference| from each utterance embedded "
+        f"alone: ONNX graph {onnx_gap:.1e}, SpeechBrain's `encode_batch` {naive_gap:.1e}.",
         "",
         "Export + reload round trip, wall time of fresh processes as a user runs them (Python start-up and "
         "imports included, single runs):",

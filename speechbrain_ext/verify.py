@@ -1,7 +1,8 @@
-"""``python -m speechbrain_ext.verify a.wav b.wav --model <folder or repo id>``: the verify command.
+"""``python -m speechbrain_ext.verify a.wav b.wav --model <folder or repo id> [--prior P]``: the verify command.
 
 The short entry point of :mod:`speechbrain_ext.publish.verify` (score two recordings
-with an exported model, accept or reject at its threshold); see there for the options.
+with an exported model; with a calibrated model, the log-likelihood ratio and the
+decision at the prior ``P``, else accept or reject at its threshold); see there for the options.
 The functions that lived here (``verify_files``, ``load_model``, ``read_audio``,
 ``VerifyError``) resolve to that module with a DeprecationWarning.
 

@@ -4,6 +4,7 @@
 
     python -m speechbrain_ext.publish export <experiment_dir> <out_dir> [--onnx] [--checkpoint NAME]
                                              [--overwrite] [--repo-id USER/NAME] [--metrics PATH]
+                                             [--calibration PATH]
     python -m speechbrain_ext.publish push <out_dir> --repo-id USER/NAME [--private] [--revision REV]
                                            [--dry-run] [--overwrite] [--commit-message TEXT]
 
@@ -35,6 +36,8 @@ def _parser():
     exp.add_argument("--overwrite", action="store_true", help="replace a non-empty out_dir that is not an export")
     exp.add_argument("--repo-id", help="Hub repo id shown in the card's usage snippet")
     exp.add_argument("--metrics", help="metrics.json of the run (default: found next to the experiment)")
+    exp.add_argument("--calibration", help="calibration.json of the run (default: the one next to metrics.json; "
+                                           "without one the model is exported uncalibrated)")
     push = sub.add_parser("push", help="upload an exported model folder to the Hugging Face Hub")
     push.add_argument("out_dir")
     push.add_argument("--repo-id", required=True, help="user/name or org/name")
@@ -48,17 +51,20 @@ def _parser():
 
 def _export(args):
     result = export_model(args.experiment_dir, args.out_dir, checkpoint=args.checkpoint, onnx=args.onnx,
-                          overwrite=args.overwrite, repo_id=args.repo_id, metrics_path=args.metrics)
+                          overwrite=args.overwrite, repo_id=args.repo_id, metrics_path=args.metrics,
+                          calibration_path=args.calibration)
     print(f"exported {result['checkpoint']} (epoch {result['epoch']}, valid EER {result['valid_EER']} %) "
           f"to {result['out_dir']}")
     for name, size in result["files"].items():
         print(f"  {name:<28} {size:>12,d} B")
     print(f"threshold {result['threshold']:.4f} (EER threshold, condition {result['threshold_condition']!r})")
+    print(f"calibration: {'copied from ' + result['calibration'] if result['calibration'] else 'none (uncalibrated)'}")
     print(f"reload check: max |diff| {result['reload_max_abs_diff']:.1e}")
     if result["onnx"]:
         par = result["onnx"]
-        print(f"parity: onnx {par['onnx']['max_abs_diff']:.1e}, torchscript "
-              f"{par['torchscript']['max_abs_diff']:.1e} (tolerance {PARITY_TOLERANCE:g})")
+        print(f"parity with {par['reference']}: onnx {par['onnx']['max_abs_diff']:.1e}, torchscript "
+              f"{par['torchscript']['max_abs_diff']:.1e} (tolerance {PARITY_TOLERANCE:g}); "
+              + ("padding-invariant" if par["padding_invariant"] else "NOT padding-invariant"))
     for warning in result["warnings"]:
         print(f"warning: {warning}")
 

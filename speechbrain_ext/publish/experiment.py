@@ -23,6 +23,7 @@ __all__ = [
     "REQUIRED_KEYS",
     "class_paths",
     "corpus_name",
+    "encoder_name",
     "find_checkpoint",
     "find_metrics",
     "model_parts",
@@ -38,6 +39,8 @@ __all__ = [
 REQUIRED_KEYS = ("compute_features", "mean_var_norm", "embedding_model")
 #: Model blocks exported when the experiment has them.
 OPTIONAL_KEYS = ("classifier", "mean_var_norm_emb")
+#: How the card names the encoders it knows (by class name); any other is named by its class.
+ENCODER_NAMES = {"ECAPA_TDNN": "ECAPA-TDNN", "ResNet34": "ResNet34", "CAMPPlus": "CAM++"}
 _ABS_PATH = re.compile(r"^(?:/|~|[A-Za-z]:[\\/]|\\\\)")
 
 
@@ -203,6 +206,20 @@ def short_class(path):
     'Fbank'
     """
     return str(path).rsplit(".", 1)[-1]
+
+
+def encoder_name(hp):
+    """The name of the experiment's ``embedding_model`` as the card and the YAML header show it.
+
+    Example
+    -------
+    >>> encoder_name(ruamel.yaml.YAML().load("embedding_model: !new:speechbrain_ext.encoders.CAMPPlus\\n  a: 1\\n"))
+    'CAM++'
+    >>> encoder_name(ruamel.yaml.YAML().load("embedding_model: !new:my.models.TinyNet\\n  a: 1\\n"))
+    'TinyNet'
+    """
+    name = short_class(yaml_tag(hp["embedding_model"]).split(":", 1)[1])
+    return ENCODER_NAMES.get(name, name)
 
 
 def recoverable_names(hp):

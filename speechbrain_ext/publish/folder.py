@@ -15,16 +15,20 @@ to, or from the Hub once pushed::
   file under the name the ``Pretrainer`` looks for;
 * ``verification.json``: the decision threshold (the EER threshold of the evaluation
   trials), read by ``python -m speechbrain_ext.verify``;
+* ``calibration.json``: the run's score calibration (cosine → log-likelihood ratio), when
+  the run wrote one next to its ``metrics.json``
+  (:mod:`~speechbrain_ext.publish.calibration`); without one the model is uncalibrated;
 * ``export.json``: provenance (checkpoint, validation EER, epoch) and the marker that
   lets a later export replace this folder;
 * ``README.md``: the model card (:mod:`~speechbrain_ext.publish.model_card`);
 * with ``onnx``: ``embedding.onnx`` and ``embedding.torchscript.pt``, waveform →
-  embedding (:mod:`~speechbrain_ext.publish.onnx_export`), checked against PyTorch.
+  embedding, padding-invariant (:mod:`~speechbrain_ext.publish.onnx_export`), checked
+  against the evaluation's extraction.
 
 The folder is built in a temporary sibling directory, checked (strict state-dict load,
 then a reload through ``EncoderClassifier.from_hparams`` whose embeddings must equal the
-checkpoint's; no path or user name of this machine in its text files) and renamed
-into place.
+checkpoint's; no path or user name of this machine in any of its files, binary ones
+included) and renamed into place.
 """
 
 import datetime
@@ -34,10 +38,13 @@ import tempfile
 
 import torch
 
+from speechbrain_ext.batching import BatchingError
+from speechbrain_ext.publish.calibration import find_calibration, read_calibration, verify_problem
 from speechbrain_ext.publish.checkpoint import is_statistics, load_modules, read_label_encoder
 from speechbrain_ext.publish.experiment import (
     class_paths,
     corpus_name,
+    encoder_name,
     find_checkpoint,
     find_metrics,
     model_parts,
@@ -48,6 +55,7 @@ from speechbrain_ext.publish.experiment import (
 )
 from speechbrain_ext.publish.inference_yaml import inference_yaml
 from speechbrain_ext.publish.layout import (
+    CALIBRATION,
     CARD,
     EXPORT_INFO,
     HPARAMS,
@@ -61,7 +69,7 @@ from speechbrain_ext.publish.layout import (
     is_export,
     write_json,
 )
-from speechbrain_ext.publish.leaks import check_no_leaks
+from speechbrain_ext.publish.leaks import check_folder
 from speechbrain_ext.publish.model_card import model_card
 
 __all__ = ["export_model"]
@@ -120,9 +128,38 @@ def _describe(hp, metrics, ckpt_path, parts):
         "metrics_checkpoint_mismatch": mismatch,
         "non_speechbrain_classes": others,
         "sample_rate": int(plain(hp.get("sample_rate", 16000))),
+        "encoder": encoder_name(hp),
         "onnx": None,
     }
     return info, warnings
+
+
+def _calibration(metrics_file, metrics, ckpt_path, calibration_path, warnings):
+    """What the export carries of the run's calibration: ``{"calibration", "source", "problem", "fit", "reason"}``.
+
+    A calibration fitted on another checkpoint's scores than the exported one's is not
+    carried (its LLRs would be those of another model).
+    """
+    out = {"calibration": None, "source": None, "problem": None, "fit": metrics.get("calibration"), "reason": None}
+    source = find_calibration(metrics_file, calibration_path)
+    if source is None:
+        out["reason"] = "the training run wrote no calibration.json next to its metrics.json"
+        if isinstance(out["fit"], dict):
+            warnings.append(f"{os.path.basename(metrics_file)} describes a calibration but there is no "
+                            f"{CALIBRATION} next to it: exported uncalibrated")
+        return out
+    calibration = read_calibration(source)
+    metrics_ckpt = metrics.get("checkpoint")
+    if calibration_path is None and metrics_ckpt and os.path.basename(str(metrics_ckpt)) != os.path.basename(ckpt_path):
+        out["reason"] = (f"the run's calibration was fitted on the scores of checkpoint "
+                         f"{os.path.basename(str(metrics_ckpt))}, not of the exported one")
+        warnings.append(f"{out['reason']}: exported uncalibrated")
+        return out
+    out.update(calibration=calibration, source=source, problem=verify_problem(calibration))
+    if out["problem"]:
+        warnings.append(f"{CALIBRATION} is exported but python -m speechbrain_ext.verify cannot apply it: "
+                        f"{out['problem']}")
+    return out
 
 
 def _write_model_files(folder, model):
@@ -156,7 +193,7 @@ def _write_verification(folder, metrics, info):
 
 
 def _reload_check(folder, modules, sample_rate):
-    """Embeddings of the folder loaded through SpeechBrain equal those of ``modules``; the max |diff|."""
+    """Embeddings of the folder loaded through SpeechBrain equal those of ``modules``; the max |diff| and ``D``."""
     import logging
 
     from speechbrain.inference.classifiers import EncoderClassifier
@@ -180,7 +217,7 @@ def _reload_check(folder, modules, sample_rate):
     if not diff <= RELOAD_TOLERANCE:
         raise PublishError(f"the reloaded export differs from the checkpoint: max |diff| {diff:.3g} > "
                            f"{RELOAD_TOLERANCE}")
-    return diff
+    return diff, int(got.shape[-1])
 
 
 def _write_onnx(folder, modules, sample_rate):
@@ -193,15 +230,28 @@ def _write_onnx(folder, modules, sample_rate):
     from speechbrain_ext.publish import onnx_export
 
     args = (modules["compute_features"], modules["mean_var_norm"], modules["embedding_model"])
-    onnx_export.export_onnx(*args, os.path.join(folder, ONNX_FILE), sample_rate=sample_rate)
-    onnx_export.export_torchscript(*args, os.path.join(folder, TORCHSCRIPT_FILE), sample_rate=sample_rate)
-    parity = onnx_export.parity_report(*args, torchscript=os.path.join(folder, TORCHSCRIPT_FILE),
-                                       onnx=os.path.join(folder, ONNX_FILE), sample_rate=sample_rate)
+    try:
+        onnx_export.export_onnx(*args, os.path.join(folder, ONNX_FILE), sample_rate=sample_rate)
+        onnx_export.export_torchscript(*args, os.path.join(folder, TORCHSCRIPT_FILE), sample_rate=sample_rate)
+        parity = onnx_export.parity_report(*args, torchscript=os.path.join(folder, TORCHSCRIPT_FILE),
+                                           onnx=os.path.join(folder, ONNX_FILE), sample_rate=sample_rate)
+    except BatchingError as err:
+        raise PublishError(f"--onnx: {err}") from err
     for kind in ("onnx", "torchscript"):
         if not parity[kind]["max_abs_diff"] <= PARITY_TOLERANCE:
             raise PublishError(f"{kind} export differs from PyTorch: max |diff| "
                                f"{parity[kind]['max_abs_diff']:.3g} > {PARITY_TOLERANCE}")
     return parity
+
+
+def _calibration_summary(cal):
+    """``export.json``'s account of the calibration (None: uncalibrated)."""
+    if cal["calibration"] is None:
+        return {"file": None, "reason": cal["reason"]}
+    c = cal["calibration"]
+    return {"file": CALIBRATION, "score_kind": c.score_kind, "quality_names": list(c.quality_names),
+            "p_target": c.p_target, "n_target": c.n_target, "n_nontarget": c.n_nontarget,
+            "verify": "applies it" if not cal["problem"] else f"cannot apply it: {cal['problem']}"}
 
 
 def _provenance(info, meta, ckpt_rel, metrics, reload_diff):
@@ -215,6 +265,8 @@ def _provenance(info, meta, ckpt_rel, metrics, reload_diff):
         "metrics_checkpoint": metrics.get("checkpoint"),
         "threshold": info["threshold"],
         "threshold_condition": info["threshold_condition"],
+        "calibration": _calibration_summary(info["calibration"]),
+        "encoder": info["encoder"],
         "reload_max_abs_diff": reload_diff,
         "parity": info["onnx"],
         "parity_tolerance": PARITY_TOLERANCE,
@@ -228,14 +280,6 @@ def _write_card(folder, info, hp, metrics, meta, modules, repo_id):
     with open(os.path.join(folder, CARD), "w", encoding="utf-8") as f:
         f.write(model_card(info, hp, metrics, meta, n_params, files, repo_id))
     return files
-
-
-def _read_texts(folder):
-    texts = {}
-    for name in (HPARAMS, CARD, VERIFICATION, EXPORT_INFO):
-        with open(os.path.join(folder, name), encoding="utf-8") as f:
-            texts[name] = f.read()
-    return texts
 
 
 def _temp_folder(out_dir):
@@ -265,7 +309,7 @@ def _move_into_place(tmp, out_dir):
 
 
 def export_model(experiment_dir, out_dir, checkpoint=None, onnx=False, overwrite=False, repo_id=None,
-                 metrics_path=None):
+                 metrics_path=None, calibration_path=None):
     """Write a trained experiment as a SpeechBrain speaker model folder (see the module docstring).
 
     Arguments
@@ -284,13 +328,16 @@ def export_model(experiment_dir, out_dir, checkpoint=None, onnx=False, overwrite
         Hub repo id used in the card's usage snippet (default: a placeholder path).
     metrics_path : str or None
         The run's ``metrics.json`` if not in ``<exp>/report/`` or the report folder.
+    calibration_path : str or None
+        The run's ``calibration.json`` (default: the one next to ``metrics.json``, if any).
 
     Returns
     -------
     dict
         ``out_dir``, ``checkpoint``, ``valid_EER``, ``epoch``, ``metrics``, ``threshold``,
-        ``threshold_condition``, ``files`` (name → bytes), ``reload_max_abs_diff``,
-        ``onnx`` (parity report or None), ``warnings``.
+        ``threshold_condition``, ``calibration`` (the ``calibration.json`` carried, or None),
+        ``files`` (name → bytes), ``reload_max_abs_diff``, ``onnx`` (parity report or None),
+        ``warnings``.
 
     Example
     -------
@@ -307,17 +354,20 @@ def export_model(experiment_dir, out_dir, checkpoint=None, onnx=False, overwrite
     metrics_file, metrics = find_metrics(experiment_dir, hp, metrics_path)
     model = _build_model(hp, experiment_dir, ckpt_path)
     info, warnings = _describe(hp, metrics, ckpt_path, model["parts"])
+    info["calibration"] = _calibration(metrics_file, metrics, ckpt_path, calibration_path, warnings)
     ckpt_rel = os.path.relpath(ckpt_path, experiment_dir).replace(os.sep, "/")
     tmp = _temp_folder(out_dir)
     try:
         _write_model_files(tmp, model)
         _write_verification(tmp, metrics, info)
-        reload_diff = _reload_check(tmp, model["modules"], info["sample_rate"])
+        if info["calibration"]["calibration"] is not None:
+            write_json(os.path.join(tmp, CALIBRATION), info["calibration"]["calibration"].to_dict())
+        reload_diff, info["embedding_dim"] = _reload_check(tmp, model["modules"], info["sample_rate"])
         if onnx:
             info["onnx"] = _write_onnx(tmp, model["modules"], info["sample_rate"])
         write_json(os.path.join(tmp, EXPORT_INFO), _provenance(info, meta, ckpt_rel, metrics, reload_diff))
         files = _write_card(tmp, info, hp, metrics, meta, model["modules"], repo_id)
-        check_no_leaks(_read_texts(tmp), experiment_dir)
+        check_folder(tmp, experiment_dir)
         _move_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -331,6 +381,7 @@ def export_model(experiment_dir, out_dir, checkpoint=None, onnx=False, overwrite
         "metrics": metrics_file,
         "threshold": info["threshold"],
         "threshold_condition": info["threshold_condition"],
+        "calibration": info["calibration"]["source"],
         "files": files,
         "reload_max_abs_diff": reload_diff,
         "onnx": info["onnx"],

@@ -15,20 +15,20 @@ from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.tag import Tag
 
 from speechbrain_ext.hparams import yaml_tag
-from speechbrain_ext.publish.experiment import plain
+from speechbrain_ext.publish.experiment import class_paths, encoder_name, plain
 from speechbrain_ext.publish.layout import MARKER
 
 __all__ = ["inference_yaml", "loadable_names"]
 
 _HEADER = """\
 # {rule}
-# Speaker embeddings ({system}, ECAPA-TDNN), exported by {marker} from a
+# Speaker embeddings ({system}, {encoder}), exported by {marker} from a
 # speechbrain_ext training run. Inference with SpeechBrain:
 #   from speechbrain.inference.speaker import SpeakerRecognition
 #   model = SpeakerRecognition.from_hparams(source=<this folder or Hub repo id>, savedir=...)
 # The Pretrainer has no `paths`: each loadable <name> is read from <source>/<name>.ckpt,
 # i.e. next to this file, whatever folder or repo the model was copied to.
-# Model blocks are copied from the training hyperparameters.
+# Model blocks are copied from the training hyperparameters.{package}
 # {rule}
 
 """
@@ -159,6 +159,9 @@ def inference_yaml(hp, parts, system):
     for key in list(doc)[1:]:  # a blank line between the entries
         doc.yaml_set_comment_before_after_key(key, before=comments.get(key, "\n"))
     stream = io.StringIO()
-    stream.write(_HEADER.format(rule="#" * 76, system=system, marker=MARKER))
+    others = sorted({c.split(".", 1)[0] for k in parts for c in class_paths(hp[k])} - {"speechbrain", "torch"})
+    package = "".join(f"\n# The model blocks name classes of {p}: install it before loading." for p in others)
+    stream.write(_HEADER.format(rule="#" * 76, system=system, encoder=encoder_name(hp), marker=MARKER,
+                                package=package))
     _writer().dump(doc, stream)
     return stream.getvalue(), loadables

@@ -11,7 +11,9 @@ from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.files import atomic_write_json
 
 __all__ = [
+    "CALIBRATION",
     "CARD",
+    "DEFAULT_PRIOR",
     "EXPORT_INFO",
     "HPARAMS",
     "MARKER",
@@ -22,6 +24,7 @@ __all__ = [
     "TORCHSCRIPT_FILE",
     "VERIFICATION",
     "is_export",
+    "model_file",
     "read_threshold",
     "write_json",
 ]
@@ -33,6 +36,11 @@ MARKER = "speechbrain_ext.hub"
 COMMAND = "python -m speechbrain_ext.publish"
 EXPORT_INFO = "export.json"
 VERIFICATION = "verification.json"
+#: The run's score calibration (``speechbrain_ext.calibration.Calibration.to_dict()``), when it has one.
+CALIBRATION = "calibration.json"
+#: Prior of a same-speaker trial at which ``verify`` decides on a calibrated LLR unless ``--prior`` is given:
+#: the operating point of the minDCF and actual DCF in the model card (NIST SRE's p_target = 0.01).
+DEFAULT_PRIOR = 0.01
 CARD = "README.md"
 HPARAMS = "hyperparams.yaml"
 ONNX_FILE = "embedding.onnx"
@@ -83,6 +91,42 @@ def write_json(path, payload):
     atomic_write_json(path, payload, allow_nan=False)
 
 
+#: What a Hub download raises for a file the repo does not have (huggingface_hub's classes; SpeechBrain's
+#: ``fetch`` turns an HTTP 404 into a ValueError with this message).
+_MISSING_ON_HUB = ("EntryNotFoundError", "RemoteEntryNotFoundError")
+_MISSING_MESSAGE = "File not found on HF hub"
+
+
+def model_file(source, name):
+    """The local path of file ``name`` of a model folder or Hub repo, or None when it has none.
+
+    A Hub download that fails for another reason than the file's absence (no network, a
+    file not cached in offline mode) is an error: a model's optional files
+    (``calibration.json``) change what ``verify`` decides, so their absence is never guessed.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(d, "verification.json"), "w").write("{}")
+    >>> model_file(d, "verification.json") == os.path.join(d, "verification.json"), model_file(d, "x.json")
+    (True, None)
+    """
+    if os.path.isdir(source):
+        path = os.path.join(source, name)
+        return path if os.path.isfile(path) else None
+    from speechbrain.utils.fetching import fetch
+
+    try:
+        return str(fetch(name, source=source, savedir=None))
+    except Exception as err:  # fetch raises many types
+        # By exact class: huggingface_hub's LocalEntryNotFoundError (offline, not cached) subclasses them.
+        if type(err).__name__ in _MISSING_ON_HUB or _MISSING_MESSAGE in str(err):
+            return None
+        raise PublishError(f"cannot fetch {name} of {source} from the Hugging Face Hub (no network? not cached "
+                           f"with HF_HUB_OFFLINE set?): {type(err).__name__}: {err}") from err
+
+
 def read_threshold(source):
     """The decision threshold of a model folder or Hub repo (``verification.json``), or None.
 
@@ -96,17 +140,9 @@ def read_threshold(source):
     >>> read_threshold(tempfile.mkdtemp()) is None
     True
     """
-    if os.path.isdir(source):
-        path = os.path.join(source, VERIFICATION)
-        if not os.path.isfile(path):
-            return None
-    else:
-        from speechbrain.utils.fetching import fetch
-
-        try:
-            path = str(fetch(VERIFICATION, source=source, savedir=None))
-        except Exception:
-            return None
+    path = model_file(source, VERIFICATION)
+    if path is None:
+        return None
     try:
         with open(path, encoding="utf-8") as f:
             value = json.load(f).get("threshold")

@@ -6,8 +6,17 @@ written; each section is one function, in the order the card shows them.
 """
 
 from speechbrain_ext.hparams import yaml_tag
-from speechbrain_ext.publish.experiment import class_paths, plain, short_class
-from speechbrain_ext.publish.layout import CARD, ONNX_FILE, PARITY_TOLERANCE, TORCHSCRIPT_FILE
+from speechbrain_ext.publish.calibration import calibration_card
+from speechbrain_ext.publish.experiment import class_paths, encoder_name, plain, short_class
+from speechbrain_ext.publish.layout import (
+    CALIBRATION,
+    CARD,
+    DEFAULT_PRIOR,
+    HPARAMS,
+    ONNX_FILE,
+    PARITY_TOLERANCE,
+    TORCHSCRIPT_FILE,
+)
 
 __all__ = ["config_rows", "describe_losses", "model_card"]
 
@@ -120,22 +129,29 @@ def describe_losses(hp):
     return rows
 
 
-def _model_rows(p, n_params, corpus):
+def _encoder_row(hp, n_params):
+    """``Name (`class.path`): arg=value, ..., N M parameters``: the encoder by its class and its YAML sizes."""
+    node = hp["embedding_model"]
+    args = plain(node) if isinstance(node, dict) else {}
+    sizes = ", ".join(f"{k}={v}" for k, v in args.items() if not isinstance(v, dict))
+    path = yaml_tag(node).split(":", 1)[1]
+    return f"{encoder_name(hp)} (`{path}`)" + (f": {sizes}" if sizes else "") + f", {n_params / 1e6:.2f} M parameters"
+
+
+def _model_rows(hp, p, n_params, corpus, embedding_dim):
     """System, data, features, encoder and embedding rows (``p``: the plain hyperparameters)."""
     enc = p.get("embedding_model") if isinstance(p.get("embedding_model"), dict) else {}
     feats = p.get("compute_features") if isinstance(p.get("compute_features"), dict) else {}
     norm = p.get("mean_var_norm") if isinstance(p.get("mean_var_norm"), dict) else {}
-    channels = enc.get("channels", [])
-    width = channels[0] if isinstance(channels, list) and channels else "?"
+    dim = embedding_dim if embedding_dim is not None else enc.get("lin_neurons", "?")
     return [
         ("system", f"`{p.get('system', '?')}`"),
         ("training data", f"{corpus}, {p.get('n_speakers', p.get('n_train_speakers', '?'))} training speakers"),
         ("features", f"{feats.get('n_mels', 40)} log-Mel filterbanks (25 ms / 10 ms), "
                      f"{norm.get('norm_type', 'global')} mean normalisation"
                      + ("" if norm.get("std_norm", True) is False else " + variance")),
-        ("encoder", f"ECAPA-TDNN, width C={width} (channels {channels}), attention channels "
-                    f"{enc.get('attention_channels', 128)}, {n_params / 1e6:.2f} M parameters"),
-        ("embedding", f"{enc.get('lin_neurons', 192)} dimensions, cosine scoring"),
+        ("encoder", _encoder_row(hp, n_params)),
+        ("embedding", f"{dim} dimensions, cosine scoring"),
     ]
 
 
@@ -159,24 +175,28 @@ def _training_rows(hp, p, meta):
     return rows
 
 
-def config_rows(hp, meta, n_params, corpus):
+def config_rows(hp, meta, n_params, corpus, embedding_dim=None):
     """``[(row name, value)]`` of the card's training-configuration table.
 
     Example
     -------
     >>> import ruamel.yaml
-    >>> hp = ruamel.yaml.YAML().load("system: demo\\nembedding_model: !new:x.ECAPA\\n  channels: [16, 48]\\n")
-    >>> dict(config_rows(hp, {"epoch": 2}, 1e6, "SynthEmo"))["encoder"]
-    'ECAPA-TDNN, width C=16 (channels [16, 48]), attention channels 128, 1.00 M parameters'
+    >>> hp = ruamel.yaml.YAML().load("system: demo\\nembedding_model: !new:speechbrain_ext.encoders.ResNet34\\n"
+    ...                              "  channels: 16\\n  lin_neurons: 192\\n")
+    >>> rows = dict(config_rows(hp, {"epoch": 2}, 1.82e6, "SynthEmo"))
+    >>> rows["encoder"]
+    'ResNet34 (`speechbrain_ext.encoders.ResNet34`): channels=16, lin_neurons=192, 1.82 M parameters'
+    >>> rows["embedding"]
+    '192 dimensions, cosine scoring'
     """
     p = {k: plain(v) for k, v in hp.items() if isinstance(k, str)}
-    return _model_rows(p, n_params, corpus) + describe_losses(hp) + _training_rows(hp, p, meta)
+    return _model_rows(hp, p, n_params, corpus, embedding_dim) + describe_losses(hp) + _training_rows(hp, p, meta)
 
 
 # ----------------------------------------------------------------------------- card sections
 
 
-def _front_matter(corpus, metrics, name):
+def _front_matter(corpus, metrics, name, encoder):
     from huggingface_hub import EvalResult, ModelCardData
 
     results = []
@@ -198,7 +218,7 @@ def _front_matter(corpus, metrics, name):
     data = ModelCardData(
         library_name="speechbrain",
         license="apache-2.0",
-        tags=["speaker-verification", "speaker-recognition", "speaker-embeddings", "speechbrain", "ECAPA-TDNN",
+        tags=["speaker-verification", "speaker-recognition", "speaker-embeddings", "speechbrain", encoder,
               "pytorch", "audio"],
         datasets=[corpus],
         metrics=["eer", "min_dcf"],
@@ -208,16 +228,17 @@ def _front_matter(corpus, metrics, name):
     return data.to_yaml()
 
 
-def _intro(name, corpus, system):
+def _intro(name, corpus, system, encoder, needs_package):
     import speechbrain
 
     lines = [
-        f"# {name}: ECAPA-TDNN speaker verification ({corpus})",
+        f"# {name}: {encoder} speaker verification ({corpus})",
         "",
-        f"Speaker-embedding model (ECAPA-TDNN) for speaker verification, trained with the `{system}` system "
+        f"Speaker-embedding model ({encoder}) for speaker verification, trained with the `{system}` system "
         f"of the speechbrain-ext-sv recipes on SpeechBrain "
         f"{speechbrain.__version__} and exported in SpeechBrain's layout: it loads with "
-        "`SpeakerRecognition.from_hparams` / `EncoderClassifier.from_hparams`.",
+        "`SpeakerRecognition.from_hparams` / `EncoderClassifier.from_hparams`"
+        + (" with the `speechbrain_ext` package installed (see Requirements)." if needs_package else "."),
         "",
     ]
     if corpus.lower() == "synthemo":
@@ -259,10 +280,21 @@ def _threshold(info, corpus):
         "SpeechBrain's `verify_files` returns a decision at its fixed default of 0.25; compare the score with "
         "this threshold instead.",
         "",
-    ]
+    ] + ([f"The model also carries a calibration (`{CALIBRATION}`, below): `python -m speechbrain_ext.verify` "
+          "decides on its log-likelihood ratio at a stated prior, and on this threshold only with `--threshold`.",
+          ""] if _verify_calibrated(info) else [])
 
 
-def _usage(source, name, threshold):
+def _verify_calibrated(info):
+    """Whether the export carries a calibration that ``verify`` applies."""
+    cal = info.get("calibration") or {}
+    return cal.get("calibration") is not None and not cal.get("problem")
+
+
+def _usage(source, name, threshold, calibrated):
+    verify = f"python -m speechbrain_ext.verify speaker_a.wav speaker_b.wav --model {source}"
+    if calibrated:
+        verify += f" --prior {DEFAULT_PRIOR:g}  # score, LLR and the decision at this prior"
     return [
         "## Usage",
         "",
@@ -285,7 +317,7 @@ def _usage(source, name, threshold):
         "or, with this repository installed:",
         "",
         "```bash",
-        f"python -m speechbrain_ext.verify speaker_a.wav speaker_b.wav --model {source}",
+        verify,
         "```",
         "",
     ]
@@ -300,6 +332,20 @@ def _configuration(info, rows):
     return lines + [""]
 
 
+def _padding(info):
+    par = info["onnx"]
+    if par["padding_invariant"]:
+        gap = par["encode_batch_padded_diff"]
+        speechbrain = (f"where SpeechBrain's `encode_batch` on the same padded batch differs by up to {gap:.2g}"
+                       if gap > PARITY_TOLERANCE else
+                       f"as SpeechBrain's `encode_batch` does with this encoder (max |diff| {gap:.1e})")
+        return ("Each utterance of a padded batch gets the embedding it gets alone: the graph masks the padding "
+                f"(`speechbrain_ext.batching.PaddingInvariantEmbedder`, the evaluation's extraction), {speechbrain}.")
+    return (f"Not padding-invariant: `speechbrain_ext.batching` cannot mask this {info['encoder']} pipeline, so a "
+            "shorter utterance of a padded batch gets another embedding than alone (as with SpeechBrain's "
+            "`encode_batch`); embed one utterance per call, or batches of equal length.")
+
+
 def _onnx(info):
     if not info.get("onnx"):
         return []
@@ -308,15 +354,18 @@ def _onnx(info):
         "## ONNX and TorchScript",
         "",
         f"`{ONNX_FILE}` (opset 17) and `{TORCHSCRIPT_FILE}` compute waveform → embedding in one graph "
-        "(Fbank, mean normalisation, ECAPA-TDNN): inputs `wavs` float32 `[batch, samples]` at "
+        f"(Fbank, mean normalisation, {info['encoder']}): inputs `wavs` float32 `[batch, samples]` at "
         f"{info['sample_rate']} Hz, zero-padded, and `wav_lens` float32 `[batch]` (relative lengths, 1.0 for the "
         "longest); output `embeddings` `[batch, D]`. Batch and length are dynamic. The ONNX graph computes the "
-        "STFT as a convolution with a DFT kernel (ONNX has no complex type).",
+        "STFT as a convolution with a DFT kernel (ONNX has no complex type). Neither file needs SpeechBrain or "
+        "speechbrain_ext: ONNX Runtime, or PyTorch alone.",
         "",
-        f"Parity with the PyTorch model at export (utterances of {', '.join(f'{s:g}' for s in par['seconds'])} s, "
-        f"padded batch and one by one): ONNX max |diff| {par['onnx']['max_abs_diff']:.2e}, TorchScript "
-        f"{par['torchscript']['max_abs_diff']:.2e} (tolerance {PARITY_TOLERANCE:g}; embedding values up to "
-        f"{par['embedding_scale']:.2f}).",
+        _padding(info),
+        "",
+        f"Parity with the PyTorch modules at export (`{par['reference']}`; utterances of "
+        f"{', '.join(f'{s:g}' for s in par['seconds'])} s, padded batch and one by one): ONNX max |diff| "
+        f"{par['onnx']['max_abs_diff']:.2e}, TorchScript {par['torchscript']['max_abs_diff']:.2e} (tolerance "
+        f"{PARITY_TOLERANCE:g}; embedding values up to {par['embedding_scale']:.2f}).",
         "",
         "```python",
         "import numpy as np, onnxruntime as ort",
@@ -335,7 +384,9 @@ def _requirements(info):
         "",
         "The model blocks use classes outside SpeechBrain: "
         + ", ".join(f"`{c}`" for c in info["non_speechbrain_classes"])
-        + "; install this repository (`pip install -e .`) before loading.",
+        + f". `{HPARAMS}` names them, so `from_hparams` needs the `speechbrain_ext` package: install the "
+        "speechbrain-ext-sv repository (`pip install -e .` in a clone) before loading"
+        + (" (the ONNX and TorchScript files do not need it)." if info.get("onnx") else "."),
         "",
     ]
 
@@ -352,9 +403,10 @@ def model_card(info, hp, metrics, meta, n_params, files, repo_id):
     Arguments
     ---------
     info : dict
-        ``system``, ``corpus``, ``threshold``, ``threshold_condition``, ``command``,
+        ``system``, ``corpus``, ``encoder``, ``threshold``, ``threshold_condition``, ``command``,
         ``metrics_checkpoint_mismatch``, ``non_speechbrain_classes``, ``sample_rate``,
-        ``onnx`` (the parity report or None).
+        ``embedding_dim``, ``onnx`` (the parity report or None), ``calibration``
+        (``{"calibration", "problem", "fit", "reason"}``, :mod:`~speechbrain_ext.publish.calibration`).
     hp : dict
         The experiment's hyperparameters (round-trip mapping).
     metrics : dict
@@ -371,18 +423,24 @@ def model_card(info, hp, metrics, meta, n_params, files, repo_id):
     Example
     -------
     >>> import ruamel.yaml
-    >>> hp = ruamel.yaml.YAML().load("system: demo\\n")
-    >>> info = {"system": "demo", "corpus": "SynthEmo", "threshold": 0.5, "threshold_condition": "all"}
+    >>> hp = ruamel.yaml.YAML().load("system: demo\\nembedding_model: !new:speechbrain_ext.encoders.CAMPPlus\\n")
+    >>> info = {"system": "demo", "corpus": "SynthEmo", "encoder": "CAM++", "threshold": 0.5,
+    ...         "threshold_condition": "all", "calibration": {"reason": "the run wrote none"}}
     >>> card = model_card(info, hp, {"conditions": {"all": {"eer": 0.1}}}, {}, 1000, {}, "me/sv")
     >>> card.splitlines()[0], "same_speaker = float(score) >= 0.5000" in card
     ('---', True)
+    >>> "Uncalibrated: the run wrote none" in card
+    True
     """
-    corpus, system = info["corpus"], info["system"]
+    corpus, system, encoder = info["corpus"], info["system"], info["encoder"]
     name = repo_id.split("/")[-1] if repo_id else f"{system}-{corpus}".lower()
     source = repo_id or "path/to/this/folder"
-    lines = ["---", _front_matter(corpus, metrics, name).strip(), "---", ""]
-    lines += _intro(name, corpus, system) + _results(info, metrics, corpus) + _threshold(info, corpus)
-    lines += _usage(source, name, info["threshold"])
-    lines += _configuration(info, config_rows(hp, meta, n_params, corpus))
+    cal = info.get("calibration") or {}
+    lines = ["---", _front_matter(corpus, metrics, name, encoder).strip(), "---", ""]
+    lines += _intro(name, corpus, system, encoder, bool(info.get("non_speechbrain_classes")))
+    lines += _results(info, metrics, corpus) + _threshold(info, corpus)
+    lines += calibration_card(cal.get("calibration"), cal.get("problem"), cal.get("fit"), metrics, cal.get("reason"))
+    lines += _usage(source, name, info["threshold"], _verify_calibrated(info))
+    lines += _configuration(info, config_rows(hp, meta, n_params, corpus, info.get("embedding_dim")))
     lines += _onnx(info) + _requirements(info) + _files(files) + _CLOSING
     return "\n".join(lines)

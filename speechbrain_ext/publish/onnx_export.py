@@ -1,8 +1,10 @@
 """Waveform → speaker embedding in one module, exported to TorchScript and ONNX, with a parity check.
 
-SpeechBrain's inference path is ``Fbank → InputNormalization → ECAPA_TDNN`` and two
-parts of it do not survive a graph export with a dynamic time axis (SpeechBrain
-issues #1750 and #2661):
+SpeechBrain's inference path is ``Fbank → InputNormalization → encoder``
+(``ECAPA_TDNN``, :class:`~speechbrain_ext.encoders.ResNet34`,
+:class:`~speechbrain_ext.encoders.CAMPPlus`...). Two parts of it do not survive a graph
+export with a dynamic time axis as they are (SpeechBrain issues #1750 and #2661), and
+its padded batches do not give an utterance the embedding it gets alone (#1374):
 
 * ``Fbank`` starts with ``torch.stft(..., return_complex=True)``: ONNX has no complex
   type, and ONNX Runtime's own ``STFT`` operator (opset 17) is far less precise than
@@ -10,35 +12,44 @@ issues #1750 and #2661):
   the same centred, windowed, one-sided DFT as a strided ``conv1d`` with a fixed
   DFT-basis kernel (cos and sin rows, window included), which every runtime supports.
   The mel filterbank and the dB conversion are SpeechBrain's own module, reused.
-* ``length_to_mask`` (SE blocks, attentive statistics pooling) calls ``len(lengths)``
-  and ``expand``, which a tracer freezes to the example's batch size.
-  :class:`ExportableECAPA` runs the same layers of the same ``ECAPA_TDNN`` instance
-  with masks built by broadcasting from the tensors themselves, so the batch and time
-  axes stay symbolic.
+* ``ECAPA_TDNN``'s ``length_to_mask`` calls ``len(lengths)`` and ``expand``, which a
+  tracer freezes to the example's batch size, and its convolutions read the padding of
+  shorter utterances. :class:`EmbeddingPipeline` runs the modules through
+  :class:`speechbrain_ext.batching.PaddingInvariantEmbedder`, whose masks are built from
+  the tensors themselves (trace-safe) and whose encoders
+  (:class:`~speechbrain_ext.encoders.ecapa.PaddingInvariantECAPA` for ECAPA-TDNN, ResNet
+  and CAM++ as they are) treat padding as the utterance alone would: the exported graph
+  gives each utterance of a padded batch its alone embedding.
 
-:class:`EmbeddingPipeline` chains the three parts: ``(wavs [B, S], wav_lens [B]) →
-embeddings [B, D]`` with relative lengths as in SpeechBrain. :func:`export_torchscript`
-traces it (with ``torch.stft``: exact), :func:`export_onnx` exports it with the legacy
-TorchScript-based exporter (opset 17, dynamic batch and sample axes; the dynamo
-exporter needs ``onnxscript``, which the project does not depend on), and
-:func:`parity_report` compares either one to SpeechBrain's modules on inputs of several
-lengths.
+An encoder that :func:`speechbrain_ext.batching.invariant_encoder` does not know (or
+features it cannot mask: deltas, context windows) is exported as it computes, padded
+batch and all; the parity report then says ``padding_invariant: False``.
+
+:func:`export_torchscript` traces the pipeline (with ``torch.stft``: exact) and drops the
+archive's debug records (they hold the absolute paths of the traced sources),
+:func:`export_onnx` exports it with the legacy TorchScript-based exporter (opset 17,
+dynamic batch and sample axes; the dynamo exporter needs ``onnxscript``, which the
+project does not depend on), and :func:`parity_report` compares either one with
+:func:`speechbrain_ext.batching.embed_batch`, the evaluation's own extraction, on
+inputs of several lengths.
 """
 
 import contextlib
 import math
 import os
 import warnings
+import zipfile
 
 import torch
 import torch.nn.functional as F
-from speechbrain.lobes.models.ECAPA_TDNN import SERes2NetBlock, TDNNBlock
 from speechbrain.processing.features import spectral_magnitude
+
+from speechbrain_ext.batching import PaddingInvariantEmbedder, embed_batch, supports_masking
+from speechbrain_ext.files import atomic_path
 
 __all__ = [
     "ConvSTFT",
     "EmbeddingPipeline",
-    "ExportableECAPA",
     "ExportableFbank",
     "example_batch",
     "export_onnx",
@@ -143,107 +154,34 @@ class ExportableFbank(torch.nn.Module):
         return feats
 
 
-def _time_mask(x, lengths):
-    """``[B, 1, L]`` float mask ``t < lengths * L`` (``length_to_mask``'s values), trace-safe.
+class _PaddedEmbedder(torch.nn.Module):
+    """SpeechBrain's own computation on the padded batch, for modules the invariant embedder cannot mask."""
 
-    The positions come from a cumulative sum over ``x``'s own time axis, so neither the
-    batch size nor ``L`` becomes a constant of a traced graph.
-    """
-    pos = torch.cumsum(torch.ones_like(x[0, 0]), dim=0)  # 1 .. L, dtype of x
-    length = pos[-1:]
-    return ((pos - 1).unsqueeze(0) < lengths.to(x.dtype).unsqueeze(1) * length).to(x.dtype).unsqueeze(1)
-
-
-class ExportableECAPA(torch.nn.Module):
-    """The layers of a trained ``ECAPA_TDNN`` with trace-safe length masks.
-
-    Numerically the same computation as ``ECAPA_TDNN.forward(x, lengths)`` (same
-    modules, same operation order); only the masks are built differently.
-
-    Arguments
-    ---------
-    ecapa : speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
-        The trained encoder (shared, not copied).
-
-    Example
-    -------
-    >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
-    >>> enc = ECAPA_TDNN(20, channels=[16, 16, 16, 16, 48], lin_neurons=8, attention_channels=8).eval()
-    >>> x, lens = torch.randn(2, 50, 20), torch.tensor([1.0, 0.6])
-    >>> bool(torch.allclose(ExportableECAPA(enc)(x, lens), enc(x, lens), atol=1e-6))
-    True
-    """
-
-    def __init__(self, ecapa):
+    def __init__(self, features, mean_var_norm, embedding_model):
         super().__init__()
-        self.ecapa = ecapa
-        for block in ecapa.blocks:
-            if not isinstance(block, TDNNBlock | SERes2NetBlock):
-                raise TypeError(f"unsupported ECAPA block {type(block).__name__}")
+        self.features, self.mean_var_norm, self.encoder = features, mean_var_norm, embedding_model
 
-    @staticmethod
-    def _se(se, x, mask):
-        total = mask.sum(dim=2, keepdim=True)
-        s = (x * mask).sum(dim=2, keepdim=True) / total
-        s = se.relu(se.conv1(s))
-        s = se.sigmoid(se.conv2(s))
-        return s * x
-
-    @staticmethod
-    def _res2net_se(block, x, mask):
-        residual = block.shortcut(x) if block.shortcut else x
-        x = block.tdnn1(x)
-        x = block.res2net_block(x)
-        x = block.tdnn2(x)
-        x = ExportableECAPA._se(block.se_block, x, mask)
-        return x + residual
-
-    @staticmethod
-    def _asp(asp, x, mask):
-        def stats(x, m, eps=asp.eps):
-            mean = (m * x).sum(2)
-            std = torch.sqrt((m * (x - mean.unsqueeze(2)).pow(2)).sum(2).clamp(eps))
-            return mean, std
-
-        if asp.global_context:
-            total = mask.sum(dim=2, keepdim=True).float()
-            mean, std = stats(x, mask / total)
-            attn = torch.cat([x, mean.unsqueeze(2).expand_as(x), std.unsqueeze(2).expand_as(x)], dim=1)
-        else:
-            attn = x
-        attn = asp.conv(asp.tanh(asp.tdnn(attn)))
-        attn = attn.masked_fill(mask == 0, float("-inf"))
-        attn = F.softmax(attn, dim=2)
-        mean, std = stats(x, attn)
-        return torch.cat((mean, std), dim=1).unsqueeze(2)
-
-    def forward(self, feats, lengths):
-        """``feats [B, T, F]``, relative ``lengths [B]`` → embeddings ``[B, 1, D]``."""
-        enc = self.ecapa
-        x = feats.transpose(1, 2)
-        mask = _time_mask(x, lengths)
-        outputs = []
-        for block in enc.blocks:
-            x = block(x) if isinstance(block, TDNNBlock) else self._res2net_se(block, x, mask)
-            outputs.append(x)
-        x = enc.mfa(torch.cat(outputs[1:], dim=1))
-        x = self._asp(enc.asp, x, mask)
-        x = enc.fc(enc.asp_bn(x))
-        return x.transpose(1, 2)
+    def forward(self, wavs, wav_lens):
+        return self.encoder(self.mean_var_norm(self.features(wavs), wav_lens), wav_lens)
 
 
 class EmbeddingPipeline(torch.nn.Module):
-    """``(wavs [B, S], wav_lens [B]) → embeddings [B, D]``: Fbank, normalisation, ECAPA-TDNN.
+    """``(wavs [B, S], wav_lens [B]) → embeddings [B, D]``: Fbank, normalisation, encoder, padding-invariant.
 
-    The computation of ``EncoderClassifier.encode_batch`` (and of the training
-    Brain's ``encode``) in one exportable module; the modules are shared with the
-    model, not copied. Call ``eval()`` first (done here).
+    The computation of :func:`speechbrain_ext.batching.embed_batch` (each utterance of a
+    padded batch gets its alone embedding) in one exportable module, through
+    :class:`~speechbrain_ext.batching.PaddingInvariantEmbedder`; for modules that cannot
+    be masked, SpeechBrain's ``encode_batch`` computation as it is
+    (``padding_invariant`` is then False). The modules are shared with the model, not
+    copied; the pipeline is put in eval mode.
 
     Arguments
     ---------
     compute_features : speechbrain.lobes.features.Fbank
     mean_var_norm : speechbrain.processing.features.InputNormalization
-    embedding_model : speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
+    embedding_model : torch.nn.Module
+        ``ECAPA_TDNN``, :class:`~speechbrain_ext.encoders.ResNet34`,
+        :class:`~speechbrain_ext.encoders.CAMPPlus`, or any module with their interface.
     stft : str
         ``"conv"`` for ONNX, ``"torch"`` for TorchScript (exact).
 
@@ -254,26 +192,30 @@ class EmbeddingPipeline(torch.nn.Module):
     >>> from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
     >>> enc = ECAPA_TDNN(40, channels=[16, 16, 16, 16, 48], lin_neurons=8, attention_channels=8)
     >>> pipe = EmbeddingPipeline(Fbank(n_mels=40), InputNormalization(norm_type="sentence", std_norm=False), enc)
-    >>> pipe(torch.randn(2, 8000), torch.tensor([1.0, 0.5])).shape
-    torch.Size([2, 8])
+    >>> pipe(torch.randn(2, 8000), torch.tensor([1.0, 0.5])).shape, pipe.padding_invariant
+    (torch.Size([2, 8]), True)
     """
 
     def __init__(self, compute_features, mean_var_norm, embedding_model, stft="conv"):
         super().__init__()
-        self.features = ExportableFbank(compute_features, stft)
-        self.mean_var_norm = mean_var_norm
-        self.encoder = ExportableECAPA(embedding_model)
+        features = ExportableFbank(compute_features, stft)
+        self.padding_invariant = supports_masking(compute_features, mean_var_norm, embedding_model)
+        if self.padding_invariant:
+            self.embedder = PaddingInvariantEmbedder(compute_features, mean_var_norm, embedding_model, features)
+        else:
+            self.embedder = _PaddedEmbedder(features, mean_var_norm, embedding_model)
         self.eval()
 
     def forward(self, wavs, wav_lens):
         """Embeddings ``[B, D]`` of a zero-padded batch with relative lengths."""
-        feats = self.features(wavs)
-        feats = self.mean_var_norm(feats, wav_lens)
-        return self.encoder(feats, wav_lens).squeeze(1)
+        return self.embedder(wavs, wav_lens).squeeze(1)
 
 
 def reference_embeddings(compute_features, mean_var_norm, embedding_model, wavs, wav_lens):
-    """SpeechBrain's own computation (``encode_batch``): ``[B, D]``, no gradient.
+    """SpeechBrain's own computation (``encode_batch``) on the padded batch: ``[B, D]``, no gradient.
+
+    What a folder loaded with ``EncoderClassifier.from_hparams`` computes; for a shorter
+    utterance of a padded batch it is not its alone embedding (see :func:`parity_report`).
 
     Example
     -------
@@ -321,11 +263,26 @@ def _tracing(compute_features, mean_var_norm, embedding_model, stft, sample_rate
         yield pipeline, (wavs, lens)
 
 
+def _drop_debug_records(path):
+    """Rewrite a TorchScript archive without its ``*.debug_pkl`` records, in place (atomically).
+
+    The records map the graph to the traced Python sources by absolute file name (the
+    virtual environment's and the package's folders: a user name under ``/home``) and
+    quote those sources; ``torch.jit.load`` does not need them, and without them an
+    error inside the graph names the operation but not the Python line.
+    """
+    with zipfile.ZipFile(path) as source, atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as target:
+        for info in source.infolist():
+            if not info.filename.endswith(".debug_pkl"):
+                target.writestr(info, source.read(info))
+
+
 def export_torchscript(compute_features, mean_var_norm, embedding_model, path, sample_rate=16000):
-    """Trace the pipeline (``torch.stft``) to a TorchScript file; returns ``path``.
+    """Trace the pipeline (``torch.stft``) to a TorchScript file without debug records; returns ``path``.
 
     The traced module takes ``(wavs [B, S] float32, wav_lens [B] float32)`` and returns
-    ``[B, D]``; batch size and length are free (traced on a batch of 2 × 2 s).
+    ``[B, D]``; batch size and length are free (traced on a batch of 2 s and 1.5 s).
+    The archive holds no absolute path of this machine (:func:`_drop_debug_records`).
 
     Example
     -------
@@ -341,9 +298,12 @@ def export_torchscript(compute_features, mean_var_norm, embedding_model, path, s
     ...     module = torch.jit.load(p)
     >>> module(torch.randn(3, 5000), torch.ones(3)).shape
     torch.Size([3, 8])
+    >>> os.path.dirname(os.path.abspath(__file__)).encode() in open(p, "rb").read()
+    False
     """
     with _tracing(compute_features, mean_var_norm, embedding_model, "torch", sample_rate) as (pipeline, example):
         torch.jit.save(torch.jit.trace(pipeline, example, check_trace=False), os.fspath(path))
+    _drop_debug_records(os.fspath(path))
     return os.fspath(path)
 
 
@@ -399,33 +359,18 @@ def onnx_session(path, threads=None):
     return ort.InferenceSession(os.fspath(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def parity_report(compute_features, mean_var_norm, embedding_model, torchscript=None, onnx=None,
-                  sample_rate=16000, seconds=PARITY_SECONDS):
-    """Largest differences of exported pipelines from SpeechBrain's modules on a padded batch.
-
-    The batch holds utterances of ``seconds`` (zero-padded to the longest, relative
-    lengths as SpeechBrain uses them), plus each utterance alone at its own length
-    (batch 1), so both dynamic axes and the length masks are exercised.
-
-    Returns
-    -------
-    dict
-        ``{"seconds": [...], "embedding_scale": max |reference|,
-        "<kind>": {"max_abs_diff", "min_cosine"}}`` for each of ``torchscript`` /
-        ``onnx`` given (paths to the exported files).
-
-    Example
-    -------
-    >>> parity_report.__name__
-    'parity_report'
-    """
+def _parity_batches(sample_rate, seconds):
+    """The padded batch of ``seconds`` and each of its utterances alone (batch 1, its own length)."""
     wavs, lens = example_batch(sample_rate, seconds)
     batches = [(wavs, lens)]
     for i, rel in enumerate(lens.tolist()):
         n = int(round(rel * wavs.shape[1]))
         batches.append((wavs[i : i + 1, :n], torch.ones(1)))
-    refs = [reference_embeddings(compute_features, mean_var_norm, embedding_model, w, ln) for w, ln in batches]
-    report = {"seconds": list(seconds), "embedding_scale": float(max(r.abs().max() for r in refs))}
+    return batches
+
+
+def _runners(torchscript, onnx):
+    """``{kind: run(wavs, lens) -> [B, D]}`` of the exported files given."""
     runners = {}
     if torchscript is not None:
         with warnings.catch_warnings():
@@ -444,7 +389,49 @@ def parity_report(compute_features, mean_var_norm, embedding_model, torchscript=
             return torch.from_numpy(session.run(None, {"wavs": w.numpy(), "wav_lens": ln.numpy()})[0])
 
         runners["onnx"] = run_onnx
-    for kind, run in runners.items():
+    return runners
+
+
+def parity_report(compute_features, mean_var_norm, embedding_model, torchscript=None, onnx=None,
+                  sample_rate=16000, seconds=PARITY_SECONDS):
+    """Largest differences of exported pipelines from the PyTorch modules on a padded batch and alone.
+
+    The batch holds utterances of ``seconds`` (zero-padded to the longest, relative
+    lengths as SpeechBrain uses them), plus each utterance alone at its own length
+    (batch 1), so both dynamic axes and the length masks are exercised. The reference is
+    :func:`speechbrain_ext.batching.embed_batch` (every utterance as if alone), or
+    :func:`reference_embeddings` for a pipeline that is not padding-invariant.
+
+    Returns
+    -------
+    dict
+        ``{"seconds": [...], "embedding_scale": max |reference|, "padding_invariant": bool,
+        "reference": "embed_batch" or "encode_batch", "encode_batch_padded_diff": max |difference|
+        between SpeechBrain's encode_batch on the padded batch and the reference,
+        "<kind>": {"max_abs_diff", "min_cosine"}}`` for each of ``torchscript`` / ``onnx``
+        given (paths to the exported files).
+
+    Example
+    -------
+    >>> from speechbrain.lobes.features import Fbank
+    >>> from speechbrain.processing.features import InputNormalization
+    >>> from speechbrain_ext.encoders import ResNet34
+    >>> modules = (Fbank(n_mels=24), InputNormalization(norm_type="sentence"), ResNet34(24, 4, 8).eval())
+    >>> r = parity_report(*modules, seconds=(0.5, 0.3))
+    >>> r["padding_invariant"], r["reference"]
+    (True, 'embed_batch')
+    """
+    invariant = EmbeddingPipeline(compute_features, mean_var_norm, embedding_model).padding_invariant
+    reference = embed_batch if invariant else reference_embeddings
+    batches = _parity_batches(sample_rate, seconds)
+    with torch.no_grad():
+        refs = [reference(compute_features, mean_var_norm, embedding_model, w, ln).reshape(w.shape[0], -1)
+                for w, ln in batches]
+    naive = reference_embeddings(compute_features, mean_var_norm, embedding_model, *batches[0])
+    report = {"seconds": list(seconds), "embedding_scale": float(max(r.abs().max() for r in refs)),
+              "padding_invariant": invariant, "reference": "embed_batch" if invariant else "encode_batch",
+              "encode_batch_padded_diff": float((naive - refs[0]).abs().max())}
+    for kind, run in _runners(torchscript, onnx).items():
         max_abs, min_cos = 0.0, 1.0
         for (w, ln), ref in zip(batches, refs):
             out = run(w, ln)

@@ -246,9 +246,15 @@ def test_trained_recipe_model_exports_reloads_offline_and_verifies(
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     score = float(re.search(r"score: (-?[\d.]+)", completed.stdout).group(1))
-    threshold = float(re.search(r"threshold: (-?[\d.]+) \(verification.json\)", completed.stdout).group(1))
     assert -1.0 <= score <= 1.0
-    assert ("decision: accept" in completed.stdout) == (score >= threshold)
+    if (copy / "calibration.json").exists():  # the run calibrated its scores: a decision on the LLR at p = 0.01
+        decided = float(re.search(r"^llr: (-?[\d.]+) \(natural log", completed.stdout, re.M).group(1))
+        threshold = float(re.search(r"threshold: ([\d.]+) \(Bayes threshold of the LLR at prior 0.01\)",
+                                    completed.stdout).group(1))
+    else:
+        decided = score
+        threshold = float(re.search(r"threshold: (-?[\d.]+) \(verification.json\)", completed.stdout).group(1))
+    assert ("decision: accept" in completed.stdout) == (decided >= threshold)
 
 
 def test_global_feature_normalisation_is_exported_as_its_statistics(experiment, tmp_path):

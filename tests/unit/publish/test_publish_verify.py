@@ -28,3 +28,29 @@ def test_verify_cli_scores_and_names_bad_inputs(exported, tmp_path, capsys):
     assert "missing.wav': no such file" in capsys.readouterr().err
     assert verify_main([a, b, "--model", str(tmp_path)]) == 2
     assert f"model folder {tmp_path} has no hyperparams.yaml" in capsys.readouterr().err
+
+
+class RemoteEntryNotFoundError(Exception):
+    """Named as huggingface_hub's error for a file the repo does not have."""
+
+
+def test_hub_repo_without_a_calibration_is_uncalibrated_but_a_failed_download_is_an_error(tmp_path, capsys,
+                                                                                           monkeypatch):
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    from speechbrain.utils import fetching
+
+    a, b = write_wav(tmp_path / "a.wav", 1.0, 1), write_wav(tmp_path / "b.wav", 1.0, 2)
+
+    def absent(filename, **kwargs):
+        raise RemoteEntryNotFoundError(f"404: {filename}")
+
+    monkeypatch.setattr(fetching, "fetch", absent)
+    assert verify_main([a, b, "--model", "me/sv-model", "--prior", "0.5"]) == 2
+    assert "--prior needs a calibrated model, but model me/sv-model has no calibration.json" in capsys.readouterr().err
+
+    def offline(filename, **kwargs):
+        raise LocalEntryNotFoundError("not in the cache and HF_HUB_OFFLINE is set")
+
+    monkeypatch.setattr(fetching, "fetch", offline)
+    assert verify_main([a, b, "--model", "me/sv-model"]) == 2
+    assert "cannot fetch calibration.json of me/sv-model from the Hugging Face Hub" in capsys.readouterr().err
