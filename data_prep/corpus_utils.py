@@ -116,6 +116,19 @@ def root_relative(path, data_folder):
     return data_root_path(path, data_folder)
 
 
+def is_macos_metadata(name):
+    """True for the files macOS leaves next to the audio in archives and copies: AppleDouble
+    ``._<name>`` resource forks (not audio, whatever their extension) and ``.DS_Store``.
+    The walks of every preparation ignore them, so they are neither utterances nor skips.
+
+    Example
+    -------
+    >>> is_macos_metadata("._00001.wav"), is_macos_metadata(".DS_Store"), is_macos_metadata("00001.wav")
+    (True, True, False)
+    """
+    return name.startswith("._") or name == ".DS_Store"
+
+
 def audio_duration(path):
     """Duration in seconds of an audio file from its header (``soundfile.info``).
 

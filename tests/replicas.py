@@ -279,7 +279,10 @@ ESD_CHINESE_EMOTIONS = {
 }
 
 
-def make_esd(root, speakers=None):
+ESD_PUBLISHED_SPACE_AFTER_ID = ("0012_001355", "0013_000431", "0015_000137")  # 3 of the 14 (issue 13)
+
+
+def make_esd(root, speakers=None, space_after_id=()):
     """ESD: ``<spk>/<Emotion>/<spk>_<nnnnnn>.wav`` + ``<spk>/<spk>.txt``, 16 kHz WAV.
 
     Every speaker (default all 20) has 2 parallel sentences in each of the 5
@@ -287,6 +290,11 @@ def make_esd(root, speakers=None):
     Happy 000701-, Sad 001051-, Surprise 001401-). Transcripts are tab-separated
     ``id text emotion`` (Chinese emotion names for Mandarin speakers), in mixed
     encodings (GB2312 for 0001, UTF-16 for 0003, Latin-1 for 0016, else UTF-8).
+
+    ``space_after_id`` reproduces the published quirk: the line of each of these
+    IDs has a space instead of the tab after the ID. An ID outside the replica
+    (e.g. :data:`ESD_PUBLISHED_SPACE_AFTER_ID`) brings its parallel group: the
+    same sentence number in the 5 emotions of its speaker, with its own sentence.
 
     Returns
     -------
@@ -300,20 +308,31 @@ def make_esd(root, speakers=None):
     >>> info = make_esd(tempfile.mkdtemp(), speakers=["0011"])
     >>> info["utterances"]["0011"][:3]
     ['0011_000001', '0011_000002', '0011_000351']
+    >>> info = make_esd(tempfile.mkdtemp(), speakers=["0015"], space_after_id=["0015_000137"])
+    >>> [u for u in info["utterances"]["0015"] if u.endswith("137") or u.endswith("487")]
+    ['0015_000137', '0015_000487']
+    >>> open(os.path.join(info["data_folder"], "0015", "0015.txt")).read().splitlines()[2]
+    '0015_000137 Parallel sentence 137 of 0015.\\tNeutral'
     """
     root = str(root)
     speakers = [f"{i:04d}" for i in range(1, 21)] if speakers is None else list(speakers)
+    broken = set(space_after_id)
     utterances, sentences = {}, {}
     for spk in speakers:
         lang = "zh" if int(spk) <= 10 else "en"
+        numbers = {k + 1: text for k, text in enumerate(ESD_SENTENCES[lang])}
+        for utt in sorted(broken):
+            index = (int(utt[5:]) - 1) % 350 + 1
+            if utt.startswith(spk + "_") and index not in numbers:
+                numbers[index] = f"Parallel sentence {index} of {spk}."
         lines = []
         utterances[spk] = []
         for block, emotion in enumerate(ESD_EMOTIONS):
-            for k, sentence in enumerate(ESD_SENTENCES[lang]):
-                utt = f"{spk}_{block * 350 + k + 1:06d}"
+            for index, sentence in sorted(numbers.items()):
+                utt = f"{spk}_{block * 350 + index:06d}"
                 write_audio(os.path.join(root, spk, emotion, f"{utt}.wav"))
                 label = ESD_CHINESE_EMOTIONS[emotion] if lang == "zh" else emotion
-                lines.append(f"{utt}\t{sentence}\t{label}\n")
+                lines.append(f"{utt}{' ' if utt in broken else chr(9)}{sentence}\t{label}\n")
                 utterances[spk].append(utt)
                 sentences[utt] = sentence
         write_text(os.path.join(root, spk, f"{spk}.txt"), "".join(lines), ESD_ENCODINGS.get(spk, "utf-8"))
