@@ -23,6 +23,7 @@ exercise preparation, manifests, trial lists and data loading only.
 
 import json
 import os
+import shutil
 import zlib
 
 import numpy as np
@@ -352,11 +353,17 @@ CREMAD_CLIPS = (
 )
 
 
-def make_cremad(root):
+CREMAD_SILENT = "1076_MTI_SAD_XX"  # no audio, per the corpus's documentation
+
+
+def make_cremad(root, silent_file=False):
     """CREMA-D: ``AudioWAV/<actor>_<sentence>_<EMO>_<level>.wav``, 16 kHz WAV.
 
     Actors 1001-1003, 1090, 1091; sentences IEO and TIE in NEU, SAD and ANG (6
     clips each), plus ``1002_ITH_SAD_X.wav`` (the misnamed file of older clones).
+    ``silent_file`` adds actor 1076's :data:`CREMAD_SILENT` as the corpus has it: a
+    valid WAV header over near-silent samples (it reads without error) next to the
+    actor's other clips (``1076_IEO_NEU_XX``, ``1076_TIE_SAD_LO``).
 
     Returns
     -------
@@ -372,9 +379,14 @@ def make_cremad(root):
     """
     root = str(root)
     files = [f"{a}_{s}_{e}_{lv}" for a in CREMAD_ACTORS for s, e, lv in CREMAD_CLIPS] + ["1002_ITH_SAD_X"]
+    files += ["1076_IEO_NEU_XX", "1076_TIE_SAD_LO"] if silent_file else []
     for stem in files:
         write_audio(os.path.join(root, "AudioWAV", f"{stem}.wav"))
-    return {"data_folder": root, "actors": list(CREMAD_ACTORS), "files": files}
+    if silent_file:
+        sf.write(os.path.join(root, "AudioWAV", f"{CREMAD_SILENT}.wav"), np.zeros(800, "float32"), 16000,
+                 subtype="PCM_16")
+    actors = list(CREMAD_ACTORS) + (["1076"] if silent_file else [])
+    return {"data_folder": root, "actors": actors, "files": files}
 
 
 # --------------------------------------------------------------------------- RAVDESS
@@ -383,12 +395,17 @@ RAVDESS_ACTORS = (1, 2, 3, 4, 23, 24)
 RAVDESS_CLIPS = (("01", "01"), ("05", "01"), ("05", "02"))  # (emotion, intensity)
 
 
-def make_ravdess(root):
+RAVDESS_KAGGLE_NESTED = "audio_speech_actors_01-24"
+
+
+def make_ravdess(root, kaggle=False):
     """RAVDESS: ``Actor_XX/03-01-<emo>-<int>-<stmt>-<rep>-<actor>.wav``, 48 kHz WAV.
 
     Actors 1-4, 23, 24; neutral (normal) and angry (normal, strong) for both
     statements, repetition 01 (6 speech files each); Actor_01 also has a song
-    file (``03-02-...``), which the preparation filters out.
+    file (``03-02-...``), which the preparation filters out. ``kaggle=True`` lays
+    the files out as the Kaggle download does: the actor folders at the top and a
+    second copy of them under :data:`RAVDESS_KAGGLE_NESTED`.
 
     Returns
     -------
@@ -413,6 +430,10 @@ def make_ravdess(root):
                 files.append(stem)
     song = ["03-02-01-01-01-01-01"]
     write_audio(os.path.join(root, "Actor_01", f"{song[0]}.wav"), samplerate=48000)
+    if kaggle:
+        for actor in RAVDESS_ACTORS:
+            shutil.copytree(os.path.join(root, f"Actor_{actor:02d}"),
+                            os.path.join(root, RAVDESS_KAGGLE_NESTED, f"Actor_{actor:02d}"))
     return {
         "data_folder": root,
         "actors": [f"Actor_{a:02d}" for a in RAVDESS_ACTORS],
@@ -439,18 +460,21 @@ DUSHA_COLUMNS = (
 )
 
 
-def make_dusha(root):
+def make_dusha(root, crowd_folder=False, tsv_columns=DUSHA_COLUMNS):
     """Dusha crowd: ``crowd_train/raw_crowd_train.jsonl`` and ``crowd_test/raw_crowd_test.tsv``
     (the two formats golos writes) with ``wavs/<hash_id>.wav``, 16 kHz WAV.
 
     Speakers (``source_id``) spk_a-spk_c in crowd_train, spk_d and spk_e in
     crowd_test, each with 2 texts x {neutral, angry} (4 audios); every audio has
     two annotation rows (annotators disagree; ``speaker_emo`` is the same).
+    ``crowd_folder=True`` writes both subsets under ``root/crowd/``, as ``crowd.tar``
+    extracts; ``tsv_columns`` orders the TSV columns.
 
     Returns
     -------
     dict
-        ``data_folder``, ``audios`` ({hash_id: (subset, spk, emotion, text)}).
+        ``data_folder`` (``root``), ``crowd`` (the folder holding the subsets),
+        ``audios`` ({hash_id: (subset, spk, emotion, text)}).
 
     Example
     -------
@@ -460,6 +484,7 @@ def make_dusha(root):
     (20, ['raw_crowd_test.tsv', 'wavs'])
     """
     root = str(root)
+    crowd = os.path.join(root, "crowd") if crowd_folder else root
     audios = {}
     for subset, speakers in DUSHA_SPEAKERS.items():
         rows = []
@@ -467,7 +492,7 @@ def make_dusha(root):
             for t, text in enumerate(DUSHA_TEXTS):
                 for emotion in DUSHA_EMOTIONS:
                     hash_id = f"{spk[-1]}{t}{emotion[:3]}" + "0" * 24
-                    write_audio(os.path.join(root, subset, "wavs", f"{hash_id}.wav"))
+                    write_audio(os.path.join(crowd, subset, "wavs", f"{hash_id}.wav"))
                     audios[hash_id] = (subset, spk, emotion, text)
                     for annotator, vote in (("ann1", emotion), ("ann2", "other")):
                         rows.append(
@@ -485,17 +510,15 @@ def make_dusha(root):
                         )
         if subset == "crowd_train":
             write_text(
-                os.path.join(root, subset, f"raw_{subset}.jsonl"),
+                os.path.join(crowd, subset, f"raw_{subset}.jsonl"),
                 "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
             )
         else:
             write_text(
-                os.path.join(root, subset, f"raw_{subset}.tsv"),
-                "\t".join(DUSHA_COLUMNS)
-                + "\n"
-                + "".join("\t".join(r[c] for c in DUSHA_COLUMNS) + "\n" for r in rows),
+                os.path.join(crowd, subset, f"raw_{subset}.tsv"),
+                "\t".join(tsv_columns) + "\n" + "".join("\t".join(r[c] for c in tsv_columns) + "\n" for r in rows),
             )
-    return {"data_folder": root, "audios": audios}
+    return {"data_folder": root, "crowd": crowd, "audios": audios}
 
 
 # --------------------------------------------------------------------------- helpers for tests
