@@ -211,23 +211,67 @@ VOX_TRIALS = {
 }
 
 
-def make_voxceleb(root, vox2="wav", extra_vox2_speakers=0, extra_utterances=4):
+def write_m4a(path, seconds=SECONDS, samplerate=16000, audio=True):
+    """Write ``seconds`` of seeded noise to ``path`` as AAC in an MP4 box (VoxCeleb2's ``.m4a``), with PyAV.
+
+    ``audio=False`` writes an MP4 holding one video stream and no audio stream.
+    Returns the number of samples written (the decoded file may hold a few more:
+    AAC pads its last frame).
+
+    Example
+    -------
+    >>> import tempfile, av
+    >>> p = os.path.join(tempfile.mkdtemp(), "id00012", "vid", "00001.m4a")
+    >>> write_m4a(p)
+    3200
+    >>> with av.open(p) as f:
+    ...     f.streams.audio[0].codec_context.name, f.streams.audio[0].rate
+    ('aac', 16000)
+    """
+    import av
+
+    path = str(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    n = int(round(seconds * samplerate))
+    with av.open(path, "w", format="mp4") as out:
+        if not audio:
+            stream = out.add_stream("mpeg4", rate=25)
+            stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), "uint8"), format="rgb24")
+            for packet in [*stream.encode(frame), *stream.encode()]:
+                out.mux(packet)
+            return 0
+        stream = out.add_stream("aac", rate=samplerate, layout="mono")
+        rng = np.random.default_rng(zlib.crc32(os.path.basename(path).encode()))
+        data = (rng.standard_normal(n) * 0.1).astype("float32")[None, :]
+        frame = av.AudioFrame.from_ndarray(data, format="fltp", layout="mono")
+        frame.sample_rate = samplerate
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            out.mux(packet)
+    return n
+
+
+def make_voxceleb(root, vox2="wav", extra_vox2_speakers=0, extra_utterances=4, vox2_folder="vox2_dev"):
     """VoxCeleb1 ``wav/<spk>/<video>/<n>.wav`` + the three cleaned trial lists (+ VoxCeleb2 dev).
 
     VoxCeleb1: dev speakers id10001-id10003, Vox1-O test speakers id10270 and
     id10271. ``list_test_all2.txt``/``list_test_hard2.txt`` name id10001 and id10002
     (dev speakers, as the real Vox1-E/H do); id10003 appears in no list.
-    ``vox2="wav"`` writes ``vox2_dev/<spk>/<video>/<n>.wav`` (id00012, id00015,
-    id00018), ``vox2="m4a"`` the same names as unconverted ``.m4a`` (not valid
-    audio), ``None`` no VoxCeleb2. With ``vox2="wav"``, ``extra_vox2_speakers``
-    adds VoxCeleb2 speakers id08000, id08001, ... with ``extra_utterances`` files
-    over two videos each (for recipe runs that need more training speakers).
+    VoxCeleb2 (id00012, id00015, id00018) goes to ``<vox2_folder>/<spk>/<video>/<n>``:
+    ``vox2="wav"`` as converted wav, ``vox2="m4a"`` as unconverted ``.m4a`` (not
+    valid audio), ``vox2="aac"`` as real AAC-in-MP4 ``.m4a`` (:func:`write_m4a`),
+    ``vox2="merged"`` as wav merged into VoxCeleb1's ``wav/`` (SpeechBrain's
+    documented layout), ``None`` no VoxCeleb2. ``vox2_folder`` reproduces how the
+    archive unzips (``vox2_dev/dev/aac``, ``vox2_dev/aac``, ``dev/aac``). With
+    ``vox2="wav"``, ``extra_vox2_speakers`` adds VoxCeleb2 speakers id08000,
+    id08001, ... with ``extra_utterances`` files over two videos each (for recipe
+    runs that need more training speakers).
 
     Returns
     -------
     dict
         ``data_folder``, ``vox1`` and ``vox2`` (utterance IDs), ``trials``
-        ({list file: [(label, enrol_id, test_id)]}).
+        ({list file: [(label, enrol_id, test_id)]}), ``vox2_folder`` (absolute).
 
     Example
     -------
@@ -242,24 +286,29 @@ def make_voxceleb(root, vox2="wav", extra_vox2_speakers=0, extra_utterances=4):
     for name, trials in VOX_TRIALS.items():
         write_text(os.path.join(root, name), "".join(f"{lab} {e}.wav {t}.wav\n" for lab, e, t in trials))
     vox2_files = list(VOX2_FILES)
-    if vox2 == "wav":
+    folder = os.path.join(root, "wav" if vox2 == "merged" else vox2_folder)
+    if vox2 in ("wav", "merged"):
         vox2_files += [
             f"id{8000 + i:05d}/extra{k % 2}VIDEO/{k // 2 + 1:05d}"
             for i in range(extra_vox2_speakers)
             for k in range(extra_utterances)
         ]
         for utt in vox2_files:
-            write_audio(os.path.join(root, "vox2_dev", f"{utt}.wav"))
+            write_audio(os.path.join(folder, f"{utt}.wav"))
     elif vox2 == "m4a":
         for utt in VOX2_FILES:
-            write_text(os.path.join(root, "vox2_dev", f"{utt}.m4a"), "not audio: an AAC stream in an MP4 box")
+            write_text(os.path.join(folder, f"{utt}.m4a"), "not audio: an AAC stream in an MP4 box")
+    elif vox2 == "aac":
+        for utt in VOX2_FILES:
+            write_m4a(os.path.join(folder, f"{utt}.m4a"))
     elif vox2 is not None:
-        raise ValueError(f"vox2 must be 'wav', 'm4a' or None, not {vox2!r}")
+        raise ValueError(f"vox2 must be 'wav', 'm4a', 'aac', 'merged' or None, not {vox2!r}")
     return {
         "data_folder": root,
         "vox1": list(VOX1_FILES),
         "vox2": vox2_files if vox2 else [],
         "trials": {k: list(v) for k, v in VOX_TRIALS.items()},
+        "vox2_folder": folder,
     }
 
 
