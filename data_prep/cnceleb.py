@@ -92,7 +92,7 @@ from data_prep.corpus_utils import (
     audio_row,
     check_subset,
     has_frames,
-    is_macos_metadata,
+    is_hidden_file,
     read_durations,
     root_relative,
     run_parallel,
@@ -214,7 +214,7 @@ def _audio_index(folder):
     for name in names:
         stem, ext = os.path.splitext(name)
         ext = ext.lower()
-        if is_macos_metadata(name):
+        if is_hidden_file(name):
             continue
         if ext in AUDIO_EXTS and (stem not in index or ext == ".flac"):
             index[stem] = os.path.join(folder, name)

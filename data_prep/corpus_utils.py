@@ -116,17 +116,18 @@ def root_relative(path, data_folder):
     return data_root_path(path, data_folder)
 
 
-def is_macos_metadata(name):
-    """True for the files macOS leaves next to the audio in archives and copies: AppleDouble
-    ``._<name>`` resource forks (not audio, whatever their extension) and ``.DS_Store``.
-    The walks of every preparation ignore them, so they are neither utterances nor skips.
+def is_hidden_file(name):
+    """True for a hidden file, never corpus audio whatever its extension: the AppleDouble
+    ``._<name>`` resource forks and ``.DS_Store`` that macOS leaves in archives and
+    copies, the ``.tmp-*`` of an interrupted atomic write. The walks of every
+    preparation ignore them, so they are neither utterances nor skips.
 
     Example
     -------
-    >>> is_macos_metadata("._00001.wav"), is_macos_metadata(".DS_Store"), is_macos_metadata("00001.wav")
-    (True, True, False)
+    >>> [is_hidden_file(n) for n in ("._00001.wav", ".DS_Store", ".tmp-12-34-00001.wav", "00001.wav")]
+    [True, True, True, False]
     """
-    return name.startswith("._") or name == ".DS_Store"
+    return name.startswith(".")
 
 
 def audio_duration(path):

@@ -31,7 +31,7 @@ from data_prep.common import PreparationError, emotion_trials, write_manifest
 from data_prep.corpus_utils import (
     SkipLog,
     clean_text,
-    is_macos_metadata,
+    is_hidden_file,
     pick_valid_speakers,
     read_durations,
     root_relative,
@@ -158,7 +158,7 @@ class NamedFiles:
         for folder in self.folders(data_folder):
             for name in sorted(os.listdir(folder)):
                 path = os.path.join(folder, name)
-                if not name.lower().endswith(".wav") or is_macos_metadata(name) or not os.path.isfile(path):
+                if not name.lower().endswith(".wav") or is_hidden_file(name) or not os.path.isfile(path):
                     continue
                 fields = self.pattern.parse(name[:-4] + ".wav")
                 if fields is None:

@@ -59,7 +59,7 @@ import re
 from collections import Counter, defaultdict
 
 from data_prep.common import PreparationError
-from data_prep.corpus_utils import MAX_EXAMPLES, check_subset, is_macos_metadata, text_key
+from data_prep.corpus_utils import MAX_EXAMPLES, check_subset, is_hidden_file, text_key
 from data_prep.emotional import EmotionalCorpus, Walk, prepare_emotional
 
 logger = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ def _speaker_files(spk_dir, spk, skips):
         for dirpath, dirnames, filenames in os.walk(emo_dir, followlinks=True):
             dirnames.sort()
             for name in sorted(filenames):
-                if not name.lower().endswith(".wav") or is_macos_metadata(name):
+                if not name.lower().endswith(".wav") or is_hidden_file(name):
                     continue
                 path = os.path.join(dirpath, name)
                 if not name_re.match(name):

@@ -68,7 +68,7 @@ from data_prep.common import PreparationError
 from data_prep.corpus_utils import (
     SkipLog,
     audio_row,
-    is_macos_metadata,
+    is_hidden_file,
     read_durations,
     run_preparation,
     validation_options,
@@ -159,7 +159,7 @@ def walk_speaker_tree(root, ext_counts=None, unconverted=None):
     for spk, spk_path in _subdirs(root):
         for video, video_path in _subdirs(spk_path):
             with os.scandir(video_path) as it:
-                names = sorted(e.name for e in it if e.is_file() and not is_macos_metadata(e.name))
+                names = sorted(e.name for e in it if e.is_file() and not is_hidden_file(e.name))
             audio, m4a = {}, []
             for name in names:
                 stem, ext = os.path.splitext(name)

@@ -211,10 +211,12 @@ VOX_TRIALS = {
 }
 
 
-def write_m4a(path, seconds=SECONDS, samplerate=16000, audio=True):
+def write_m4a(path, seconds=SECONDS, samplerate=16000, audio=True, faststart=False):
     """Write ``seconds`` of seeded noise to ``path`` as AAC in an MP4 box (VoxCeleb2's ``.m4a``), with PyAV.
 
-    ``audio=False`` writes an MP4 holding one video stream and no audio stream.
+    ``audio=False`` writes an MP4 holding one video stream and no audio stream;
+    ``faststart=True`` puts the index (``moov``) before the audio, so a truncated copy
+    still opens and declares the whole duration.
     Returns the number of samples written (the decoded file may hold a few more:
     AAC pads its last frame).
 
@@ -233,7 +235,8 @@ def write_m4a(path, seconds=SECONDS, samplerate=16000, audio=True):
     path = str(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     n = int(round(seconds * samplerate))
-    with av.open(path, "w", format="mp4") as out:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(path, "w", format="mp4", options=options) as out:
         if not audio:
             stream = out.add_stream("mpeg4", rate=25)
             stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
