@@ -576,6 +576,60 @@ def make_dusha(root, crowd_folder=False, tsv_columns=DUSHA_COLUMNS):
 # --------------------------------------------------------------------------- helpers for tests
 
 
+def add_appledouble(root, extensions):
+    """Write a macOS AppleDouble ``._<name>`` next to every file of ``root`` ending with one of ``extensions``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp(); _ = write_text(os.path.join(d, "a", "x.wav"), "")
+    >>> add_appledouble(d, (".wav",)); sorted(os.listdir(os.path.join(d, "a")))
+    ['._x.wav', 'x.wav']
+    """
+    for dirpath, _dirs, files in os.walk(str(root)):
+        for name in files:
+            if name.endswith(tuple(extensions)) and not name.startswith("._"):
+                with open(os.path.join(dirpath, "._" + name), "wb") as f:
+                    f.write(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+
+
+def to_crlf(root, extensions):
+    """Rewrite every text file of ``root`` ending with one of ``extensions`` with CRLF line ends.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp(); p = write_text(os.path.join(d, "l.lst"), "a\\nb\\n")
+    >>> to_crlf(d, (".lst",)); open(p, newline="").read()
+    'a\\r\\nb\\r\\n'
+    """
+    for dirpath, _dirs, files in os.walk(str(root)):
+        for name in files:
+            if name.endswith(tuple(extensions)) and not name.startswith("._"):
+                path = os.path.join(dirpath, name)
+                write_text(path, open(path, encoding="utf-8").read().replace("\n", "\r\n"))
+
+
+def symlinked(root, moved, elsewhere):
+    """Move ``root/moved`` to ``elsewhere`` and leave a symlink in its place; return a symlink to ``root``
+    (made next to ``elsewhere``), so a preparation reads a symlinked root holding a symlinked folder.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp(); _ = write_text(os.path.join(d, "c", "s", "x.txt"), "x")
+    >>> link = symlinked(os.path.join(d, "c"), "s", os.path.join(d, "far"))
+    >>> os.path.islink(link), os.path.islink(os.path.join(d, "c", "s")), open(os.path.join(link, "s", "x.txt")).read()
+    (True, True, 'x')
+    """
+    root = str(root)
+    shutil.move(os.path.join(root, moved), str(elsewhere))
+    os.symlink(str(elsewhere), os.path.join(root, moved))
+    link = os.path.join(os.path.dirname(str(elsewhere)), os.path.basename(root) + "_link")
+    os.symlink(root, link)
+    return link
+
+
 def _call(queue, func, kwargs):
     try:
         queue.put(("ok", func(**kwargs)))

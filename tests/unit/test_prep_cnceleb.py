@@ -312,25 +312,11 @@ def test_list_mode_is_read_by_training_as_the_combined_audio(corpus, tmp_path):
 def test_appledouble_upper_case_crlf_lists_and_symlinked_roots(corpus, tmp_path):
     root = corpus["data_folder"]
     cn1 = os.path.join(root, "CN-Celeb_flac")
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            if name.endswith((".flac", ".lst", ".map")):
-                with open(os.path.join(dirpath, "._" + name), "wb") as f:
-                    f.write(b"\x00\x05\x16\x07AppleDouble")
+    replicas.add_appledouble(root, (".flac", ".lst", ".map"))
     os.rename(os.path.join(cn1, "data", "id00001", "vlog-01-001.flac"),
               os.path.join(cn1, "data", "id00001", "vlog-01-001.FLAC"))
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            if name.endswith((".lst", ".map")) and not name.startswith("._"):
-                path = os.path.join(dirpath, name)
-                replicas.write_text(path, open(path).read().replace("\n", "\r\n"))
-    outside = tmp_path / "cn2_elsewhere"
-    import shutil
-
-    shutil.move(os.path.join(root, "CN-Celeb2_flac"), outside)
-    os.symlink(outside, os.path.join(root, "CN-Celeb2_flac"))
-    link = tmp_path / "cnceleb_link"
-    os.symlink(root, link)
+    replicas.to_crlf(root, (".lst", ".map"))
+    link = replicas.symlinked(root, "CN-Celeb2_flac", tmp_path / "cn2_elsewhere")
     save = str(tmp_path / "prep")
     summary = prepare_cnceleb(str(link), save, **WRITE)
     assert sorted(summary["skipped"]) == ["missing"] and summary["skipped"]["missing"]["count"] == 1  # id00003

@@ -122,9 +122,7 @@ def test_silent_file_of_the_readme_is_a_named_skip(tmp_path):
 
 def test_appledouble_files_and_upper_case_extension(corpus, tmp_path):
     audio = os.path.join(corpus["data_folder"], "AudioWAV")
-    for name in os.listdir(audio):
-        with open(os.path.join(audio, "._" + name), "wb") as f:
-            f.write(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    replicas.add_appledouble(audio, (".wav",))
     os.rename(os.path.join(audio, "1001_IEO_SAD_HI.wav"), os.path.join(audio, "1001_IEO_SAD_HI.WAV"))
     save = str(tmp_path / "prep")
     summary = prepare_cremad(corpus["data_folder"], save, **OPTS)

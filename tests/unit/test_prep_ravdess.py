@@ -105,10 +105,7 @@ def test_kaggle_copy_with_its_nested_duplicate(tmp_path):
 
 
 def test_appledouble_files_are_ignored(corpus, tmp_path):
-    folder = os.path.join(corpus["data_folder"], "Actor_02")
-    for name in os.listdir(folder):
-        with open(os.path.join(folder, "._" + name), "wb") as f:
-            f.write(b"\x00\x05\x16\x07")
+    replicas.add_appledouble(os.path.join(corpus["data_folder"], "Actor_02"), (".wav",))
     summary = prepare_ravdess(corpus["data_folder"], str(tmp_path / "prep"), **OPTS)
     assert summary["skipped"] == {"filtered_not_audio_speech": {"count": 1, "first": [
         os.path.join(corpus["data_folder"], "Actor_01", "03-02-01-01-01-01-01.wav")]}}

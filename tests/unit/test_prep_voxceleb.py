@@ -312,21 +312,11 @@ def test_merged_layout_without_use_vox2_leaves_vox2_out(tmp_path):
 
 def test_appledouble_upper_case_crlf_lists_and_symlinked_roots(corpus, tmp_path):
     root = corpus["data_folder"]
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            if name.endswith(".wav"):
-                with open(os.path.join(dirpath, "._" + name), "wb") as f:
-                    f.write(b"\x00\x05\x16\x07AppleDouble")
+    replicas.add_appledouble(root, (".wav",))
     video = os.path.join(root, "vox2_dev", "id00018", "5BVBfpfzjIk")
     os.rename(os.path.join(video, "00002.wav"), os.path.join(video, "00002.WAV"))
-    for name in ("veri_test2.txt",):
-        text = open(os.path.join(root, name)).read()
-        replicas.write_text(os.path.join(root, name), text.replace("\n", "\r\n"))
-    outside = tmp_path / "elsewhere"
-    shutil.move(os.path.join(root, "vox2_dev"), outside)
-    os.symlink(outside, os.path.join(root, "vox2_dev"))
-    link = tmp_path / "vox_link"
-    os.symlink(root, link)
+    replicas.to_crlf(root, (".txt",))
+    link = replicas.symlinked(root, "vox2_dev", tmp_path / "elsewhere")
     save = str(tmp_path / "prep")
     summary = prepare_voxceleb(str(link), save, **OPTS)
     assert summary["skipped"] == {}
