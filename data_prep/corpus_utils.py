@@ -17,6 +17,8 @@
 - :func:`run_parallel`, :func:`has_frames`, :func:`write_flac16`: audio written by a
   preparation (combined segments, noise segments) on a thread pool, atomically, and
   reused when an earlier run wrote it completely.
+- :func:`is_hidden_file`: what every walk ignores (macOS ``._*`` and ``.DS_Store``,
+  interrupted atomic writes).
 
 The emotional corpora share more: :mod:`data_prep.emotional`.
 
