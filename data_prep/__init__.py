@@ -7,6 +7,8 @@ preparations share (counted skips, header reads, the lock / idempotence / marker
 skeleton, the validation split of the verification corpora, audio written by a
 preparation); :mod:`data_prep.emotional` the template of the emotional corpora
 (ESD, CREMA-D, RAVDESS, Dusha), each of which states its layout as data.
-:mod:`data_prep.noise` writes the MUSAN / RIRS_NOISES manifests of augmentation.
+:mod:`data_prep.noise` writes the MUSAN / RIRS_NOISES manifests of augmentation;
+:mod:`data_prep.convert` converts VoxCeleb2's ``.m4a`` to WAV/FLAC
+(``python -m data_prep.convert``).
 ``data_prep`` may import :mod:`speechbrain_ext`; the package never imports ``data_prep``.
 """

@@ -42,25 +42,37 @@ the minimum stays one group). ``combine_mode``:
   path (the files live in ``save_folder``, not under ``$data_root``). The data
   pipeline needs nothing special. Disk: the combined share of the corpus again
   (FLAC).
-- ``"list"``: nothing is written; every row gets an extra ``wav_list`` column of
-  ``;``-joined ``$data_root`` paths (``wav`` = the first one) that the data
-  pipeline must read and concatenate.
+- ``"list"``: nothing is written; every row of ``train.csv``/``valid.csv`` gets
+  an extra ``wav_list`` column of ``;``-joined ``$data_root`` paths (``wav`` = the
+  first one). :func:`speechbrain_ext.data.add_audio` reads a manifest with that
+  column as the concatenation of the listed segments (the row's ``duration``): a
+  training crop is drawn over the whole group and read from the segments it spans
+  (:class:`speechbrain_ext.data.AudioReader`). No extra disk; a crop that spans a
+  boundary opens two files.
 
 Manifest IDs: ``<spk>/<utt>`` for ``data/`` files (``id00000/singing-01-001``),
 ``test/<stem>`` for ``eval/test`` files (``test/id00800-singing-01-001``),
 ``enroll/<model>`` for concatenated enrolments.
 
-Evaluation protocols (``protocols``):
+Evaluation protocols (``protocols``), as WeSpeaker's ``examples/cnceleb/v2``
+prepares them (``local/prepare_data.sh``, ``local/format_trials_cnceleb.py``):
 
-- ``avg`` (CNC-Eval-Avg): ``trials/eval/enrol.map`` maps each model to the IDs
-  of its ``enroll.map`` utterances (enrolment = mean of their embeddings) and
-  ``trials/eval/cnc_eval_avg.txt`` has lines ``<label> <model> <test_id>``.
-- ``concat`` (CNC-Eval-Concat): ``trials/eval/cnc_eval_concat.txt`` has lines
-  ``<label> enroll/<model> <test_id>``. ``concat_enrol="write"`` (default)
+- ``avg`` (CNC-Eval-Avg): the enrolment of a model is the mean of the embeddings
+  of its ``enroll.map`` utterances (``data/<spk>/<utt>``); ``trials.lst`` as is.
+- ``concat`` (CNC-Eval-Concat): the enrolment of a model is the embedding of one
+  file. ``concat_enrol="corpus"`` (default, as WeSpeaker) is the corpus's own
+  ``eval/enroll/<model>.flac`` named by ``enroll.lst``; ``concat_enrol="write"``
   concatenates the model's ``enroll.map`` utterances, in list order, into
-  ``<save_folder>/combined/enroll/<model>.flac``; ``concat_enrol="corpus"`` uses
-  the corpus's ``eval/enroll/<model>.flac`` named by ``enroll.lst`` (the file
-  WeSpeaker's CNC-Eval-Concat uses).
+  ``<save_folder>/combined/enroll/<model>.flac`` instead.
+
+Each protocol is one evaluation split (a manifest and a trial folder)::
+
+    eval_avg.csv       trials/eval_avg/cnc_eval_avg.txt        "<label> <model> <test_id>"
+                       trials/eval_avg/enrol.map               "<model> <utt_id> <utt_id> ..."
+    eval_concat.csv    trials/eval_concat/cnc_eval_concat.txt  "<label> enroll/<model> <test_id>"
+
+and, for the evaluation stage before the ``eval_splits`` contract, ``eval.csv``
+(the union) with ``trials/eval/`` holding both lists and ``enrol.map``.
 
 ``valid.csv`` holds ``n_valid_speakers`` training speakers (by ``seed``) with
 ``trials/valid/all.txt`` from :func:`data_prep.common.speaker_trials`.
@@ -74,17 +86,19 @@ import shutil
 import numpy as np
 import soundfile as sf
 
-from data_prep.common import PreparationError, write_enrol_map
+from data_prep.common import PreparationError, write_enrol_map, write_manifest
 from data_prep.corpus_utils import (
     SkipLog,
     audio_row,
     check_subset,
     has_frames,
+    is_hidden_file,
     read_durations,
     root_relative,
     run_parallel,
     run_preparation,
     validation_options,
+    write_conditions,
     write_flac16,
     write_verification_outputs,
 )
@@ -98,7 +112,7 @@ CN1_VERSION = "CN-Celeb1 v2 (cn-celeb_v2.tar.gz, OpenSLR 82)"
 CN2_VERSION = "CN-Celeb2 v2 (cn-celeb2_v2.tar.gz, OpenSLR 82)"
 AUDIO_EXTS = (".flac", ".wav")
 LABELS = {"1": 1, "0": 0, "target": 1, "nontarget": 0}
-WAV_LIST_SEP = ";"
+PROTOCOL_SPLITS = {"avg": ("eval_avg", "cnc_eval_avg"), "concat": ("eval_concat", "cnc_eval_concat")}
 
 
 def genre_of(utt):
@@ -200,6 +214,8 @@ def _audio_index(folder):
     for name in names:
         stem, ext = os.path.splitext(name)
         ext = ext.lower()
+        if is_hidden_file(name):
+            continue
         if ext in AUDIO_EXTS and (stem not in index or ext == ".flac"):
             index[stem] = os.path.join(folder, name)
     return index
@@ -377,6 +393,9 @@ def _training_rows(train_files, durations, options, data_folder, combined_dir):
     """Training rows, consecutive segments of one speaker and genre combined up to ``min_duration``,
     and the ``{out_path: in_paths}`` of the combined files ``combine_mode="write"`` needs.
     """
+    # The reader owns the column's format; imported here, not at the top, because it loads torch.
+    from speechbrain_ext.data import WAV_LIST_COLUMN, WAV_LIST_SEP
+
     groups = {}
     for spk, utt, path in train_files:
         if path in durations:
@@ -392,7 +411,7 @@ def _training_rows(train_files, durations, options, data_folder, combined_dir):
             part = members[start:end]
             rel = [root_relative(p, data_folder) for _, p in part]
             row = audio_row(f"{spk}/{part[0][0]}", part[0][1], sum(durations[p] for _, p in part), data_folder, spk)
-            row["wav_list"] = WAV_LIST_SEP.join(rel)
+            row[WAV_LIST_COLUMN] = WAV_LIST_SEP.join(rel)
             if len(part) > 1:
                 row["ID"] = f"{spk}/{part[0][0]}-comb{len(part)}"
                 if options["combine_mode"] == "write":
@@ -463,6 +482,32 @@ def _evaluation(trials, enrol_map, enrol_files, eval_paths, durations, options, 
     return eval_rows, conditions, dropped, avg_map, enrol_jobs
 
 
+def _write_protocol_splits(save_folder, conditions, eval_rows, avg_map):
+    """One evaluation split per protocol (manifest + trial folder, see the module docstring);
+    ``(outputs, {split: {"annotation", "trials", "utterances", "trials_count"}})``.
+    """
+    outputs, splits = [], {}
+    for protocol, (split, condition) in PROTOCOL_SPLITS.items():
+        if condition not in conditions:
+            continue
+        trials = conditions[condition]
+        models = {m for _, m, _ in trials}
+        needed = {t for _, _, t in trials} | models
+        if protocol == "avg":
+            needed |= {u for m in models for u in avg_map[m]}
+        rows = [eval_rows[uid] for uid in sorted(needed) if uid in eval_rows]
+        manifest = os.path.join(save_folder, f"{split}.csv")
+        write_manifest(manifest, rows)
+        outputs += [manifest, *write_conditions(save_folder, split, {condition: trials})]
+        if protocol == "avg":
+            map_path = os.path.join(save_folder, "trials", split, "enrol.map")
+            write_enrol_map(map_path, {m: avg_map[m] for m in sorted(models)})
+            outputs.append(map_path)
+        splits[split] = {"annotation": f"{split}.csv", "trials": f"trials/{split}", "utterances": len(rows),
+                         "trials_count": len(trials)}
+    return outputs, splits
+
+
 def _build(data_folder, save_folder, options, num_workers):
     """Read the corpus, combine and concatenate audio, write the outputs; ``(outputs, summary)``."""
     skips = SkipLog()
@@ -481,13 +526,15 @@ def _build(data_folder, save_folder, options, num_workers):
     eval_rows, conditions, dropped, avg_map, enrol_jobs = _evaluation(
         trials, enrol_map, enrol_files, eval_paths, durations, options, data_folder, combined_dir, num_workers
     )
-    extra = ("wav_list",) if options["combine_mode"] == "list" else ()
+    extra = ("wav_list",) if options["combine_mode"] == "list" else ()  # speechbrain_ext.data.WAV_LIST_COLUMN
     eval_list = sorted(eval_rows.values(), key=lambda r: r["ID"])
     outputs, summary = write_verification_outputs(save_folder, train_rows, eval_list, conditions, options, extra)
     if "avg" in options["protocols"]:
         map_path = os.path.join(save_folder, "trials", "eval", "enrol.map")
         write_enrol_map(map_path, avg_map)
         outputs.append(map_path)
+    split_outputs, summary["eval_splits"] = _write_protocol_splits(save_folder, conditions, eval_rows, avg_map)
+    outputs += split_outputs
     keep = set(written) | set(enrol_jobs)
     _prune(combined_dir, keep)
     if not keep and os.path.isdir(combined_dir):
@@ -504,7 +551,7 @@ def _build(data_folder, save_folder, options, num_workers):
 
 
 def prepare_cnceleb(data_folder, save_folder, use_cnceleb2=True, min_duration=5.0, combine_mode="write",
-                    protocols=("avg", "concat"), concat_enrol="write", n_valid_speakers=20,
+                    protocols=("avg", "concat"), concat_enrol="corpus", n_valid_speakers=20,
                     valid_max_targets_per_speaker=10, seed=1234, nontargets_per_target=3, num_workers=None):
     """Prepare CN-Celeb1 (+ CN-Celeb2) for speaker verification (see the module docstring).
 
@@ -520,11 +567,13 @@ def prepare_cnceleb(data_folder, save_folder, use_cnceleb2=True, min_duration=5.
         Combine short training segments of one speaker and genre up to this many
         seconds (0: no combination).
     combine_mode : str
-        ``write`` (concatenated FLACs in ``save_folder``) or ``list`` (``wav_list`` column).
+        ``write`` (concatenated FLACs in ``save_folder``) or ``list`` (``wav_list``
+        column, read as the concatenation of its segments by the data pipeline).
     protocols : sequence of str
         ``avg`` (CNC-Eval-Avg) and/or ``concat`` (CNC-Eval-Concat).
     concat_enrol : str
-        ``write`` (concatenate the enroll.map utterances) or ``corpus`` (``eval/enroll`` files).
+        ``corpus`` (the corpus's ``eval/enroll`` files, as WeSpeaker) or ``write``
+        (concatenate the enroll.map utterances).
     n_valid_speakers : int
         Validation speakers held out of the training speakers (by ``seed``).
     valid_max_targets_per_speaker : int or None
@@ -556,7 +605,7 @@ def prepare_cnceleb(data_folder, save_folder, use_cnceleb2=True, min_duration=5.
         raise ValueError(f"concat_enrol must be 'write' or 'corpus', not {concat_enrol!r}")
     options = {
         "corpus": "cnceleb",
-        "prep_version": 1,
+        "prep_version": 2,
         "use_cnceleb2": bool(use_cnceleb2),
         "min_duration": float(min_duration),
         "combine_mode": combine_mode,

@@ -17,6 +17,8 @@
 - :func:`run_parallel`, :func:`has_frames`, :func:`write_flac16`: audio written by a
   preparation (combined segments, noise segments) on a thread pool, atomically, and
   reused when an earlier run wrote it completely.
+- :func:`is_hidden_file`: what every walk ignores (macOS ``._*`` and ``.DS_Store``,
+  interrupted atomic writes).
 
 The emotional corpora share more: :mod:`data_prep.emotional`.
 
@@ -114,6 +116,20 @@ def root_relative(path, data_folder):
     if path.startswith(prefix) and os.sep == "/" and "/../" not in path and "/./" not in path:
         return "$data_root/" + path[len(prefix) :]
     return data_root_path(path, data_folder)
+
+
+def is_hidden_file(name):
+    """True for a hidden file, never corpus audio whatever its extension: the AppleDouble
+    ``._<name>`` resource forks and ``.DS_Store`` that macOS leaves in archives and
+    copies, the ``.tmp-*`` of an interrupted atomic write. The walks of every
+    preparation ignore them, so they are neither utterances nor skips.
+
+    Example
+    -------
+    >>> [is_hidden_file(n) for n in ("._00001.wav", ".DS_Store", ".tmp-12-34-00001.wav", "00001.wav")]
+    [True, True, True, False]
+    """
+    return name.startswith(".")
 
 
 def audio_duration(path):

@@ -15,8 +15,11 @@ reproduced in public CREMA-D loaders)::
 Known corpus issues handled (CheyneyComputerScience/CREMA-D issues #3, #6, #8):
 a clone without git-lfs has pointer files instead of audio (counted as
 ``lfs_pointer`` skips; an error when nothing is readable); older clones name one
-file ``1040_ITH_SAD_X.wav`` (level ``X`` is accepted); ``1076_MTI_NEU_XX.wav``
-cannot be decoded by some tools (counted ``unreadable`` if libsndfile refuses it).
+file ``1040_ITH_SAD_X.wav`` (level ``X`` is accepted); ``1076_MTI_SAD_XX.wav``
+has no audio (the corpus's documentation says so; the file is a near-silent
+clip that reads without error): it is never used and is counted as a
+``known_unusable`` skip naming it (:data:`KNOWN_UNUSABLE`). macOS ``._*`` files
+are ignored; a ``.WAV`` extension is accepted.
 
 Manifests: ``ID`` = file stem (``1001_DFA_ANG_XX``), ``spk_id`` = actor,
 ``emotion`` as above, ``text`` = sentence code (the text key of
@@ -40,6 +43,7 @@ EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NE
 SENTENCES = ("IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI")
 LEVELS = {"LO": "LO", "MD": "MD", "HI": "HI", "XX": "XX", "X": "XX"}  # "X": one file of older clones
 DEFAULT_EVAL_SPEAKERS = tuple(str(a) for a in range(1082, 1092))
+KNOWN_UNUSABLE = {"1076_MTI_SAD_XX": "no audio, per the CREMA-D documentation"}
 NAME_PATTERN = FileNamePattern(
     regex=r"(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_(?P<level>[A-Z]{1,2})\.wav",
     values={"sentence": {s: s for s in SENTENCES}, "emotion": EMOTIONS, "level": LEVELS},
@@ -65,7 +69,8 @@ def audio_folders(data_folder):
 
 
 CORPUS = EmotionalCorpus(name="CREMA-D", key="cremad", walk=NamedFiles(audio_folders, NAME_PATTERN),
-                         eval_speakers=DEFAULT_EVAL_SPEAKERS, n_valid_speakers=5, speaker_id=str)
+                         eval_speakers=DEFAULT_EVAL_SPEAKERS, n_valid_speakers=5, speaker_id=str,
+                         known_unusable=KNOWN_UNUSABLE, prep_version=2)
 
 
 def parse_name(name):

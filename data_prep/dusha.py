@@ -5,7 +5,10 @@ crowd workers in 4 emotions (angry, sad, neutral, positive), about 2,068 speaker
 Layout (verified against salute-developers/golos ``dusha/data_processing``:
 ``processing.py`` reads ``<dataset>/raw_<dataset>.jsonl`` or ``.tsv`` and
 ``<dataset>/wavs``; ``utils/datacls.py`` ``MarkupDataclass`` names the columns;
-``utils/aggregation.py`` resolves ``audio_path`` relative to ``<dataset>/``)::
+``utils/aggregation.py`` resolves ``audio_path`` relative to ``<dataset>/``).
+``data_folder`` is the ``crowd/`` folder that ``crowd.tar`` extracts (the one
+holding ``crowd_train/`` and ``crowd_test/``); a folder holding ``crowd/`` is
+accepted too::
 
     <data_folder>/crowd_train/raw_crowd_train.jsonl   (or raw_crowd_train.tsv)
     <data_folder>/crowd_train/wavs/<hash_id>.wav
@@ -22,7 +25,9 @@ it. Rows are deduplicated by ``hash_id`` (first row wins; audios whose rows
 disagree on ``speaker_emo``/``source_id`` are counted as ``conflicting_rows``).
 Rows without ``speaker_emo`` or ``source_id`` are counted skips. The ``.jsonl``
 file is read when both exist (``manifest_format`` chooses). TSV files are split on
-tabs without quoting, as the golos reader does. Durations come from the audio
+tabs without quoting, as the golos reader does; columns are found by the header
+(any order, CRLF line ends accepted); a row with fewer fields than the header is a
+counted skip (``short_row``). Durations come from the audio
 headers, not from the ``duration`` column.
 
 Manifests: ``ID`` = ``hash_id``, ``spk_id`` = ``source_id``, ``emotion`` =
@@ -54,12 +59,30 @@ logger = logging.getLogger(__name__)
 NAME = "Dusha"
 VERSION = "Dusha crowd (crowd.tar from salute-developers/golos)"
 SUBSETS = ("crowd_train", "crowd_test")
+CROWD_FOLDER = "crowd"  # what crowd.tar extracts
+SHORT_ROW = "\x00short_row"  # key of the row read_markup yields for a TSV line with too few fields
 REQUIRED_COLUMNS = ("hash_id", "audio_path", "speaker_emo", "source_id")
 EMOTIONS = ("angry", "sad", "neutral", "positive")
 
 
 def _missing(value):
     return value is None or (isinstance(value, float) and value != value) or str(value).strip() in ("", "nan")
+
+
+def crowd_root(data_folder):
+    """The folder holding ``crowd_train/`` and ``crowd_test/``: ``data_folder`` or its ``crowd/``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp(); os.makedirs(os.path.join(d, "crowd", "crowd_test"))
+    >>> os.path.relpath(crowd_root(d), d), crowd_root(os.path.join(d, "crowd")) == os.path.join(d, "crowd")
+    ('crowd', True)
+    """
+    nested = os.path.join(data_folder, CROWD_FOLDER)
+    if not any(os.path.isdir(os.path.join(data_folder, s)) for s in SUBSETS) and os.path.isdir(nested):
+        return nested
+    return data_folder
 
 
 def markup_path(data_folder, subset, manifest_format="auto"):
@@ -86,6 +109,7 @@ def read_markup(path):
     """Yield the rows (dicts) of a raw Dusha markup file (``.jsonl`` or ``.tsv``).
 
     Raises :class:`data_prep.common.PreparationError` naming a missing required column.
+    A TSV line with fewer fields than the header yields ``{SHORT_ROW: line number}``.
 
     Example
     -------
@@ -101,9 +125,10 @@ def read_markup(path):
         if path.endswith(".tsv"):
             header = f.readline().rstrip("\r\n").split("\t")
             _check_columns(path, header)
-            for line in f:
+            for number, line in enumerate(f, start=2):
                 if line.strip():
-                    yield dict(zip(header, line.rstrip("\r\n").split("\t")))
+                    fields = line.rstrip("\r\n").split("\t")
+                    yield dict(zip(header, fields)) if len(fields) >= len(header) else {SHORT_ROW: number}
         else:
             checked = False
             for number, line in enumerate(f, start=1):
@@ -136,20 +161,17 @@ def _conflicts(first, emo, spk):
     return str(emo).strip().lower() != first["emotion"] or str(spk).strip() != first["spk_id"]
 
 
-def _item(row, data_folder, subset, skips):
-    """The item of an audio's first markup row, or ``None`` (a counted skip) when its labels are unusable."""
+def _item(row, data_folder, subset):
+    """``(item, None)`` of a markup row, or ``(None, (skip kind, skipped item))`` when its labels are unusable."""
     hash_id = row["hash_id"]
     emo, spk = row.get("speaker_emo"), row.get("source_id")
     if _missing(spk):
-        skips.add("no_source_id", hash_id)
-        return None
+        return None, ("no_source_id", hash_id)
     if _missing(emo):
-        skips.add("no_speaker_emo", hash_id)
-        return None
+        return None, ("no_speaker_emo", hash_id)
     emotion = str(emo).strip().lower()
     if emotion not in EMOTIONS:
-        skips.add("unknown_speaker_emo", f"{hash_id}:{emotion}")
-        return None
+        return None, ("unknown_speaker_emo", f"{hash_id}:{emotion}")
     text = row.get("speaker_text")
     return {
         "ID": hash_id,
@@ -158,18 +180,23 @@ def _item(row, data_folder, subset, skips):
         "emotion": emotion,
         "text": "" if _missing(text) else text_key(text),
         "subset": subset,
-    }
+    }, None
 
 
 def _read_subset(data_folder, subset, manifest_format, items, conflicts, skips):
-    """Add the audios of one subset to ``items`` (by ``hash_id``; first row wins); return its speakers."""
+    """Add the audios of one subset to ``items`` (by ``hash_id``; the first row with usable labels wins);
+    return its speakers. An audio none of whose rows has usable labels is one skip (its first row's reason).
+    """
     path = markup_path(data_folder, subset, manifest_format)
     wavs = os.path.join(data_folder, subset, "wavs")
     if not os.path.isdir(wavs):
         raise PreparationError(f"{VERSION}: missing folder {wavs}")
     logger.info("%s: reading %s", NAME, path)
-    speakers = set()
+    speakers, rejected = set(), {}
     for row in read_markup(path):
+        if SHORT_ROW in row:
+            skips.add("short_row", f"{path}:{row[SHORT_ROW]}")
+            continue
         hash_id = str(row.get("hash_id", "")).strip()
         if not hash_id:
             skips.add("no_hash_id", path)
@@ -178,10 +205,15 @@ def _read_subset(data_folder, subset, manifest_format, items, conflicts, skips):
             if _conflicts(items[hash_id], row.get("speaker_emo"), row.get("source_id")):
                 conflicts.add(hash_id)
             continue
-        item = _item({**row, "hash_id": hash_id}, data_folder, subset, skips)
-        if item is not None:
+        item, reason = _item({**row, "hash_id": hash_id}, data_folder, subset)
+        if item is None:
+            rejected.setdefault(hash_id, reason)
+        else:
             items[hash_id] = item
             speakers.add(item["spk_id"])
+    for hash_id, (kind, what) in rejected.items():
+        if hash_id not in items:
+            skips.add(kind, what)
     return speakers
 
 
@@ -198,6 +230,7 @@ def walk_dusha(data_folder, options, skips):
     ...
     data_prep.common.PreparationError: Dusha crowd (...): missing .../crowd_test/raw_crowd_test.tsv
     """
+    data_folder = crowd_root(data_folder)
     items, subset_speakers, conflicts = {}, {}, set()
     for subset in options["subsets"]:
         fmt = options["manifest_format"]
@@ -224,8 +257,8 @@ CORPUS = EmotionalCorpus(name=NAME, key="dusha", walk=walk_dusha, n_valid_speake
 def prepare_dusha(data_folder, save_folder, subsets=SUBSETS, manifest_format="auto", eval_speakers=None,
                   n_eval_speakers=None, n_valid_speakers=CORPUS.n_valid_speakers, emotions=None, seed=1234,
                   nontargets_per_target=3, num_workers=None):
-    """Prepare the Dusha crowd subset (``data_folder`` holds ``crowd_train/`` and ``crowd_test/``)
-    for emotion-robust speaker verification.
+    """Prepare the Dusha crowd subset for emotion-robust speaker verification: ``data_folder`` is the
+    ``crowd/`` folder of ``crowd.tar`` (it holds ``crowd_train/`` and ``crowd_test/``; its parent is accepted too).
 
     The other arguments and the returned summary are those of
     :func:`data_prep.emotional.prepare_emotional`; by default the ``crowd_test``

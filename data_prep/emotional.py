@@ -7,7 +7,8 @@ transcripts or markup files do), how a user-given speaker is written, and its
 default split. :func:`prepare_emotional` then runs the same steps for every corpus:
 
 1. walk the layout into items (``ID``, ``path``, ``spk_id``, ``emotion``, ``text``),
-   counting what does not follow the convention;
+   counting what does not follow the convention, and drop the files the corpus's
+   documentation declares unusable (:func:`drop_known_unusable`);
 2. keep the requested emotions (:func:`filter_emotions`);
 3. choose the evaluation speakers (given, a seeded number, or the default split);
 4. read the durations and build manifest rows (unreadable audio: counted skips);
@@ -30,6 +31,7 @@ from data_prep.common import PreparationError, emotion_trials, write_manifest
 from data_prep.corpus_utils import (
     SkipLog,
     clean_text,
+    is_hidden_file,
     pick_valid_speakers,
     read_durations,
     root_relative,
@@ -128,15 +130,16 @@ class FileNamePattern:
 
 @dataclasses.dataclass(frozen=True)
 class NamedFiles:
-    """Walk of corpora whose labels are in the file names: ``.wav`` files directly in
-    the folders that ``folders(data_folder)`` lists (it raises, naming the path, when
-    the layout is not there), parsed by ``pattern``.
+    """Walk of corpora whose labels are in the file names: ``.wav`` files (any case of
+    the extension) directly in the folders that ``folders(data_folder)`` lists (it
+    raises, naming the path, when the layout is not there), parsed by ``pattern``.
+    macOS metadata files (``._*``) are not audio and are ignored.
 
     Example
     -------
     >>> import tempfile
     >>> d = tempfile.mkdtemp()
-    >>> for name in ("7_SAD.wav", "7_BOR.wav", "notes.txt"):
+    >>> for name in ("7_SAD.wav", "7_BOR.wav", "notes.txt", "._7_SAD.wav"):
     ...     _ = open(os.path.join(d, name), "w").write("")
     >>> pattern = FileNamePattern(r"(?P<spk>\\d+)_(?P<emotion>[A-Z]+)\\.wav", {"emotion": {"SAD": "sad"}}, "{spk}",
     ...                           "spk")
@@ -155,9 +158,9 @@ class NamedFiles:
         for folder in self.folders(data_folder):
             for name in sorted(os.listdir(folder)):
                 path = os.path.join(folder, name)
-                if not name.lower().endswith(".wav") or not os.path.isfile(path):
+                if not name.lower().endswith(".wav") or is_hidden_file(name) or not os.path.isfile(path):
                     continue
-                fields = self.pattern.parse(name)
+                fields = self.pattern.parse(name[:-4] + ".wav")
                 if fields is None:
                     skips.add("unparsed_name", path)
                 elif any(fields[k] != v for k, v in self.pattern.keep.items()):
@@ -194,6 +197,10 @@ class EmotionalCorpus:
         A user-given speaker (e.g. RAVDESS ``3``) -> the manifest ``spk_id``.
     stratum_of : callable or None
         Speaker -> stratum of the validation round-robin (language, gender).
+    known_unusable : mapping
+        ``{ID: reason}`` of files the corpus's own documentation declares unusable
+        (CREMA-D: no audio): never used, counted as ``known_unusable`` skips naming
+        the file and the reason.
     prep_version : int
         Bumped when the outputs of the same options change.
 
@@ -211,6 +218,7 @@ class EmotionalCorpus:
     n_valid_speakers: int = 2
     speaker_id: Callable = _same
     stratum_of: Callable = None
+    known_unusable: Mapping = dataclasses.field(default_factory=dict)
     prep_version: int = 1
 
     def default_eval_speakers(self, options):
@@ -219,6 +227,25 @@ class EmotionalCorpus:
             return None
         chosen = self.eval_speakers(options) if callable(self.eval_speakers) else self.eval_speakers
         return sorted(chosen)
+
+
+def drop_known_unusable(items, known, skips):
+    """The items whose ID is not in ``known`` (``{ID: reason}``); the others are counted skips.
+
+    Example
+    -------
+    >>> skips = SkipLog()
+    >>> items = [{"ID": "a", "path": "/c/a.wav"}, {"ID": "b", "path": "/c/b.wav"}]
+    >>> [i["ID"] for i in drop_known_unusable(items, {"b": "no audio (README)"}, skips)], skips.as_dict()
+    (['a'], {'known_unusable': {'count': 1, 'first': ['/c/b.wav (no audio (README))']}})
+    """
+    keep = []
+    for it in items:
+        if it["ID"] in known:
+            skips.add("known_unusable", f"{it['path']} ({known[it['ID']]})")
+        else:
+            keep.append(it)
+    return keep
 
 
 def filter_emotions(items, emotions, skips, corpus):
@@ -325,7 +352,8 @@ def _build(corpus, data_folder, save_folder, options, num_workers):
     """Steps 1-7 of the module docstring, under :func:`data_prep.corpus_utils.run_preparation`."""
     skips = SkipLog()
     walk = corpus.walk(data_folder, options, skips)
-    items = filter_emotions(walk.items, options["emotions"], skips, corpus.name)
+    items = drop_known_unusable(walk.items, corpus.known_unusable, skips)
+    items = filter_emotions(items, options["emotions"], skips, corpus.name)
     chosen = _choose_eval_speakers(walk, items, options)
     rows = _manifest_rows(corpus.name, data_folder, items, skips, num_workers)
     splits = _split(corpus, data_folder, rows, chosen, options)

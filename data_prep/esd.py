@@ -16,8 +16,25 @@ flat tree listed in felixbur/nkululeko ``data/esd/esd_test.csv``)::
 
 Transcript encodings differ by speaker (UTF-8, UTF-16, GB2312, Latin-1 per the
 Strong-AI-Lab script): a BOM selects UTF-16, else UTF-8, GB18030 and Latin-1 are
-tried in that order. Lines that do not split into 3 tab-separated fields are
-ignored (counted in the summary as ``transcript_lines_unparsed``).
+tried in that order (the one used is in the summary, ``transcript_encodings``). A
+transcript in which no line reads as ``<spk>_<nnnnnn> <text> <emotion>`` after decoding
+(an encoding ESD does not use: UTF-32, EBCDIC...) is an error naming the file.
+
+Known quirk of the published transcripts: 14 lines have a space instead of a tab
+after the utterance ID (``0012_001355``, ``0013_000431``, ``0015_000137`` ...; the
+Strong-AI-Lab script patches them by ID). They are repaired here by their shape: a
+line ``<spk>_<nnnnnn><spaces><text>\t<emotion>`` is read as the three fields
+(counted as ``transcript_lines_repaired``, the first named in the log). Lines that
+still do not parse are ignored (``transcript_lines_unparsed``).
+
+ESD is parallel: utterance ``n`` of every emotion block is the same sentence
+(``(n - 1) % 350``, :func:`parallel_index`). Every utterance's sentence key is the
+text of its parallel group (the most common text key of the group's transcribed
+utterances), so an utterance whose own line is missing or unreadable still gets
+the sentence of its parallel utterances (``sentence_from_parallel``) and is never
+paired with them as a "different sentence"; a group whose transcripts disagree is
+counted (``parallel_text_mismatch``). An utterance whose whole group has no
+transcript is a counted skip (``no_transcript``) and is not in any manifest.
 
 Manifests: ``ID`` = file stem (``0011_000351``), ``spk_id`` = ``0011``,
 ``emotion`` = lowercased folder name (neutral, angry, happy, sad, surprise),
@@ -36,15 +53,21 @@ the emotion folders); :func:`data_prep.emotional.prepare_emotional` does the res
 """
 
 import codecs
+import logging
 import os
 import re
+from collections import Counter, defaultdict
 
 from data_prep.common import PreparationError
-from data_prep.corpus_utils import check_subset, text_key
+from data_prep.corpus_utils import MAX_EXAMPLES, check_subset, is_hidden_file, text_key
 from data_prep.emotional import EmotionalCorpus, Walk, prepare_emotional
+
+logger = logging.getLogger(__name__)
 
 VERSION = "ESD (Emotional Speech Dataset, HLTSingapore release: 0001-0020, 5 emotion folders)"
 EMOTION_FOLDERS = ("Neutral", "Angry", "Happy", "Sad", "Surprise")
+SENTENCES_PER_EMOTION = 350
+TRANSCRIPT_LINE = re.compile(r"(?P<id>\d{4}_\d{6})(?:\t|[ \t]+(?=\S))(?P<text>.*?)\t+(?P<emotion>[^\t]+)")
 LANGUAGE_SPEAKERS = {
     "zh": [f"{i:04d}" for i in range(1, 11)],
     "en": [f"{i:04d}" for i in range(11, 21)],
@@ -85,50 +108,67 @@ def speakers_of(languages):
 
 
 def decode_transcript(raw):
-    """Decode transcript bytes whatever their encoding (see the module docstring).
+    """Decode transcript bytes whatever their encoding (see the module docstring): ``(text, encoding)``.
 
     Example
     -------
     >>> decode_transcript("0011_000001\\tHi.\\tNeutral\\n".encode("utf-16"))
-    '0011_000001\\tHi.\\tNeutral\\n'
+    ('0011_000001\\tHi.\\tNeutral\\n', 'utf-16')
     >>> decode_transcript("0001_000001\\t打开\\t中立".encode("gb2312"))
-    '0001_000001\\t打开\\t中立'
+    ('0001_000001\\t打开\\t中立', 'gb18030')
     >>> decode_transcript("0012_000001\\tHi.".encode("utf-16-le"))
-    '0012_000001\\tHi.'
+    ('0012_000001\\tHi.', 'utf-16-le')
     """
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return raw.decode("utf-16")
+        return raw.decode("utf-16"), "utf-16"
     head = raw[:200]
-    if len(head) > 1 and b"\x00" in head:  # UTF-16 without a BOM (ASCII digits leave NUL bytes)
-        return raw.decode("utf-16-le" if head[1] == 0 else "utf-16-be", errors="replace")
+    if len(head) > 1 and b"\x00" in head and b"\x00\x00" not in head:
+        # UTF-16 without a BOM (ASCII digits leave one NUL byte each; UTF-32 leaves three)
+        encoding = "utf-16-le" if head[1] == 0 else "utf-16-be"
+        return raw.decode(encoding, errors="replace"), encoding
     for encoding in ("utf-8-sig", "gb18030"):
         try:
-            return raw.decode(encoding)
+            return raw.decode(encoding), encoding.replace("-sig", "")
         except UnicodeDecodeError:
             continue
-    return raw.decode("latin-1")
+    return raw.decode("latin-1"), "latin-1"
 
 
 def parse_transcript(text):
-    """``{utt_id: sentence}`` from a transcript, and the number of unparsed lines.
+    """``{utt_id: sentence}`` of a transcript, the numbers of the lines repaired
+    (a space instead of the tab after the ID) and of the lines that do not parse.
 
     Example
     -------
-    >>> parse_transcript("0011_000001\\tAuthor of the danger trail.\\tNeutral\\nbroken line\\n\\n")
-    ({'0011_000001': 'Author of the danger trail.'}, 1)
+    >>> parse_transcript("0011_000001\\tAuthor of the danger trail.\\tNeutral\\nbroken line\\n\\n"
+    ...                  "0015_000137 Let it be.\\tNeutral\\n")
+    ({'0011_000001': 'Author of the danger trail.', '0015_000137': 'Let it be.'}, [4], [2])
     """
     sentences = {}
-    unparsed = 0
-    for line in text.splitlines():
+    repaired, unparsed = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
-        fields = line.split("\t")
-        if len(fields) != 3:
-            unparsed += 1
+        match = TRANSCRIPT_LINE.fullmatch(line)
+        if match is None or not match["text"].strip():
+            unparsed.append(number)
             continue
-        sentences[fields[0].strip()] = fields[1].strip()
-    return sentences, unparsed
+        if line[len(match["id"])] != "\t":
+            repaired.append(number)
+        sentences[match["id"]] = match["text"].strip()
+    return sentences, repaired, unparsed
+
+
+def parallel_index(utt_id):
+    """The sentence number (1-350) of an ESD utterance: the same in every emotion block.
+
+    Example
+    -------
+    >>> parallel_index("0015_000002"), parallel_index("0015_000352"), parallel_index("0015_001750")
+    (2, 2, 350)
+    """
+    return (int(utt_id.split("_")[1]) - 1) % SENTENCES_PER_EMOTION + 1
 
 
 NESTED_FOLDER = "Emotion Speech Dataset"  # a data_folder holding this folder is accepted too
@@ -146,44 +186,73 @@ def _resolve_root(data_folder):
 
 
 def _read_transcript(spk_dir, spk):
-    """``({utt_id: sentence}, unparsed line count)`` of ``<spk_dir>/<spk>.txt``."""
+    """``({utt_id: sentence}, encoding, repaired, unparsed)`` of ``<spk_dir>/<spk>.txt`` (line numbers)."""
     transcript = os.path.join(spk_dir, f"{spk}.txt")
     if not os.path.isfile(transcript):
         raise PreparationError(f"{VERSION}: missing transcript {transcript}")
     with open(transcript, "rb") as f:
-        return parse_transcript(decode_transcript(f.read()))
+        raw = f.read()
+    text, encoding = decode_transcript(raw)
+    sentences, repaired, unparsed = parse_transcript(text)
+    if not sentences and raw.strip():
+        raise PreparationError(
+            f"{transcript}: no line reads as '<spk>_<nnnnnn>\\t<text>\\t<emotion>' after decoding as {encoding} "
+            f"(tried UTF-16 by its BOM, UTF-8, GB18030, Latin-1; ESD's transcripts use those): "
+            f"save it in UTF-8 and run again"
+        )
+    for kind, numbers in (("repaired (space instead of a tab after the ID)", repaired), ("ignored", unparsed)):
+        if numbers:
+            logger.warning("ESD: %d line(s) of %s %s; first: %s", len(numbers), transcript, kind,
+                           ", ".join(f"line {n}" for n in numbers[:MAX_EXAMPLES]))
+    return sentences, encoding, repaired, unparsed
 
 
-def _speaker_items(spk_dir, spk, sentences, skips):
-    """Items of the ``<spk>_<nnnnnn>.wav`` files under the emotion folders of one speaker."""
-    name_re = re.compile(rf"^{spk}_(\d{{6}})\.wav$")
-    items = []
+def _speaker_files(spk_dir, spk, skips):
+    """``[(utt_id, emotion, path)]`` of the ``<spk>_<nnnnnn>.wav`` files under the emotion folders of one speaker."""
+    name_re = re.compile(rf"^{spk}_(\d{{6}})\.wav$", re.IGNORECASE)
+    files = []
     for folder in EMOTION_FOLDERS:
         emo_dir = os.path.join(spk_dir, folder)
         if not os.path.isdir(emo_dir):
             raise PreparationError(f"{VERSION}: missing emotion folder {emo_dir}")
-        for dirpath, dirnames, filenames in os.walk(emo_dir):
+        for dirpath, dirnames, filenames in os.walk(emo_dir, followlinks=True):
             dirnames.sort()
             for name in sorted(filenames):
-                if not name.lower().endswith(".wav"):
+                if not name.lower().endswith(".wav") or is_hidden_file(name):
                     continue
                 path = os.path.join(dirpath, name)
                 if not name_re.match(name):
                     skips.add("unparsed_name", path)
                     continue
-                sentence = sentences.get(name[:-4])
-                if sentence is None:
-                    skips.add("no_transcript", path)
-                items.append(
-                    {
-                        "ID": name[:-4],
-                        "path": path,
-                        "spk_id": spk,
-                        "emotion": folder.lower(),
-                        "text": text_key(sentence) if sentence else "",
-                    }
-                )
-    return items
+                files.append((name[:-4], folder.lower(), path))
+    return files
+
+
+def _parallel_sentences(files, sentences, counts):
+    """``{parallel index: sentence key}`` of one speaker: the most common key of each group's transcribed utterances."""
+    keys = defaultdict(Counter)
+    for utt, _emotion, _path in files:
+        if sentences.get(utt):
+            keys[parallel_index(utt)][text_key(sentences[utt])] += 1
+    counts["parallel_text_mismatch"] += sum(len(c) > 1 for c in keys.values())
+    return {index: c.most_common(1)[0][0] for index, c in keys.items()}
+
+
+def _speaker_items(spk_dir, spk, sentences, skips, counts):
+    """Items of one speaker, each with the sentence of its parallel group (see the module docstring),
+    and the IDs of every audio file found.
+    """
+    files = _speaker_files(spk_dir, spk, skips)
+    group_text = _parallel_sentences(files, sentences, counts)
+    items = []
+    for utt, emotion, path in files:
+        text = group_text.get(parallel_index(utt))
+        if text is None:
+            skips.add("no_transcript", path)
+            continue
+        counts["sentence_from_parallel"] += not sentences.get(utt)
+        items.append({"ID": utt, "path": path, "spk_id": spk, "emotion": emotion, "text": text})
+    return items, {utt for utt, _, _ in files}
 
 
 def walk_esd(data_folder, options, skips):
@@ -199,21 +268,25 @@ def walk_esd(data_folder, options, skips):
     """
     root = _resolve_root(data_folder)
     items = []
-    unparsed_lines = 0
+    counts = Counter(transcript_lines_repaired=0, transcript_lines_unparsed=0, sentence_from_parallel=0,
+                     parallel_text_mismatch=0)
+    encodings = {}
     for spk in speakers_of(options["languages"]):
         spk_dir = os.path.join(root, spk)
         if not os.path.isdir(spk_dir):
             raise PreparationError(f"{VERSION}: missing speaker folder {spk_dir}")
-        sentences, unparsed = _read_transcript(spk_dir, spk)
-        unparsed_lines += unparsed
-        spk_items = _speaker_items(spk_dir, spk, sentences, skips)
-        for utt in sorted(set(sentences) - {it["ID"] for it in spk_items}):
+        sentences, encodings[spk], repaired, unparsed = _read_transcript(spk_dir, spk)
+        counts["transcript_lines_repaired"] += len(repaired)
+        counts["transcript_lines_unparsed"] += len(unparsed)
+        spk_items, found = _speaker_items(spk_dir, spk, sentences, skips, counts)
+        for utt in sorted(set(sentences) - found):
             skips.add("missing", os.path.join(spk_dir, f"{utt}.wav (listed in {spk}.txt)"))
         items += spk_items
-    return Walk(items, {"transcript_lines_unparsed": unparsed_lines})
+    return Walk(items, {**counts, "transcript_encodings": encodings})
 
 
 CORPUS = EmotionalCorpus(name="ESD", key="esd", walk=walk_esd, n_valid_speakers=2, stratum_of=language_of,
+                         prep_version=2,
                          eval_speakers=lambda options: default_eval_speakers(options["languages"]))
 
 

@@ -17,6 +17,12 @@ Zenodo/Kaggle pages and in public loaders: 7-part identifier
 Other files under ``Actor_XX/`` (song, video) are counted as
 ``filtered_not_audio_speech``; names not following the convention as ``unparsed_name``.
 
+The Kaggle copy (uwrfkaggler/ravdess-emotional-speech-audio) holds the 24 actor
+folders twice: at its top and again under ``audio_speech_actors_01-24/``. The top
+level is read and the nested copy ignored (logged); a ``data_folder`` holding only
+one folder of ``Actor_XX`` folders (the nested copy alone, or the Zenodo zip
+extracted into a folder of its own) is read through that folder.
+
 Manifests: ``ID`` = file stem (``03-01-05-02-01-01-12``), ``spk_id`` =
 ``Actor_<actor>`` (from the file name), ``emotion`` = the names above, ``text`` =
 statement code (``01``/``02``; the text key of :func:`data_prep.common.emotion_trials`,
@@ -31,6 +37,7 @@ The corpus is described as data (:data:`CORPUS`, a
 does the rest.
 """
 
+import logging
 import os
 
 from data_prep.common import PreparationError
@@ -57,6 +64,8 @@ NAME_PATTERN = FileNamePattern(
     filtered_kind="filtered_not_audio_speech",
 )
 DEFAULT_EVAL_SPEAKERS = tuple(f"Actor_{a:02d}" for a in range(19, 25))
+
+logger = logging.getLogger(__name__)
 
 
 def speaker_name(actor):
@@ -97,8 +106,17 @@ def parse_name(name):
     return NAME_PATTERN.parse(name)
 
 
+def _actor_dirs(folder):
+    return sorted(
+        os.path.join(folder, d)
+        for d in os.listdir(folder)
+        if d.startswith("Actor_") and os.path.isdir(os.path.join(folder, d))
+    )
+
+
 def actor_folders(data_folder):
-    """The ``Actor_XX`` folders of ``data_folder``, sorted (an error naming the path when there are none).
+    """The ``Actor_XX`` folders of ``data_folder`` (or of its one subfolder that has them), sorted;
+    an error naming the path when there are none.
 
     Example
     -------
@@ -106,17 +124,29 @@ def actor_folders(data_folder):
     >>> d = tempfile.mkdtemp(); os.makedirs(os.path.join(d, "Actor_02")); os.makedirs(os.path.join(d, "Actor_01"))
     >>> [os.path.basename(f) for f in actor_folders(d)]
     ['Actor_01', 'Actor_02']
+    >>> outer = tempfile.mkdtemp(); os.rename(d, os.path.join(outer, "audio_speech_actors_01-24"))
+    >>> [os.path.relpath(f, outer) for f in actor_folders(outer)]
+    ['audio_speech_actors_01-24/Actor_01', 'audio_speech_actors_01-24/Actor_02']
     """
     if not os.path.isdir(data_folder):
         raise PreparationError(f"{VERSION}: missing folder {data_folder}")
-    folders = sorted(
-        os.path.join(data_folder, d)
-        for d in os.listdir(data_folder)
-        if d.startswith("Actor_") and os.path.isdir(os.path.join(data_folder, d))
+    folders = _actor_dirs(data_folder)
+    nested = sorted(
+        path
+        for path in (os.path.join(data_folder, d) for d in os.listdir(data_folder) if not d.startswith("Actor_"))
+        if os.path.isdir(path) and _actor_dirs(path)
     )
-    if not folders:
-        raise PreparationError(f"{VERSION}: no actor folder such as {os.path.join(data_folder, 'Actor_01')}")
-    return folders
+    if folders:
+        for path in nested:
+            logger.info("RAVDESS: ignoring %s (a second copy of the actor folders, as in the Kaggle download)", path)
+        return folders
+    if len(nested) == 1:
+        logger.info("RAVDESS: reading the actor folders of %s", nested[0])
+        return _actor_dirs(nested[0])
+    if nested:
+        raise PreparationError(f"{VERSION}: several folders of actor folders in {data_folder}: {nested}; "
+                               f"give one of them as data_folder")
+    raise PreparationError(f"{VERSION}: no actor folder such as {os.path.join(data_folder, 'Actor_01')}")
 
 
 CORPUS = EmotionalCorpus(name="RAVDESS", key="ravdess", walk=NamedFiles(actor_folders, NAME_PATTERN),

@@ -14,9 +14,24 @@ mindaudio ``recipes/VoxCeleb``: ``wav/<spk>/<video>/<n>.wav``, VoxCeleb2 release
         trial lists may also sit in <data_folder>/meta/ or <data_folder>/lists/,
         or in the folder given by ``lists_folder``
     <data_folder>/vox2_dev/<spk>/<video>/<nnnnn>.wav      optional, converted from .m4a
-        (a ``vox2_dev/wav/`` or ``vox2_dev/aac/`` level is accepted)
+        (.flac too). vox2_dev_aac.zip unzips to dev/aac/<spk>/<video>/<n>.m4a: the
+        levels vox2_dev/dev/aac, vox2_dev/aac, vox2_dev/dev/wav, vox2_dev/wav,
+        vox2_dev/dev, and dev/aac, dev/wav, dev under data_folder are accepted (the
+        first holding converted audio wins, else the first holding speaker folders)
+    <data_folder>/wav/id0xxxx/...                         or VoxCeleb2 merged into VoxCeleb1's
+        wav/ (SpeechBrain's documented layout): VoxCeleb1 speakers are id10001-id11251,
+        VoxCeleb2 speakers id00012-id09272, so a speaker folder says which corpus it
+        belongs to wherever it lies
 
 A trial line is ``<1|0> <spk>/<video>/<n>.wav <spk>/<video>/<n>.wav``.
+
+VoxCeleb2 is released as AAC in MP4 (``.m4a``), which libsndfile cannot read.
+Convert it once with ``python -m data_prep.convert <vox2 folder>`` (PyAV, no system
+FFmpeg; :mod:`data_prep.convert`): it writes ``<n>.wav`` (or ``--format flac``)
+next to each ``<n>.m4a``. A VoxCeleb2 folder holding only ``.m4a`` stops the
+preparation with that command; ``.m4a`` files without a converted twin in a
+partly converted tree are counted (``m4a_not_converted``). macOS ``._*`` files
+are ignored.
 
 Manifest IDs are paths without extension (``id10270/5r0dWxy17C8/00001``; VoxCeleb1
 speakers are id10001-id11251 and VoxCeleb2 speakers id00012-id09272, so IDs
@@ -26,7 +41,9 @@ Training excludes the 40 Vox1-O test speakers (id10270-id10309) always, and ever
 speaker named by a requested trial list. Vox1-E and Vox1-H draw on the whole of
 VoxCeleb1 (dev speakers included), so requesting either leaves no VoxCeleb1
 speaker for training: the conventional setup then trains on VoxCeleb2 dev only
-(``use_vox2=True``), which this preparation requires and logs. Trials naming an
+(``use_vox2=True``), which this preparation requires and logs. ``use_vox2=False``
+leaves VoxCeleb2 out wherever it lies (speakers id0xxxx merged into ``wav/`` are
+then counted as ``vox2_not_used`` and logged). Trials naming an
 utterance that does not exist are an error (first ids named); an utterance that
 exists but cannot be read is a counted skip and its trials are dropped (counted
 per list in the summary).
@@ -43,6 +60,7 @@ benchmarking the walk and manifest path (``bench/bench_prep_scale.py``).
 import functools
 import logging
 import os
+import re
 import time
 from collections import Counter
 
@@ -50,6 +68,7 @@ from data_prep.common import PreparationError
 from data_prep.corpus_utils import (
     SkipLog,
     audio_row,
+    is_hidden_file,
     read_durations,
     run_preparation,
     validation_options,
@@ -60,15 +79,19 @@ logger = logging.getLogger(__name__)
 
 CORPUS = "VoxCeleb"
 VOX1_VERSION = "VoxCeleb1 (vox1_dev_wav.zip + vox1_test_wav.zip, wav/<spk>/<video>/<n>.wav)"
-VOX2_VERSION = "VoxCeleb2 dev (vox2_dev_aac.zip converted to 16 kHz wav)"
+VOX2_VERSION = "VoxCeleb2 dev (vox2_dev_aac.zip converted to 16 kHz wav or flac)"
 VOX1_TEST_SPEAKERS = tuple(f"id{n}" for n in range(10270, 10310))
 TRIAL_LISTS = {"vox1_o": "veri_test2.txt", "vox1_e": "list_test_all2.txt", "vox1_h": "list_test_hard2.txt"}
 DEFAULT_VOX1_ROOTS = ("wav", "vox1_dev_wav/wav", "vox1_test_wav/wav")
 LIST_SUBFOLDERS = ("", "meta", "lists")
+VOX2_LEVELS = ("", "dev/aac", "aac", "dev/wav", "wav", "dev")  # below vox2_root
+VOX2_TOP_LEVELS = ("dev/aac", "dev/wav", "dev")  # vox2_dev_aac.zip unzipped into data_folder itself
+VOX2_SPEAKER = re.compile(r"id0\d{4}")  # VoxCeleb1 speakers are id1xxxx
+AUDIO_EXTS = (".wav", ".flac")
 M4A_HINT = (
-    "convert them to 16 kHz mono wav next to the .m4a files first, e.g.\n"
-    "  find {root} -name '*.m4a' -print0 | xargs -0 -P 8 -n 1 sh -c "
-    '\'ffmpeg -loglevel error -n -i "$0" -ac 1 -ar 16000 "${{0%.m4a}}.wav"\''
+    "convert them first (16 kHz mono wav next to each .m4a, resumable, in parallel):\n"
+    "  python -m data_prep.convert {root}\n"
+    "(`pip install av`, or the `convert` extra of this package; `--format flac` halves the disk)"
 )
 
 
@@ -112,33 +135,43 @@ def read_trial_list(path):
     return trials
 
 
-def walk_speaker_tree(root, ext_counts=None):
-    """``(utt_id, path)`` of every ``<root>/<spk>/<video>/<n>.wav``, sorted.
+def walk_speaker_tree(root, ext_counts=None, unconverted=None):
+    """``(utt_id, path)`` of every ``<root>/<spk>/<video>/<n>.wav`` (or ``.flac``; wav first), sorted.
 
-    ``ext_counts`` (a Counter) receives the number of files per extension.
+    ``ext_counts`` (a Counter) receives the number of files per extension (macOS
+    ``._*`` files are not counted); ``unconverted`` (a list) the paths of the
+    ``.m4a`` files that have no ``.wav``/``.flac`` twin.
 
     Example
     -------
     >>> import tempfile, os
     >>> d = tempfile.mkdtemp(); os.makedirs(os.path.join(d, "id1", "v1"))
-    >>> for n in ("00002.wav", "00001.wav", "00003.m4a"):
+    >>> for n in ("00002.wav", "00001.FLAC", "00002.m4a", "00003.m4a", "._00001.wav"):
     ...     open(os.path.join(d, "id1", "v1", n), "w").close()
-    >>> counts = Counter()
-    >>> [u for u, _ in walk_speaker_tree(d, counts)], counts[".m4a"]
-    (['id1/v1/00001', 'id1/v1/00002'], 1)
+    >>> counts, unconverted = Counter(), []
+    >>> [u for u, _ in walk_speaker_tree(d, counts, unconverted)], counts[".m4a"], counts[".wav"]
+    (['id1/v1/00001', 'id1/v1/00002'], 2, 1)
+    >>> [os.path.basename(p) for p in unconverted]
+    ['00003.m4a']
     """
     out = []
     ext_counts = Counter() if ext_counts is None else ext_counts
     for spk, spk_path in _subdirs(root):
         for video, video_path in _subdirs(spk_path):
             with os.scandir(video_path) as it:
-                names = sorted(e.name for e in it if e.is_file())
+                names = sorted(e.name for e in it if e.is_file() and not is_hidden_file(e.name))
+            audio, m4a = {}, []
             for name in names:
                 stem, ext = os.path.splitext(name)
                 ext = ext.lower()
                 ext_counts[ext] += 1
-                if ext == ".wav":
-                    out.append((f"{spk}/{video}/{stem}", f"{video_path}/{name}"))
+                if ext in AUDIO_EXTS and (stem not in audio or ext == ".wav"):
+                    audio[stem] = name
+                elif ext == ".m4a":
+                    m4a.append(stem)
+            out += [(f"{spk}/{video}/{stem}", f"{video_path}/{name}") for stem, name in sorted(audio.items())]
+            if unconverted is not None:
+                unconverted += [f"{video_path}/{stem}.m4a" for stem in m4a if stem not in audio]
     return out
 
 
@@ -176,22 +209,34 @@ def _vox1_roots(data_folder, vox1_roots):
     return roots
 
 
+def _has_speakers(path):
+    return os.path.isdir(path) and any(n.startswith("id") for n, _ in _subdirs(path))
+
+
+def _has_audio(path):
+    """True when the first video folder of the first speaker of ``path`` holds converted audio."""
+    for _spk, spk_path in _subdirs(path)[:1]:
+        for _video, video_path in _subdirs(spk_path)[:1]:
+            return any(os.path.splitext(n)[1].lower() in AUDIO_EXTS for n in os.listdir(video_path))
+    return False
+
+
 def _vox2_root(data_folder, vox2_root):
-    root = os.path.join(data_folder, vox2_root)
-    if not os.path.isdir(root):
-        raise PreparationError(f"{VOX2_VERSION}: missing folder {root}")
-    names = {name for name, _ in _subdirs(root)}
-    if not any(n.startswith("id") for n in names):
-        for level in ("wav", "aac"):
-            if level in names:
-                logger.info("%s: using %s", CORPUS, os.path.join(root, level))
-                return os.path.join(root, level)
-    return root
+    """The VoxCeleb2 folder of speaker folders (see the module docstring), or ``None`` when there is none."""
+    candidates = [os.path.normpath(os.path.join(data_folder, vox2_root, level)) for level in VOX2_LEVELS]
+    candidates += [os.path.join(data_folder, level) for level in VOX2_TOP_LEVELS]
+    with_speakers = [c for c in dict.fromkeys(candidates) if _has_speakers(c)]
+    if not with_speakers:
+        return None
+    chosen = next((c for c in with_speakers if _has_audio(c)), with_speakers[0])
+    if chosen != candidates[0]:
+        logger.info("%s: VoxCeleb2 dev read from %s", CORPUS, chosen)
+    return chosen
 
 
 def _walk_vox2(root, skips):
-    counts = Counter()
-    utts = walk_speaker_tree(root, counts)
+    counts, unconverted = Counter(), []
+    utts = walk_speaker_tree(root, counts, unconverted)
     if not utts:
         if counts[".m4a"]:
             raise PreparationError(
@@ -199,29 +244,65 @@ def _walk_vox2(root, skips):
                 + M4A_HINT.format(root=root)
             )
         raise PreparationError(f"{VOX2_VERSION}: no <spk>/<video>/<n>.wav under {root}")
-    if counts[".m4a"]:
-        have = {u for u, _ in utts}
-        for spk, spk_path in _subdirs(root):
-            for video, video_path in _subdirs(spk_path):
-                for name in sorted(os.listdir(video_path)):
-                    stem, ext = os.path.splitext(name)
-                    if ext.lower() == ".m4a" and f"{spk}/{video}/{stem}" not in have:
-                        skips.add("m4a_not_converted", os.path.join(video_path, name))
+    for path in unconverted:
+        skips.add("m4a_not_converted", path)
+    if unconverted:
+        logger.warning("%s: %d .m4a file(s) under %s have no converted twin; %s", CORPUS, len(unconverted), root,
+                       M4A_HINT.format(root=root))
     return utts
 
 
 def _walk(data_folder, roots, options, skips):
-    """``{utt_id: path}`` of VoxCeleb1 (the first root wins a duplicate id) and ``[(utt_id, path)]`` of VoxCeleb2."""
-    vox1 = {}
+    """``{utt_id: path}`` of VoxCeleb1 (the first root wins a duplicate id) and ``[(utt_id, path)]`` of
+    VoxCeleb2 (from its own folder and from VoxCeleb2 speakers merged into the VoxCeleb1 roots).
+    """
+    vox1, merged = {}, []
     for root in roots:
-        for utt, path in walk_speaker_tree(root):
-            if utt in vox1:
+        unconverted = []
+        for utt, path in walk_speaker_tree(root, unconverted=unconverted):
+            if VOX2_SPEAKER.fullmatch(utt.split("/")[0]):
+                merged.append((utt, path))
+            elif utt in vox1:
                 skips.add("duplicate_id", path)
             else:
                 vox1[utt] = path
-    vox2 = _walk_vox2(_vox2_root(data_folder, options["vox2_root"]), skips) if options["use_vox2"] else []
+        for path in unconverted:
+            skips.add("m4a_not_converted", path)
+    vox2 = []
+    if options["use_vox2"]:
+        vox2 = _vox2_utterances(data_folder, options["vox2_root"], roots, merged, skips)
+    elif merged:
+        for _utt, path in merged:
+            skips.add("vox2_not_used", path)
+        logger.warning("%s: %d VoxCeleb2 utterance(s) found in %s are not used (use_vox2=False)", CORPUS,
+                       len(merged), ", ".join(roots))
     logger.info("%s: found %d VoxCeleb1 and %d VoxCeleb2 utterances", CORPUS, len(vox1), len(vox2))
     return vox1, vox2
+
+
+def _vox2_utterances(data_folder, vox2_root, vox1_roots, merged, skips):
+    """VoxCeleb2's ``[(utt_id, path)]``: its own folder (unless it is a VoxCeleb1 root) and the merged ones."""
+    root = _vox2_root(data_folder, vox2_root)
+    if root is not None and os.path.normpath(root) in map(os.path.normpath, vox1_roots):
+        root = None  # vox2_root="wav": the merged layout, already walked
+    if root is None and not merged:
+        folder = os.path.join(data_folder, vox2_root)
+        raise PreparationError(
+            f"{VOX2_VERSION}: no VoxCeleb2 speaker folder (id0xxxx) under {folder} (nor its dev/aac, aac, "
+            f"dev/wav, wav levels, nor {os.path.join(data_folder, 'dev', 'aac')}) and none merged into "
+            f"{', '.join(vox1_roots)}; set vox2_root, or use_vox2=False"
+        )
+    if root is None:
+        logger.info("%s: VoxCeleb2 merged into %s (%d utterances)", CORPUS, ", ".join(vox1_roots), len(merged))
+        return merged
+    seen = {u for u, _ in merged}
+    vox2 = list(merged)
+    for utt, path in _walk_vox2(root, skips):
+        if utt in seen:
+            skips.add("duplicate_id", path)
+        else:
+            vox2.append((utt, path))
+    return vox2
 
 
 def _read_lists(list_paths, vox1, roots):
@@ -382,7 +463,7 @@ def prepare_voxceleb(data_folder, save_folder, trial_lists=("vox1_o",), vox1_roo
         raise ValueError("trial_lists must name at least one of vox1_o, vox1_e, vox1_h")
     options = {
         "corpus": "voxceleb",
-        "prep_version": 1,
+        "prep_version": 2,
         "trial_lists": sorted(trial_lists),
         "vox1_roots": list(vox1_roots) if vox1_roots is not None else None,
         "lists_folder": lists_folder,

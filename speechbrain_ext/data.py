@@ -7,6 +7,7 @@ Brain counts them per epoch and stops only when their share passes a limit.
 Resampling and down-mixing are done on the fly and counted the same way.
 """
 
+import contextlib
 import csv
 import logging
 import os
@@ -26,6 +27,10 @@ from speechbrain_ext.seeding import keyed_draw
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("ID", "duration", "wav", "spk_id")
+#: Optional manifest column: the segments an utterance is the concatenation of, joined by
+#: :data:`WAV_LIST_SEP` (``data_prep.cnceleb``'s ``combine_mode="list"``); read instead of ``wav``.
+WAV_LIST_COLUMN = "wav_list"
+WAV_LIST_SEP = ";"
 ISSUE_OK = ""
 ISSUE_RESAMPLED = "resampled"
 ISSUE_DOWNMIXED = "downmixed"
@@ -111,6 +116,13 @@ class AudioReader:
     skipped utterance: ``"error: <reason> (<path>)"`` for unusable audio,
     ``"resampled"``/``"downmixed"`` when the file was converted.
 
+    A crop reads only its own frames: the file is opened once, its length taken from
+    the header, and ``SoundFile.seek`` + ``read`` fetch the crop (WAV: a direct seek;
+    FLAC: libsndfile seeks to the frame holding the first sample and decodes from
+    there), never the whole file. A list of paths is read as their concatenation
+    (same rate and channels), the crop drawn over the total length and read from the
+    segments it spans.
+
     Arguments
     ---------
     sample_rate : int
@@ -119,8 +131,8 @@ class AudioReader:
         Length of a random crop (training); ``None`` reads the whole file.
     seed : int
         Seed of the crop positions; the position of a crop depends only on
-        (seed, epoch, utterance id), so it is the same in any DataLoader worker and
-        after a resume.
+        (seed, epoch, utterance id) and the length of the audio, so it is the same in
+        any DataLoader worker and after a resume.
 
     Example
     -------
@@ -132,6 +144,8 @@ class AudioReader:
     (torch.Size([16000]), 'resampled,downmixed')
     >>> AudioReader(16000)(path + "x", "b")[1]  # doctest: +ELLIPSIS
     'error: cannot open (file not found) (...a.wavx)'
+    >>> AudioReader(8000, crop_seconds=1.5)([path, path], "c")[0].shape  # 2 s of two 1 s segments
+    torch.Size([12000])
     >>> _ = open(path, "wb").write(b"RIFF....WAVE")
     >>> AudioReader(16000)(path, "c")[1].startswith("error: cannot open")
     True
@@ -150,30 +164,54 @@ class AudioReader:
     def _offset(self, utt_id, max_offset):
         return keyed_draw(self.seed, self.epoch, utt_id, sep="|") % (max_offset + 1)
 
-    def __call__(self, path, utt_id=""):
-        """Return ``(signal [S] float32, issue)``; ``signal`` is empty when the issue is an error."""
-        if not os.path.isfile(path):  # libsndfile would only say "System error"
-            return torch.zeros(0), f"{ERROR_PREFIX} cannot open (file not found) ({path})"
-        try:
-            info = sf.info(path)
-        except Exception as err:  # soundfile raises several types for unreadable files
-            return torch.zeros(0), f"{ERROR_PREFIX} cannot open ({type(err).__name__}: {err}) ({path})"
-        if info.frames <= 0:
-            return torch.zeros(0), f"{ERROR_PREFIX} zero-length audio ({path})"
-        start, stop = 0, info.frames
+    def span(self, frames, samplerate, utt_id):
+        """``(start, stop)`` frames read of an audio of ``frames`` frames: the keyed crop, or everything.
+
+        Example
+        -------
+        >>> reader = AudioReader(16000, crop_seconds=1.0, seed=3)
+        >>> start, stop = reader.span(320000, 16000, "u1")
+        >>> stop - start, reader.span(8000, 16000, "u1")
+        (16000, (0, 8000))
+        """
         if self.crop_seconds:
-            crop = int(round(self.crop_seconds * info.samplerate))
-            if info.frames > crop:
-                start = self._offset(utt_id, info.frames - crop)
-                stop = start + crop
-        try:
-            data, rate = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
-        except Exception as err:
-            return torch.zeros(0), f"{ERROR_PREFIX} cannot decode ({type(err).__name__}: {err}) ({path})"
+            crop = int(round(self.crop_seconds * samplerate))
+            if frames > crop:
+                start = self._offset(utt_id, frames - crop)
+                return start, start + crop
+        return 0, frames
+
+    def __call__(self, path, utt_id=""):
+        """Return ``(signal [S] float32, issue)``; ``signal`` is empty when the issue is an error.
+
+        ``path`` is one file or a list of files read as their concatenation.
+        """
+        paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+        with contextlib.ExitStack() as stack:
+            files = []
+            for p in paths:
+                handle, issue = _open_audio(p)
+                if issue:
+                    return torch.zeros(0), issue
+                files.append(stack.enter_context(handle))
+            issue = _mismatch(files, paths)
+            if issue:
+                return torch.zeros(0), issue
+            frames = sum(f.frames for f in files)
+            if frames <= 0:
+                return torch.zeros(0), f"{ERROR_PREFIX} zero-length audio ({_name(paths)})"
+            rate = files[0].samplerate
+            data, issue = _read_span(files, paths, *self.span(frames, rate, utt_id))
+        if issue:
+            return torch.zeros(0), issue
+        return self._finish(data, rate, paths)
+
+    def _finish(self, data, rate, paths):
+        """Check the samples, resample and down-mix: ``(signal, issue)``."""
         if data.shape[0] == 0:
-            return torch.zeros(0), f"{ERROR_PREFIX} zero-length audio ({path})"
+            return torch.zeros(0), f"{ERROR_PREFIX} zero-length audio ({_name(paths)})"
         if not np.isfinite(data).all():
-            return torch.zeros(0), f"{ERROR_PREFIX} non-finite samples ({path})"
+            return torch.zeros(0), f"{ERROR_PREFIX} non-finite samples ({_name(paths)})"
         issues = []
         sig = torch.from_numpy(np.ascontiguousarray(data.T))
         if rate != self.sample_rate:
@@ -183,6 +221,45 @@ class AudioReader:
             sig = sig.mean(dim=0, keepdim=True)
             issues.append(ISSUE_DOWNMIXED)
         return sig[0].contiguous(), ",".join(issues)
+
+
+def _name(paths):
+    return WAV_LIST_SEP.join(str(p) for p in paths)
+
+
+def _open_audio(path):
+    """``(SoundFile, "")`` or ``(None, issue)`` naming the path."""
+    if not os.path.isfile(path):  # libsndfile would only say "System error"
+        return None, f"{ERROR_PREFIX} cannot open (file not found) ({path})"
+    try:
+        return sf.SoundFile(path), ""
+    except Exception as err:  # soundfile raises several types for unreadable files
+        return None, f"{ERROR_PREFIX} cannot open ({type(err).__name__}: {err}) ({path})"
+
+
+def _mismatch(files, paths):
+    """An issue when the segments of a list differ in rate or channels, else ``""``."""
+    formats = {(f.samplerate, f.channels) for f in files}
+    if len(formats) > 1:
+        return f"{ERROR_PREFIX} segments of different rates or channels {sorted(formats)} ({_name(paths)})"
+    return ""
+
+
+def _read_span(files, paths, start, stop):
+    """Frames ``[start, stop)`` of the concatenation of ``files``: ``(data [S, C], issue)``."""
+    parts, offset = [], 0
+    for handle, path in zip(files, paths):
+        lo, hi = max(start - offset, 0), min(stop - offset, handle.frames)
+        offset += handle.frames
+        if lo >= hi:
+            continue
+        try:
+            handle.seek(lo)
+            parts.append(handle.read(hi - lo, dtype="float32", always_2d=True))
+        except Exception as err:
+            return None, f"{ERROR_PREFIX} cannot decode ({type(err).__name__}: {err}) ({path})"
+    channels = files[0].channels
+    return (np.concatenate(parts) if parts else np.zeros((0, channels), "float32")), ""
 
 
 @dataclass
@@ -297,6 +374,9 @@ def load_dataset(manifest, data_root, required_columns=REQUIRED_COLUMNS):
 def add_audio(dataset, reader, key="sig"):
     """Add the dynamic items ``<key>`` (a 1-D signal) and ``audio_issue`` read by ``reader``.
 
+    A manifest with a :data:`WAV_LIST_COLUMN` column is read from it: each utterance is
+    the concatenation of its listed segments (its ``duration``), not its ``wav``.
+
     Example
     -------
     >>> import tempfile, os
@@ -310,13 +390,15 @@ def add_audio(dataset, reader, key="sig"):
     torch.Size([1600])
     """
     issue_key = "audio_issue" if key == "sig" else f"{key}_issue"
+    first = next(iter(dataset.data.values()), {})
+    column = WAV_LIST_COLUMN if WAV_LIST_COLUMN in first else "wav"
 
     def read(wav, utt_id):
-        sig, issue = reader(wav, utt_id)
+        sig, issue = reader(wav.split(WAV_LIST_SEP) if column == WAV_LIST_COLUMN else wav, utt_id)
         yield sig
         yield issue
 
-    dataset.add_dynamic_item(read, takes=["wav", "id"], provides=[key, issue_key])
+    dataset.add_dynamic_item(read, takes=[column, "id"], provides=[key, issue_key])
     return dataset
 
 

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from speechbrain_ext import data as sx_data
-from speechbrain_ext import report, scoring
+from speechbrain_ext import report, score_norm, scoring
 from speechbrain_ext.files import TMP_PREFIX, atomic_path
 
 logger = logging.getLogger(__name__)
@@ -222,8 +222,17 @@ def cache_key(checkpoint_path, manifest):
     return digest.hexdigest()[:16]
 
 
-def speaker_cohort(encode, make_loader, manifest, data_folder, sample_rate, max_per_speaker=5):
-    """Mean embeddings of the speakers of ``manifest`` (the AS-norm cohort), a few utterances each.
+def speaker_cohort(encode, make_loader, manifest, data_folder, sample_rate, max_per_speaker="all", seed=0,
+                   subtract_mean=False, return_mean=False, cache_path=None):
+    """The AS-norm cohort of the speakers of ``manifest``: one mean embedding per speaker, as WeSpeaker builds it.
+
+    The mean of each speaker's raw embeddings over all its utterances (``"all"``) or
+    over ``max_per_speaker`` of them drawn by a seeded sample across all of them
+    (:func:`speechbrain_ext.score_norm.cohort_sample`; never "the first few", which
+    on a corpus sorted by emotion or session would all be alike). With
+    ``subtract_mean``, the mean of the embedded utterances is subtracted from every
+    speaker mean (WeSpeaker's ``--cal_mean``; the caller subtracts the same mean,
+    returned with ``return_mean``, from the trial embeddings).
 
     Arguments
     ---------
@@ -235,29 +244,33 @@ def speaker_cohort(encode, make_loader, manifest, data_folder, sample_rate, max_
         Replacement of ``$data_root``.
     sample_rate : int
         Rate the audio is read at.
-    max_per_speaker : int
-        Utterances per speaker (the first ones by id).
+    max_per_speaker : int or "all"
+        Utterances per speaker.
+    seed : int
+        Seed of the per-speaker sample.
+    subtract_mean : bool
+        Subtract the training mean from the speaker means.
+    return_mean : bool
+        Also return the training mean (``[D]``).
+    cache_path : str or None
+        Embedding cache of the cohort utterances (see :func:`extract_embeddings`).
 
     Returns
     -------
     torch.Tensor
-        ``[n_speakers, D]``, L2-normalised.
+        ``[n_speakers, D]``, L2-normalised (and the ``[D]`` mean with ``return_mean``).
     """
     dataset = utterance_dataset(manifest, data_folder, sample_rate)
-    taken, keep = {}, []
-    for utt in sorted(dataset.data_ids):
-        spk = dataset.data[utt]["spk_id"]
-        if taken.get(spk, 0) < max_per_speaker:
-            taken[spk] = taken.get(spk, 0) + 1
-            keep.append(utt)
-    subset = dataset.filtered_sorted(key_test={"id": lambda i, keep=set(keep): i in keep}, sort_key="duration")
-    ids, emb = extract_embeddings(encode, make_loader, subset, desc="cohort")
-    emb = torch.nn.functional.normalize(emb, dim=1)
-    speakers = [dataset.data[i]["spk_id"] for i in ids]
-    names = sorted(set(speakers))
-    index = torch.tensor([names.index(s) for s in speakers])
-    means = torch.zeros(len(names), emb.shape[1]).index_add_(0, index, emb)
-    return torch.nn.functional.normalize(means, dim=1)
+    all_ids = sorted(dataset.data_ids)
+    keep = set(score_norm.cohort_sample(all_ids, [dataset.data[u]["spk_id"] for u in all_ids], max_per_speaker,
+                                        seed))
+    subset = dataset.filtered_sorted(key_test={"id": lambda i: i in keep}, sort_key="duration")
+    ids, emb = extract_embeddings(encode, make_loader, subset, cache_path=cache_path, desc="cohort")
+    mean = score_norm.embedding_mean(emb)
+    _names, means = score_norm.speaker_means(emb, [dataset.data[i]["spk_id"] for i in ids],
+                                             mean if subtract_mean else None)
+    cohort = torch.nn.functional.normalize(means, dim=1)
+    return (cohort, mean) if return_mean else cohort
 
 
 def evaluate(encode, make_loader, manifest, data_folder, trials_dir, out_dir, *, sample_rate=16000,

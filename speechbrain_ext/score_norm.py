@@ -3,14 +3,35 @@
 ``s' = 0.5 * [(s - mu_e) / sigma_e + (s - mu_t) / sigma_t]`` over the top-N cohort
 scores of each side (``methods.md``, "Evaluation conventions"). :func:`cohort_stats`
 works in torch and returns torch tensors.
+
+The cohort, as WeSpeaker builds it (``tools/vector_mean.py``, ``wespeaker/bin/score.py``
+and ``score_norm.py`` of its ``examples/cnceleb/v2`` and ``voxceleb/v2`` recipes): one
+vector per training speaker, the mean of the raw (not length-normalised) embeddings
+of its utterances (:func:`speaker_means`; all of them there, or a seeded sample per
+speaker, :func:`cohort_sample`); optionally the mean embedding of the training
+utterances is subtracted from every embedding, cohort and trial sides alike, before
+cosine scoring (:func:`embedding_mean`, :func:`subtract_mean`: WeSpeaker's
+``--cal_mean True``). WeSpeaker's cohort std is the biased (N) estimate and ours the
+unbiased (N - 1) one: every normalised score differs by the same factor
+``sqrt((N - 1) / N)``, which changes no EER or minDCF.
 """
 
 import math
+import random
 
 import numpy as np
 import torch
 
-__all__ = ["as_matrix", "as_norm", "cohort_stats", "l2_normalise"]
+__all__ = [
+    "as_matrix",
+    "as_norm",
+    "cohort_sample",
+    "cohort_stats",
+    "embedding_mean",
+    "l2_normalise",
+    "speaker_means",
+    "subtract_mean",
+]
 
 # Rows of the [chunk, M] score matrix in cohort_stats: bounds the working set to tens of MB.
 _COHORT_CHUNK_ELEMENTS = 1 << 22
@@ -154,3 +175,113 @@ def as_norm(scores, enroll_mean, enroll_std, test_mean, test_std):
         if not bool(ok.all()):
             raise ValueError(f"{side} must be positive and finite (a constant cohort score row?)")
     return 0.5 * ((s - mu_e) / sd_e + (s - mu_t) / sd_t)
+
+
+def cohort_sample(ids, speakers, per_speaker="all", seed=0):
+    """The utterances whose embeddings make the cohort: every one (``"all"``, WeSpeaker's
+    setting) or ``per_speaker`` drawn per speaker by a seeded sample across all its utterances.
+
+    Each speaker's draw depends only on ``(seed, speaker)`` and its own utterances, so
+    adding a speaker changes no other speaker's sample. The result keeps the order of ``ids``.
+
+    Arguments
+    ---------
+    ids : sequence of str
+        Utterance ids.
+    speakers : sequence of str
+        Their speakers, aligned with ``ids``.
+    per_speaker : int or "all"
+        Utterances per speaker (a speaker with fewer keeps all of its own).
+    seed : int
+        Seed of the draw.
+
+    Example
+    -------
+    >>> ids = [f"s{k}_{i}" for k in (1, 2) for i in range(4)]
+    >>> spk = [u.split("_")[0] for u in ids]
+    >>> cohort_sample(ids, spk) == ids
+    True
+    >>> picked = cohort_sample(ids, spk, per_speaker=2, seed=3)
+    >>> len(picked), sorted({u[:2] for u in picked}), picked == cohort_sample(ids, spk, 2, seed=3)
+    (4, ['s1', 's2'], True)
+    """
+    if per_speaker == "all":
+        return list(ids)
+    if isinstance(per_speaker, bool) or not isinstance(per_speaker, int) or per_speaker < 1:
+        raise ValueError(f"cohort utterances per speaker must be a positive integer or 'all', not {per_speaker!r}")
+    by_speaker = {}
+    for utt, spk in zip(ids, speakers):
+        by_speaker.setdefault(spk, []).append(utt)
+    keep = set()
+    for spk, utts in by_speaker.items():
+        keep.update(random.Random(f"{seed}|{spk}").sample(sorted(utts), min(per_speaker, len(utts))))
+    return [u for u in ids if u in keep]
+
+
+def embedding_mean(embeddings):
+    """Mean of the raw embeddings (``[D]``): what WeSpeaker's ``--cal_mean`` subtracts.
+
+    Example
+    -------
+    >>> embedding_mean(torch.tensor([[1.0, 2.0], [3.0, 4.0]])).tolist()
+    [2.0, 3.0]
+    """
+    emb = as_matrix(embeddings, "embeddings")
+    if emb.shape[0] == 0:
+        raise ValueError("embedding_mean of no embedding")
+    return emb.to(torch.promote_types(emb.dtype, torch.float32)).mean(dim=0)
+
+
+def subtract_mean(embeddings, mean):
+    """``embeddings - mean`` (rows), as a tensor; a mean of another dimension is an error.
+
+    Example
+    -------
+    >>> subtract_mean(np.array([[1.0, 2.0]]), torch.tensor([0.5, 0.5])).tolist()
+    [[0.5, 1.5]]
+    """
+    emb = as_matrix(embeddings, "embeddings")
+    mean = torch.as_tensor(mean).to(emb.device, emb.dtype).reshape(-1)
+    if mean.shape[0] != emb.shape[1]:
+        raise ValueError(f"mean of dim {mean.shape[0]} for embeddings of dim {emb.shape[1]}")
+    return emb - mean
+
+
+def speaker_means(embeddings, speakers, mean=None):
+    """One vector per speaker: the mean of its raw embeddings (minus ``mean`` when given).
+
+    Arguments
+    ---------
+    embeddings : torch.Tensor or numpy.ndarray
+        ``[N, D]`` raw embeddings.
+    speakers : sequence of str
+        The speaker of each row.
+    mean : torch.Tensor or None
+        Subtracted from every mean (WeSpeaker subtracts the training mean from the
+        cohort as from the trial sides).
+
+    Returns
+    -------
+    names : list of str
+        The speakers, sorted.
+    means : torch.Tensor
+        ``[len(names), D]``, not normalised (:func:`cohort_stats` normalises).
+
+    Example
+    -------
+    >>> names, means = speaker_means(torch.tensor([[1.0, 0.0], [3.0, 2.0], [0.0, 5.0]]), ["b", "b", "a"])
+    >>> names, means.tolist()
+    (['a', 'b'], [[0.0, 5.0], [2.0, 1.0]])
+    """
+    emb = as_matrix(embeddings, "embeddings")
+    emb = emb.to(torch.promote_types(emb.dtype, torch.float32))
+    speakers = list(speakers)
+    if len(speakers) != emb.shape[0]:
+        raise ValueError(f"{len(speakers)} speakers for {emb.shape[0]} embeddings")
+    names = sorted(set(speakers))
+    position = {name: k for k, name in enumerate(names)}
+    index = torch.tensor([position[s] for s in speakers], dtype=torch.int64, device=emb.device)
+    sums = torch.zeros(len(names), emb.shape[1], dtype=emb.dtype, device=emb.device).index_add_(0, index, emb)
+    counts = torch.bincount(index, minlength=len(names)).to(emb.dtype).unsqueeze(1)
+    means = sums / counts
+    return names, (means if mean is None else subtract_mean(means, mean))

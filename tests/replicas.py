@@ -23,6 +23,7 @@ exercise preparation, manifests, trial lists and data loading only.
 
 import json
 import os
+import shutil
 import zlib
 
 import numpy as np
@@ -210,23 +211,70 @@ VOX_TRIALS = {
 }
 
 
-def make_voxceleb(root, vox2="wav", extra_vox2_speakers=0, extra_utterances=4):
+def write_m4a(path, seconds=SECONDS, samplerate=16000, audio=True, faststart=False):
+    """Write ``seconds`` of seeded noise to ``path`` as AAC in an MP4 box (VoxCeleb2's ``.m4a``), with PyAV.
+
+    ``audio=False`` writes an MP4 holding one video stream and no audio stream;
+    ``faststart=True`` puts the index (``moov``) before the audio, so a truncated copy
+    still opens and declares the whole duration.
+    Returns the number of samples written (the decoded file may hold a few more:
+    AAC pads its last frame).
+
+    Example
+    -------
+    >>> import tempfile, av
+    >>> p = os.path.join(tempfile.mkdtemp(), "id00012", "vid", "00001.m4a")
+    >>> write_m4a(p)
+    3200
+    >>> with av.open(p) as f:
+    ...     f.streams.audio[0].codec_context.name, f.streams.audio[0].rate
+    ('aac', 16000)
+    """
+    import av
+
+    path = str(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    n = int(round(seconds * samplerate))
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(path, "w", format="mp4", options=options) as out:
+        if not audio:
+            stream = out.add_stream("mpeg4", rate=25)
+            stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), "uint8"), format="rgb24")
+            for packet in [*stream.encode(frame), *stream.encode()]:
+                out.mux(packet)
+            return 0
+        stream = out.add_stream("aac", rate=samplerate, layout="mono")
+        rng = np.random.default_rng(zlib.crc32(os.path.basename(path).encode()))
+        data = (rng.standard_normal(n) * 0.1).astype("float32")[None, :]
+        frame = av.AudioFrame.from_ndarray(data, format="fltp", layout="mono")
+        frame.sample_rate = samplerate
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            out.mux(packet)
+    return n
+
+
+def make_voxceleb(root, vox2="wav", extra_vox2_speakers=0, extra_utterances=4, vox2_folder="vox2_dev"):
     """VoxCeleb1 ``wav/<spk>/<video>/<n>.wav`` + the three cleaned trial lists (+ VoxCeleb2 dev).
 
     VoxCeleb1: dev speakers id10001-id10003, Vox1-O test speakers id10270 and
     id10271. ``list_test_all2.txt``/``list_test_hard2.txt`` name id10001 and id10002
     (dev speakers, as the real Vox1-E/H do); id10003 appears in no list.
-    ``vox2="wav"`` writes ``vox2_dev/<spk>/<video>/<n>.wav`` (id00012, id00015,
-    id00018), ``vox2="m4a"`` the same names as unconverted ``.m4a`` (not valid
-    audio), ``None`` no VoxCeleb2. With ``vox2="wav"``, ``extra_vox2_speakers``
-    adds VoxCeleb2 speakers id08000, id08001, ... with ``extra_utterances`` files
-    over two videos each (for recipe runs that need more training speakers).
+    VoxCeleb2 (id00012, id00015, id00018) goes to ``<vox2_folder>/<spk>/<video>/<n>``:
+    ``vox2="wav"`` as converted wav, ``vox2="m4a"`` as unconverted ``.m4a`` (not
+    valid audio), ``vox2="aac"`` as real AAC-in-MP4 ``.m4a`` (:func:`write_m4a`),
+    ``vox2="merged"`` as wav merged into VoxCeleb1's ``wav/`` (SpeechBrain's
+    documented layout), ``None`` no VoxCeleb2. ``vox2_folder`` reproduces how the
+    archive unzips (``vox2_dev/dev/aac``, ``vox2_dev/aac``, ``dev/aac``). With
+    ``vox2="wav"``, ``extra_vox2_speakers`` adds VoxCeleb2 speakers id08000,
+    id08001, ... with ``extra_utterances`` files over two videos each (for recipe
+    runs that need more training speakers).
 
     Returns
     -------
     dict
         ``data_folder``, ``vox1`` and ``vox2`` (utterance IDs), ``trials``
-        ({list file: [(label, enrol_id, test_id)]}).
+        ({list file: [(label, enrol_id, test_id)]}), ``vox2_folder`` (absolute).
 
     Example
     -------
@@ -241,24 +289,29 @@ def make_voxceleb(root, vox2="wav", extra_vox2_speakers=0, extra_utterances=4):
     for name, trials in VOX_TRIALS.items():
         write_text(os.path.join(root, name), "".join(f"{lab} {e}.wav {t}.wav\n" for lab, e, t in trials))
     vox2_files = list(VOX2_FILES)
-    if vox2 == "wav":
+    folder = os.path.join(root, "wav" if vox2 == "merged" else vox2_folder)
+    if vox2 in ("wav", "merged"):
         vox2_files += [
             f"id{8000 + i:05d}/extra{k % 2}VIDEO/{k // 2 + 1:05d}"
             for i in range(extra_vox2_speakers)
             for k in range(extra_utterances)
         ]
         for utt in vox2_files:
-            write_audio(os.path.join(root, "vox2_dev", f"{utt}.wav"))
+            write_audio(os.path.join(folder, f"{utt}.wav"))
     elif vox2 == "m4a":
         for utt in VOX2_FILES:
-            write_text(os.path.join(root, "vox2_dev", f"{utt}.m4a"), "not audio: an AAC stream in an MP4 box")
+            write_text(os.path.join(folder, f"{utt}.m4a"), "not audio: an AAC stream in an MP4 box")
+    elif vox2 == "aac":
+        for utt in VOX2_FILES:
+            write_m4a(os.path.join(folder, f"{utt}.m4a"))
     elif vox2 is not None:
-        raise ValueError(f"vox2 must be 'wav', 'm4a' or None, not {vox2!r}")
+        raise ValueError(f"vox2 must be 'wav', 'm4a', 'aac', 'merged' or None, not {vox2!r}")
     return {
         "data_folder": root,
         "vox1": list(VOX1_FILES),
         "vox2": vox2_files if vox2 else [],
         "trials": {k: list(v) for k, v in VOX_TRIALS.items()},
+        "vox2_folder": folder,
     }
 
 
@@ -279,7 +332,10 @@ ESD_CHINESE_EMOTIONS = {
 }
 
 
-def make_esd(root, speakers=None):
+ESD_PUBLISHED_SPACE_AFTER_ID = ("0012_001355", "0013_000431", "0015_000137")  # 3 of the 14 (issue 13)
+
+
+def make_esd(root, speakers=None, space_after_id=()):
     """ESD: ``<spk>/<Emotion>/<spk>_<nnnnnn>.wav`` + ``<spk>/<spk>.txt``, 16 kHz WAV.
 
     Every speaker (default all 20) has 2 parallel sentences in each of the 5
@@ -287,6 +343,11 @@ def make_esd(root, speakers=None):
     Happy 000701-, Sad 001051-, Surprise 001401-). Transcripts are tab-separated
     ``id text emotion`` (Chinese emotion names for Mandarin speakers), in mixed
     encodings (GB2312 for 0001, UTF-16 for 0003, Latin-1 for 0016, else UTF-8).
+
+    ``space_after_id`` reproduces the published quirk: the line of each of these
+    IDs has a space instead of the tab after the ID. An ID outside the replica
+    (e.g. :data:`ESD_PUBLISHED_SPACE_AFTER_ID`) brings its parallel group: the
+    same sentence number in the 5 emotions of its speaker, with its own sentence.
 
     Returns
     -------
@@ -300,20 +361,31 @@ def make_esd(root, speakers=None):
     >>> info = make_esd(tempfile.mkdtemp(), speakers=["0011"])
     >>> info["utterances"]["0011"][:3]
     ['0011_000001', '0011_000002', '0011_000351']
+    >>> info = make_esd(tempfile.mkdtemp(), speakers=["0015"], space_after_id=["0015_000137"])
+    >>> [u for u in info["utterances"]["0015"] if u.endswith("137") or u.endswith("487")]
+    ['0015_000137', '0015_000487']
+    >>> open(os.path.join(info["data_folder"], "0015", "0015.txt")).read().splitlines()[2]
+    '0015_000137 Parallel sentence 137 of 0015.\\tNeutral'
     """
     root = str(root)
     speakers = [f"{i:04d}" for i in range(1, 21)] if speakers is None else list(speakers)
+    broken = set(space_after_id)
     utterances, sentences = {}, {}
     for spk in speakers:
         lang = "zh" if int(spk) <= 10 else "en"
+        numbers = {k + 1: text for k, text in enumerate(ESD_SENTENCES[lang])}
+        for utt in sorted(broken):
+            index = (int(utt[5:]) - 1) % 350 + 1
+            if utt.startswith(spk + "_") and index not in numbers:
+                numbers[index] = f"Parallel sentence {index} of {spk}."
         lines = []
         utterances[spk] = []
         for block, emotion in enumerate(ESD_EMOTIONS):
-            for k, sentence in enumerate(ESD_SENTENCES[lang]):
-                utt = f"{spk}_{block * 350 + k + 1:06d}"
+            for index, sentence in sorted(numbers.items()):
+                utt = f"{spk}_{block * 350 + index:06d}"
                 write_audio(os.path.join(root, spk, emotion, f"{utt}.wav"))
                 label = ESD_CHINESE_EMOTIONS[emotion] if lang == "zh" else emotion
-                lines.append(f"{utt}\t{sentence}\t{label}\n")
+                lines.append(f"{utt}{' ' if utt in broken else chr(9)}{sentence}\t{label}\n")
                 utterances[spk].append(utt)
                 sentences[utt] = sentence
         write_text(os.path.join(root, spk, f"{spk}.txt"), "".join(lines), ESD_ENCODINGS.get(spk, "utf-8"))
@@ -333,11 +405,17 @@ CREMAD_CLIPS = (
 )
 
 
-def make_cremad(root):
+CREMAD_SILENT = "1076_MTI_SAD_XX"  # no audio, per the corpus's documentation
+
+
+def make_cremad(root, silent_file=False):
     """CREMA-D: ``AudioWAV/<actor>_<sentence>_<EMO>_<level>.wav``, 16 kHz WAV.
 
     Actors 1001-1003, 1090, 1091; sentences IEO and TIE in NEU, SAD and ANG (6
     clips each), plus ``1002_ITH_SAD_X.wav`` (the misnamed file of older clones).
+    ``silent_file`` adds actor 1076's :data:`CREMAD_SILENT` as the corpus has it: a
+    valid WAV header over near-silent samples (it reads without error) next to the
+    actor's other clips (``1076_IEO_NEU_XX``, ``1076_TIE_SAD_LO``).
 
     Returns
     -------
@@ -353,9 +431,14 @@ def make_cremad(root):
     """
     root = str(root)
     files = [f"{a}_{s}_{e}_{lv}" for a in CREMAD_ACTORS for s, e, lv in CREMAD_CLIPS] + ["1002_ITH_SAD_X"]
+    files += ["1076_IEO_NEU_XX", "1076_TIE_SAD_LO"] if silent_file else []
     for stem in files:
         write_audio(os.path.join(root, "AudioWAV", f"{stem}.wav"))
-    return {"data_folder": root, "actors": list(CREMAD_ACTORS), "files": files}
+    if silent_file:
+        sf.write(os.path.join(root, "AudioWAV", f"{CREMAD_SILENT}.wav"), np.zeros(800, "float32"), 16000,
+                 subtype="PCM_16")
+    actors = list(CREMAD_ACTORS) + (["1076"] if silent_file else [])
+    return {"data_folder": root, "actors": actors, "files": files}
 
 
 # --------------------------------------------------------------------------- RAVDESS
@@ -364,12 +447,17 @@ RAVDESS_ACTORS = (1, 2, 3, 4, 23, 24)
 RAVDESS_CLIPS = (("01", "01"), ("05", "01"), ("05", "02"))  # (emotion, intensity)
 
 
-def make_ravdess(root):
+RAVDESS_KAGGLE_NESTED = "audio_speech_actors_01-24"
+
+
+def make_ravdess(root, kaggle=False):
     """RAVDESS: ``Actor_XX/03-01-<emo>-<int>-<stmt>-<rep>-<actor>.wav``, 48 kHz WAV.
 
     Actors 1-4, 23, 24; neutral (normal) and angry (normal, strong) for both
     statements, repetition 01 (6 speech files each); Actor_01 also has a song
-    file (``03-02-...``), which the preparation filters out.
+    file (``03-02-...``), which the preparation filters out. ``kaggle=True`` lays
+    the files out as the Kaggle download does: the actor folders at the top and a
+    second copy of them under :data:`RAVDESS_KAGGLE_NESTED`.
 
     Returns
     -------
@@ -394,6 +482,10 @@ def make_ravdess(root):
                 files.append(stem)
     song = ["03-02-01-01-01-01-01"]
     write_audio(os.path.join(root, "Actor_01", f"{song[0]}.wav"), samplerate=48000)
+    if kaggle:
+        for actor in RAVDESS_ACTORS:
+            shutil.copytree(os.path.join(root, f"Actor_{actor:02d}"),
+                            os.path.join(root, RAVDESS_KAGGLE_NESTED, f"Actor_{actor:02d}"))
     return {
         "data_folder": root,
         "actors": [f"Actor_{a:02d}" for a in RAVDESS_ACTORS],
@@ -420,18 +512,21 @@ DUSHA_COLUMNS = (
 )
 
 
-def make_dusha(root):
+def make_dusha(root, crowd_folder=False, tsv_columns=DUSHA_COLUMNS):
     """Dusha crowd: ``crowd_train/raw_crowd_train.jsonl`` and ``crowd_test/raw_crowd_test.tsv``
     (the two formats golos writes) with ``wavs/<hash_id>.wav``, 16 kHz WAV.
 
     Speakers (``source_id``) spk_a-spk_c in crowd_train, spk_d and spk_e in
     crowd_test, each with 2 texts x {neutral, angry} (4 audios); every audio has
     two annotation rows (annotators disagree; ``speaker_emo`` is the same).
+    ``crowd_folder=True`` writes both subsets under ``root/crowd/``, as ``crowd.tar``
+    extracts; ``tsv_columns`` orders the TSV columns.
 
     Returns
     -------
     dict
-        ``data_folder``, ``audios`` ({hash_id: (subset, spk, emotion, text)}).
+        ``data_folder`` (``root``), ``crowd`` (the folder holding the subsets),
+        ``audios`` ({hash_id: (subset, spk, emotion, text)}).
 
     Example
     -------
@@ -441,6 +536,7 @@ def make_dusha(root):
     (20, ['raw_crowd_test.tsv', 'wavs'])
     """
     root = str(root)
+    crowd = os.path.join(root, "crowd") if crowd_folder else root
     audios = {}
     for subset, speakers in DUSHA_SPEAKERS.items():
         rows = []
@@ -448,7 +544,7 @@ def make_dusha(root):
             for t, text in enumerate(DUSHA_TEXTS):
                 for emotion in DUSHA_EMOTIONS:
                     hash_id = f"{spk[-1]}{t}{emotion[:3]}" + "0" * 24
-                    write_audio(os.path.join(root, subset, "wavs", f"{hash_id}.wav"))
+                    write_audio(os.path.join(crowd, subset, "wavs", f"{hash_id}.wav"))
                     audios[hash_id] = (subset, spk, emotion, text)
                     for annotator, vote in (("ann1", emotion), ("ann2", "other")):
                         rows.append(
@@ -466,20 +562,72 @@ def make_dusha(root):
                         )
         if subset == "crowd_train":
             write_text(
-                os.path.join(root, subset, f"raw_{subset}.jsonl"),
+                os.path.join(crowd, subset, f"raw_{subset}.jsonl"),
                 "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
             )
         else:
             write_text(
-                os.path.join(root, subset, f"raw_{subset}.tsv"),
-                "\t".join(DUSHA_COLUMNS)
-                + "\n"
-                + "".join("\t".join(r[c] for c in DUSHA_COLUMNS) + "\n" for r in rows),
+                os.path.join(crowd, subset, f"raw_{subset}.tsv"),
+                "\t".join(tsv_columns) + "\n" + "".join("\t".join(r[c] for c in tsv_columns) + "\n" for r in rows),
             )
-    return {"data_folder": root, "audios": audios}
+    return {"data_folder": root, "crowd": crowd, "audios": audios}
 
 
 # --------------------------------------------------------------------------- helpers for tests
+
+
+def add_appledouble(root, extensions):
+    """Write a macOS AppleDouble ``._<name>`` next to every file of ``root`` ending with one of ``extensions``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp(); _ = write_text(os.path.join(d, "a", "x.wav"), "")
+    >>> add_appledouble(d, (".wav",)); sorted(os.listdir(os.path.join(d, "a")))
+    ['._x.wav', 'x.wav']
+    """
+    for dirpath, _dirs, files in os.walk(str(root)):
+        for name in files:
+            if name.endswith(tuple(extensions)) and not name.startswith("._"):
+                with open(os.path.join(dirpath, "._" + name), "wb") as f:
+                    f.write(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+
+
+def to_crlf(root, extensions):
+    """Rewrite every text file of ``root`` ending with one of ``extensions`` with CRLF line ends.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp(); p = write_text(os.path.join(d, "l.lst"), "a\\nb\\n")
+    >>> to_crlf(d, (".lst",)); open(p, newline="").read()
+    'a\\r\\nb\\r\\n'
+    """
+    for dirpath, _dirs, files in os.walk(str(root)):
+        for name in files:
+            if name.endswith(tuple(extensions)) and not name.startswith("._"):
+                path = os.path.join(dirpath, name)
+                write_text(path, open(path, encoding="utf-8").read().replace("\n", "\r\n"))
+
+
+def symlinked(root, moved, elsewhere):
+    """Move ``root/moved`` to ``elsewhere`` and leave a symlink in its place; return a symlink to ``root``
+    (made next to ``elsewhere``), so a preparation reads a symlinked root holding a symlinked folder.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp(); _ = write_text(os.path.join(d, "c", "s", "x.txt"), "x")
+    >>> link = symlinked(os.path.join(d, "c"), "s", os.path.join(d, "far"))
+    >>> os.path.islink(link), os.path.islink(os.path.join(d, "c", "s")), open(os.path.join(link, "s", "x.txt")).read()
+    (True, True, 'x')
+    """
+    root = str(root)
+    shutil.move(os.path.join(root, moved), str(elsewhere))
+    os.symlink(str(elsewhere), os.path.join(root, moved))
+    link = os.path.join(os.path.dirname(str(elsewhere)), os.path.basename(root) + "_link")
+    os.symlink(root, link)
+    return link
 
 
 def _call(queue, func, kwargs):

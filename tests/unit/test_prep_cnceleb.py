@@ -14,6 +14,7 @@ from data_prep.cnceleb import prepare_cnceleb  # noqa: E402
 from data_prep.common import PreparationError  # noqa: E402
 
 OPTS = {"min_duration": 0.4, "n_valid_speakers": 2}
+WRITE = {**OPTS, "concat_enrol": "write"}  # enrolments concatenated from enroll.map (the default reads eval/enroll)
 CN1 = "$data_root/CN-Celeb_flac"
 
 TRAIN = """ID,duration,wav,spk_id
@@ -60,7 +61,7 @@ corpus = replicas.replica_fixture(replicas.make_cnceleb)
 
 def test_manifests_trials_and_combined_audio(corpus, tmp_path):
     save = str(tmp_path / "prep")
-    summary = prepare_cnceleb(corpus["data_folder"], save, **OPTS)
+    summary = prepare_cnceleb(corpus["data_folder"], save, **WRITE)
     assert summary["status"] == "prepared"
     assert read(save, "train.csv") == TRAIN.format(s=save)
     assert read(save, "valid.csv") == VALID.format(s=save)
@@ -118,9 +119,9 @@ def test_list_mode_and_corpus_enrolment(corpus, tmp_path):
 
 def test_idempotent_then_option_change_reprepares_and_prunes(corpus, tmp_path):
     save = str(tmp_path / "prep")
-    again = replicas.prepare_twice(prepare_cnceleb, corpus["data_folder"], save, {"num_workers": 1}, **OPTS)
+    again = replicas.prepare_twice(prepare_cnceleb, corpus["data_folder"], save, {"num_workers": 1}, **WRITE)
     assert again["status"] == "skipped" and again["train"] == {"utterances": 4, "speakers": 3}
-    changed = prepare_cnceleb(corpus["data_folder"], save, min_duration=0.0, n_valid_speakers=2)
+    changed = prepare_cnceleb(corpus["data_folder"], save, min_duration=0.0, n_valid_speakers=2, concat_enrol="write")
     assert changed["status"] == "prepared"
     assert "comb" not in read(save, "train.csv")
     assert not os.path.exists(os.path.join(save, "combined", "train"))  # stale combined audio removed
@@ -218,7 +219,7 @@ def test_eval_speakers_never_train(corpus, tmp_path):
 def test_two_concurrent_preparations(corpus, tmp_path):
     save = str(tmp_path / "prep")
     results = replicas.run_concurrently(
-        prepare_cnceleb, {"data_folder": corpus["data_folder"], "save_folder": save, **OPTS}
+        prepare_cnceleb, {"data_folder": corpus["data_folder"], "save_folder": save, **WRITE}
     )
     assert sorted(r["status"] for r in results) == ["prepared", "skipped"]
     assert read(save, "train.csv") == TRAIN.format(s=save)
@@ -235,6 +236,90 @@ def test_corpus_enrolment_needs_its_folder(corpus, tmp_path):
     with pytest.raises(PreparationError) as err:
         prepare_cnceleb(corpus["data_folder"], str(tmp_path / "prep"), concat_enrol="corpus", **OPTS)
     assert enroll in str(err.value)
-    prepare_cnceleb(
-        corpus["data_folder"], str(tmp_path / "prep"), **OPTS
-    )  # concat_enrol="write" needs no enroll/
+    prepare_cnceleb(corpus["data_folder"], str(tmp_path / "prep"), **WRITE)  # needs no eval/enroll/
+
+
+def wespeaker_trials(cn1):
+    """CNC-Eval-Avg.lst and CNC-Eval-Concat.lst as WeSpeaker's examples/cnceleb/v2 writes them
+    (local/prepare_data.sh: awk over trials.lst; local/format_trials_cnceleb.py: enroll.lst's file per model)."""
+    lists = os.path.join(cn1, "eval", "lists")
+    enroll = dict(line.split() for line in open(os.path.join(lists, "enroll.lst")) if line.strip())
+    avg, concat = [], []
+    for line in open(os.path.join(lists, "trials.lst")):
+        model, test, label = line.split()
+        label = "target" if label == "1" else "nontarget"
+        avg.append((model, test, label))
+        concat.append((enroll[model], test, label))
+    return avg, concat
+
+
+def as_ours(trials):
+    labels = {"target": "1", "nontarget": "0"}
+    return "".join(f"{labels[lab]} {e.removesuffix('.wav')} {t.removesuffix('.wav')}\n" for e, t, lab in trials)
+
+
+def test_protocol_splits_as_wespeaker_computes_them(corpus, tmp_path):
+    save = str(tmp_path / "prep")
+    summary = prepare_cnceleb(corpus["data_folder"], save, **OPTS)
+    avg, concat = wespeaker_trials(os.path.join(corpus["data_folder"], "CN-Celeb_flac"))
+    assert read(save, "trials/eval_avg/cnc_eval_avg.txt") == as_ours(avg) == AVG
+    assert read(save, "trials/eval_concat/cnc_eval_concat.txt") == as_ours(concat)
+    assert read(save, "trials/eval_avg/enrol.map") == ENROL_MAP
+    assert sorted(os.listdir(os.path.join(save, "trials", "eval_concat"))) == ["cnc_eval_concat.txt"]
+    tests = [line for line in EVAL.format(s=save).splitlines() if line.startswith("test/")]
+    enrolled = [line for line in EVAL.format(s=save).splitlines()[1:] if line.startswith("id008")]
+    assert read(save, "eval_avg.csv").splitlines() == ["ID,duration,wav,spk_id", *enrolled, *tests]
+    assert read(save, "eval_concat.csv").splitlines() == [
+        "ID,duration,wav,spk_id",
+        f"enroll/id00800-enroll,0.400,{CN1}/eval/enroll/id00800-enroll.flac,id00800",
+        f"enroll/id00801-enroll,0.400,{CN1}/eval/enroll/id00801-enroll.flac,id00801",
+        *tests,
+    ]
+    assert summary["eval_splits"] == {
+        "eval_avg": {"annotation": "eval_avg.csv", "trials": "trials/eval_avg", "utterances": 7, "trials_count": 8},
+        "eval_concat": {"annotation": "eval_concat.csv", "trials": "trials/eval_concat", "utterances": 6,
+                        "trials_count": 8},
+    }
+    # until the eval_splits contract lands: the union, with both lists, where the evaluation stage reads today
+    assert sorted(os.listdir(os.path.join(save, "trials", "eval"))) == [
+        "cnc_eval_avg.txt", "cnc_eval_concat.txt", "enrol.map"]
+    assert read(save, "trials/eval/cnc_eval_concat.txt") == as_ours(concat)
+
+
+def test_list_mode_is_read_by_training_as_the_combined_audio(corpus, tmp_path):
+    from speechbrain_ext import data
+
+    save = str(tmp_path / "prep")
+    prepare_cnceleb(corpus["data_folder"], save, combine_mode="list", **OPTS)
+    dataset = data.load_dataset(os.path.join(save, "train.csv"), corpus["data_folder"])
+    data.add_audio(dataset, data.AudioReader(16000))
+    dataset.set_output_keys(["id", "sig", "audio_issue", "duration"])
+    cn1_data = os.path.join(corpus["data_folder"], "CN-Celeb_flac", "data", "id00001")
+    parts = [sf.read(os.path.join(cn1_data, f"interview-01-00{i}.flac"), dtype="float32")[0] for i in (1, 2)]
+    for example in dataset:
+        assert example["audio_issue"] == ""
+        assert example["sig"].shape[0] == round(example["duration"] * 16000)  # the duration the row claims
+        if example["id"] == "id00001/interview-01-001-comb2":
+            assert np.array_equal(example["sig"].numpy(), np.concatenate(parts))
+    crop = data.AudioReader(16000, crop_seconds=0.3, seed=1)  # a training crop spans both segments
+    dataset = data.add_audio(data.load_dataset(os.path.join(save, "train.csv"), corpus["data_folder"]), crop)
+    dataset.set_output_keys(["id", "sig"])
+    sig = next(e["sig"] for e in dataset if e["id"] == "id00001/interview-01-001-comb2")
+    start = crop.span(6400, 16000, "id00001/interview-01-001-comb2")[0]
+    assert np.array_equal(sig.numpy(), np.concatenate(parts)[start : start + 4800])
+
+
+def test_appledouble_upper_case_crlf_lists_and_symlinked_roots(corpus, tmp_path):
+    root = corpus["data_folder"]
+    cn1 = os.path.join(root, "CN-Celeb_flac")
+    replicas.add_appledouble(root, (".flac", ".lst", ".map"))
+    os.rename(os.path.join(cn1, "data", "id00001", "vlog-01-001.flac"),
+              os.path.join(cn1, "data", "id00001", "vlog-01-001.FLAC"))
+    replicas.to_crlf(root, (".lst", ".map"))
+    link = replicas.symlinked(root, "CN-Celeb2_flac", tmp_path / "cn2_elsewhere")
+    save = str(tmp_path / "prep")
+    summary = prepare_cnceleb(str(link), save, **WRITE)
+    assert sorted(summary["skipped"]) == ["missing"] and summary["skipped"]["missing"]["count"] == 1  # id00003
+    assert read(save, "train.csv") == TRAIN.format(s=save).replace("vlog-01-001.flac", "vlog-01-001.FLAC")
+    assert read(save, "valid.csv") == VALID.format(s=save)
+    assert read(save, "trials/eval_avg/cnc_eval_avg.txt") == AVG

@@ -101,3 +101,33 @@ def test_idempotent_then_option_change(corpus, tmp_path):
     assert summary["status"] == "prepared"
     assert summary["train"] == {"utterances": 19, "speakers": 3}
     assert read(save, "valid.csv") == "ID,duration,wav,spk_id,emotion,text\n"
+
+
+def test_silent_file_of_the_readme_is_a_named_skip(tmp_path):
+    info = replicas.make_cremad(tmp_path / "corpus", silent_file=True)
+    audio = os.path.join(info["data_folder"], "AudioWAV")
+    save = str(tmp_path / "prep")
+    summary = prepare_cremad(info["data_folder"], save, **OPTS)
+    assert summary["skipped"] == {
+        "known_unusable": {
+            "count": 1,
+            "first": [os.path.join(audio, "1076_MTI_SAD_XX.wav") + " (no audio, per the CREMA-D documentation)"],
+        }
+    }
+    manifests = read(save, "train.csv") + read(save, "valid.csv") + read(save, "eval.csv")
+    assert "1076_MTI_SAD_XX" not in manifests and "1076_IEO_NEU_XX" in manifests
+    trials = read(save, "trials/valid/all.txt") + read(save, "trials/eval/all.txt")
+    assert "1076_MTI_SAD_XX" not in trials
+
+
+def test_appledouble_files_and_upper_case_extension(corpus, tmp_path):
+    audio = os.path.join(corpus["data_folder"], "AudioWAV")
+    replicas.add_appledouble(audio, (".wav",))
+    os.rename(os.path.join(audio, "1001_IEO_SAD_HI.wav"), os.path.join(audio, "1001_IEO_SAD_HI.WAV"))
+    save = str(tmp_path / "prep")
+    summary = prepare_cremad(corpus["data_folder"], save, **OPTS)
+    assert summary["skipped"] == {}
+    assert summary["train"]["utterances"] + summary["valid"]["utterances"] == 19
+    assert "1001_IEO_SAD_HI,0.200,$data_root/AudioWAV/1001_IEO_SAD_HI.WAV,1001,sad,IEO\n" in (
+        read(save, "train.csv") + read(save, "valid.csv")
+    )

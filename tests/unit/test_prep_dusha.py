@@ -116,3 +116,45 @@ def test_missing_wavs_folder_names_path(corpus, tmp_path):
     with pytest.raises(PreparationError) as err:
         prepare_dusha(corpus["data_folder"], str(tmp_path / "prep"), **OPTS)
     assert wavs in str(err.value)
+
+
+def test_crowd_folder_reordered_columns_crlf_and_empty_source_id(tmp_path):
+    columns = tuple(reversed(replicas.DUSHA_COLUMNS))
+    info = replicas.make_dusha(tmp_path / "dusha", crowd_folder=True, tsv_columns=columns)
+    tsv = os.path.join(info["crowd"], "crowd_test", "raw_crowd_test.tsv")
+    lines = open(tsv, encoding="utf-8").read().splitlines()
+    spk = columns.index("source_id")
+    emptied = lines[1].split("\t")
+    emptied[spk] = ""
+    lines[1] = lines[2] = "\t".join(emptied)  # both annotation rows of spk_d's first audio
+    replicas.write_text(tsv, "\r\n".join(lines) + "\r\n")
+    expected = replicas.emotion_manifest(
+        (h, f"{subset}/wavs/{h}.wav", s, emo, text)
+        for h, (subset, s, emo, text) in info["audios"].items()
+        if s in ("spk_d", "spk_e") and h != emptied[columns.index("hash_id")]
+    )
+    for data_folder in (info["crowd"], info["data_folder"]):  # the crowd/ folder, or the folder holding it
+        save = str(tmp_path / os.path.basename(data_folder) / "prep")
+        summary = prepare_dusha(data_folder, save, **OPTS)
+        assert summary["skipped"] == {"no_source_id": {"count": 1, "first": [emptied[columns.index("hash_id")]]}}
+        prefix = "$data_root/" if data_folder == info["crowd"] else "$data_root/crowd/"
+        assert read(save, "eval.csv") == expected.replace("$data_root/", prefix)
+
+
+def test_tsv_missing_a_column_or_a_field_and_nothing_prepared_is_lost(corpus, tmp_path):
+    root = corpus["data_folder"]
+    save = str(tmp_path / "prep")
+    prepare_dusha(root, save, **OPTS)
+    before = {name: read(save, name) for name in ("train.csv", "valid.csv", "eval.csv", "trials/eval/all.txt")}
+    tsv = os.path.join(root, "crowd_test", "raw_crowd_test.tsv")
+    lines = open(tsv, encoding="utf-8").read().splitlines()
+    replicas.write_text(tsv, "\n".join(lines[:3] + [lines[3].rsplit("\t", 2)[0]] + lines[4:]) + "\n")
+    summary = prepare_dusha(root, str(tmp_path / "short"), **OPTS)
+    assert summary["skipped"]["short_row"] == {"count": 1, "first": [f"{tsv}:4"]}
+    header = lines[0].split("\t")
+    keep = [i for i, c in enumerate(header) if c != "speaker_emo"]
+    replicas.write_text(tsv, "".join("\t".join(line.split("\t")[i] for i in keep) + "\n" for line in lines))
+    with pytest.raises(PreparationError, match="missing column 'speaker_emo'") as err:
+        prepare_dusha(root, save, **{**OPTS, "seed": 5})
+    assert tsv in str(err.value)
+    assert {name: read(save, name) for name in before} == before

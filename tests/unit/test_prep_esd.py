@@ -173,3 +173,99 @@ def test_idempotent_then_emotion_subset(corpus, tmp_path):
     ]
     with pytest.raises(PreparationError, match="unknown emotion"):
         prepare_esd(corpus["data_folder"], save, emotions=["calm"])
+
+
+def parallel_index(utt):
+    return (int(utt[5:]) - 1) % 350
+
+
+def same_sentence_targets(save, condition="all", split="eval"):
+    trials = [line.split() for line in read(save, f"trials/{split}/{condition}.txt").splitlines()]
+    return [t for t in trials if t[0] == "1" and parallel_index(t[1]) == parallel_index(t[2])]
+
+
+def test_space_instead_of_tab_on_a_real_utterance_is_repaired(tmp_path):
+    # issue 13: 0015_000352's line broken, eval speakers 0015 and 0019, seed 2 gave "1 0015_000352 0015_000002"
+    info = replicas.make_esd(tmp_path / "corpus", space_after_id=["0015_000352"])
+    save = str(tmp_path / "prep")
+    summary = prepare_esd(info["data_folder"], save, eval_speakers=["0015", "0019"], seed=2)
+    assert same_sentence_targets(save) == []
+    assert "0015_000352,0.200,$data_root/0015/Angry/0015_000352.wav,0015,angry,going along slushy country roads\n" in (
+        read(save, "eval.csv")
+    )
+    assert summary["transcript_lines_repaired"] == 1 and summary["transcript_lines_unparsed"] == 0
+    assert summary["sentence_from_parallel"] == 0 and summary["skipped"] == {}
+    assert summary["eval"] == {"utterances": 20, "speakers": 2}
+
+
+def test_published_broken_lines_are_repaired(tmp_path):
+    info = replicas.make_esd(tmp_path / "corpus", space_after_id=replicas.ESD_PUBLISHED_SPACE_AFTER_ID)
+    save = str(tmp_path / "prep")
+    summary = prepare_esd(info["data_folder"], save, eval_speakers=["0012", "0013", "0015"], n_valid_speakers=0)
+    assert summary["transcript_lines_repaired"] == 3 and summary["parallel_text_mismatch"] == 0
+    eval_rows = read(save, "eval.csv")
+    assert "0015_000137,0.200,$data_root/0015/Neutral/0015_000137.wav,0015,neutral,parallel sentence 137 of 0015\n" in (
+        eval_rows
+    )
+    assert summary["eval"]["utterances"] == 3 * 15
+    for condition in ("all", "test_sad", "neutral_neutral"):
+        assert same_sentence_targets(save, condition) == []
+
+
+def test_unknown_sentence_takes_its_parallel_group_or_is_skipped(corpus, tmp_path):
+    root = corpus["data_folder"]
+    path = os.path.join(root, "0015", "0015.txt")
+    lines = open(path, encoding="utf-8").read().splitlines(keepends=True)
+    kept = [line for line in lines if not line.startswith("0015_000352")]  # one line of group 2 gone
+    kept = [line for line in kept if parallel_index(line[:11]) != 0]  # every line of group 1 gone
+    kept.append("0015_000352\n")  # an ID alone: unparsed
+    replicas.write_text(path, "".join(kept))
+    save = str(tmp_path / "prep")
+    summary = prepare_esd(root, save, eval_speakers=["0015", "0019"], seed=2, n_valid_speakers=0)
+    assert summary["sentence_from_parallel"] == 1 and summary["transcript_lines_unparsed"] == 1
+    assert summary["skipped"]["no_transcript"]["count"] == 5
+    group_1 = [
+        os.path.join(root, "0015", e, f"0015_{350 * k + 1:06d}.wav") for k, e in enumerate(replicas.ESD_EMOTIONS)
+    ]
+    assert summary["skipped"]["no_transcript"]["first"] == group_1
+    eval_rows = read(save, "eval.csv")
+    assert "0015_000001," not in eval_rows and summary["eval"]["utterances"] == 15
+    assert "0015_000352,0.200,$data_root/0015/Angry/0015_000352.wav,0015,angry,going along slushy country roads\n" in (
+        eval_rows
+    )
+    assert same_sentence_targets(save) == []
+
+
+@pytest.mark.parametrize("encoding", ["utf-32", "cp500"])  # UTF-32, EBCDIC: no encoding ESD uses
+def test_transcript_in_an_unknown_encoding_is_named_and_nothing_prepared_is_lost(corpus, tmp_path, encoding):
+    root = corpus["data_folder"]
+    save = str(tmp_path / "prep")
+    prepare_esd(root, save)
+    before = {name: read(save, name) for name in ("train.csv", "valid.csv", "eval.csv", "trials/eval/all.txt")}
+    path = os.path.join(root, "0016", "0016.txt")
+    text = open(path, encoding="latin-1").read()
+    with open(path, "wb") as f:
+        f.write(text.encode(encoding))
+    with pytest.raises(PreparationError, match="no line reads as") as err:
+        prepare_esd(root, save, seed=7)
+    assert path in str(err.value) and "UTF-8" in str(err.value)
+    assert {name: read(save, name) for name in before} == before
+
+
+def test_appledouble_symlinked_root_and_upper_case_extension(corpus, tmp_path):
+    root = corpus["data_folder"]
+    with open(os.path.join(root, "0011", "Neutral", "._0011_000001.wav"), "wb") as f:
+        f.write(b"\x00\x05\x16\x07AppleDouble resource fork")
+    with open(os.path.join(root, "0011", ".DS_Store"), "wb") as f:
+        f.write(b"Bud1")
+    sad = os.path.join(root, "0012", "Sad")
+    os.rename(os.path.join(sad, "0012_001051.wav"), os.path.join(sad, "0012_001051.WAV"))
+    link = tmp_path / "esd_link"
+    os.symlink(root, link)
+    save = str(tmp_path / "prep")
+    summary = prepare_esd(str(link), save, languages=["en"])
+    assert summary["skipped"] == {}
+    assert summary["train"]["utterances"] + summary["valid"]["utterances"] + summary["eval"]["utterances"] == 100
+    assert "0012_001051,0.200,$data_root/0012/Sad/0012_001051.WAV,0012,sad," in read(save, "train.csv") + read(
+        save, "valid.csv"
+    )

@@ -1,6 +1,7 @@
 """data_prep.ravdess on a miniature RAVDESS replica (tests/replicas.py)."""
 
 import os
+import shutil
 import sys
 
 import pytest
@@ -86,3 +87,25 @@ def test_idempotent_then_option_change(corpus, tmp_path):
     )
     assert summary["status"] == "prepared"
     assert summary["speakers"]["eval"] == ["Actor_03", "Actor_04"]
+
+
+def test_kaggle_copy_with_its_nested_duplicate(tmp_path):
+    info = replicas.make_ravdess(tmp_path / "kaggle", kaggle=True)
+    save = str(tmp_path / "prep")
+    summary = prepare_ravdess(info["data_folder"], save, **OPTS)
+    assert summary["eval"] == {"utterances": 12, "speakers": 2}
+    assert summary["train"]["utterances"] + summary["valid"]["utterances"] == 24
+    assert replicas.RAVDESS_KAGGLE_NESTED not in read(save, "train.csv") + read(save, "eval.csv")
+    # the nested copy alone (its parent given as data_folder) is read through that folder
+    for actor in info["actors"]:
+        shutil.rmtree(os.path.join(info["data_folder"], actor))
+    summary = prepare_ravdess(info["data_folder"], str(tmp_path / "nested"), **OPTS)
+    assert summary["eval"] == {"utterances": 12, "speakers": 2}
+    assert f"$data_root/{replicas.RAVDESS_KAGGLE_NESTED}/Actor_23/" in read(str(tmp_path / "nested"), "eval.csv")
+
+
+def test_appledouble_files_are_ignored(corpus, tmp_path):
+    replicas.add_appledouble(os.path.join(corpus["data_folder"], "Actor_02"), (".wav",))
+    summary = prepare_ravdess(corpus["data_folder"], str(tmp_path / "prep"), **OPTS)
+    assert summary["skipped"] == {"filtered_not_audio_speech": {"count": 1, "first": [
+        os.path.join(corpus["data_folder"], "Actor_01", "03-02-01-01-01-01-01.wav")]}}

@@ -157,8 +157,8 @@ def test_m4a_only_vox2_explains_conversion(tmp_path):
     with pytest.raises(PreparationError) as err:
         prepare_voxceleb(info["data_folder"], str(tmp_path / "prep"), **OPTS)
     message = str(err.value)
-    assert "5 .m4a files and no .wav" in message and "ffmpeg" in message and "-ar 16000" in message
-    assert os.path.join(info["data_folder"], "vox2_dev") in message
+    root = os.path.join(info["data_folder"], "vox2_dev")
+    assert "5 .m4a files and no .wav" in message and f"python -m data_prep.convert {root}\n" in message
 
 
 def test_partially_converted_vox2_counts_m4a(corpus, tmp_path):
@@ -242,3 +242,83 @@ def test_under_speechbrain_run_on_main(corpus, tmp_path):
     run_on_main(prepare_voxceleb, kwargs=kwargs)  # as every rank does after the barrier: a skip
     assert read(save, "train.csv") == TRAIN
     assert read(save, "trials/eval/vox1_o.txt") == VOX1_O
+
+
+@pytest.mark.parametrize("vox2_folder", ["vox2_dev/dev/aac", "vox2_dev/aac", "dev/aac", "vox2_dev/dev/wav"])
+def test_vox2_as_it_unzips(tmp_path, vox2_folder):
+    info = replicas.make_voxceleb(tmp_path / "corpus", vox2="wav", vox2_folder=vox2_folder)
+    save = str(tmp_path / "prep")
+    prepare_voxceleb(info["data_folder"], save, **OPTS)
+    assert read(save, "train.csv") == TRAIN.replace("$data_root/vox2_dev/", f"$data_root/{vox2_folder}/")
+    assert read(save, "valid.csv") == VALID.replace("$data_root/vox2_dev/", f"$data_root/{vox2_folder}/")
+
+
+@pytest.mark.parametrize("vox2_folder", ["vox2_dev/dev/aac", "vox2_dev/aac", "dev/aac"])
+def test_unconverted_vox2_as_it_unzips_names_the_conversion_command(tmp_path, vox2_folder):
+    info = replicas.make_voxceleb(tmp_path / "corpus", vox2="m4a", vox2_folder=vox2_folder)
+    with pytest.raises(PreparationError) as err:
+        prepare_voxceleb(info["data_folder"], str(tmp_path / "prep"), **OPTS)
+    assert f"python -m data_prep.convert {info['vox2_folder']}\n" in str(err.value)
+    assert "5 .m4a files and no .wav" in str(err.value)
+
+
+def test_converted_copy_next_to_the_unzipped_m4a_is_preferred(tmp_path):
+    info = replicas.make_voxceleb(tmp_path / "corpus", vox2="m4a", vox2_folder="vox2_dev/dev/aac")
+    for utt in replicas.VOX2_FILES:
+        replicas.write_audio(os.path.join(info["data_folder"], "vox2_dev", "wav", f"{utt}.flac"))
+    save = str(tmp_path / "prep")
+    prepare_voxceleb(info["data_folder"], save, **OPTS)
+    assert read(save, "train.csv") == TRAIN.replace("vox2_dev/id000", "vox2_dev/wav/id000").replace(
+        "1.wav,id000", "1.flac,id000").replace("2.wav,id000", "2.flac,id000")
+
+
+def test_nothing_for_vox2_names_the_places_looked_at(corpus, tmp_path):
+    shutil.rmtree(os.path.join(corpus["data_folder"], "vox2_dev"))
+    with pytest.raises(PreparationError) as err:
+        prepare_voxceleb(corpus["data_folder"], str(tmp_path / "prep"), **OPTS)
+    assert os.path.join(corpus["data_folder"], "vox2_dev") in str(err.value) and "use_vox2=False" in str(err.value)
+
+
+@pytest.mark.parametrize("vox2_root", ["vox2_dev", "wav"])
+def test_speechbrain_merged_layout_for_o_e_and_h(tmp_path, caplog, vox2_root):
+    info = replicas.make_voxceleb(tmp_path / "corpus", vox2="merged")
+    save = str(tmp_path / "prep")
+    summary = prepare_voxceleb(info["data_folder"], save, **OPTS, vox2_root=vox2_root)
+    merged = TRAIN.replace("$data_root/vox2_dev/", "$data_root/wav/")
+    assert read(save, "train.csv") == merged and read(save, "eval.csv") == EVAL_O
+    assert summary["skipped"] == {}
+    with caplog.at_level(logging.WARNING, logger="data_prep.voxceleb"):
+        summary = prepare_voxceleb(info["data_folder"], str(tmp_path / "oeh"), vox2_root=vox2_root,
+                                   trial_lists=("vox1_o", "vox1_e", "vox1_h"), **OPTS)
+    assert "VoxCeleb2 utterances of trial speakers excluded" not in caplog.text
+    assert summary["skipped"] == {}
+    oeh = str(tmp_path / "oeh")
+    assert speakers_of(read(oeh, "train.csv")) | speakers_of(read(oeh, "valid.csv")) == {
+        "id00012", "id00015", "id00018", "id10003"}
+    assert read(oeh, "trials/eval/vox1_o.txt") == VOX1_O
+    assert summary["trials"] == {"valid/all": summary["trials"]["valid/all"], "eval/vox1_o": 4, "eval/vox1_e": 2,
+                                 "eval/vox1_h": 2}
+
+
+def test_merged_layout_without_use_vox2_leaves_vox2_out(tmp_path):
+    info = replicas.make_voxceleb(tmp_path / "corpus", vox2="merged")
+    save = str(tmp_path / "prep")
+    summary = prepare_voxceleb(info["data_folder"], save, n_valid_speakers=0)
+    assert summary["skipped"]["vox2_not_used"]["count"] == 5
+    assert speakers_of(read(save, "train.csv")) == {"id10001", "id10002", "id10003"}
+    with pytest.raises(PreparationError, match="use_vox2=True"):
+        prepare_voxceleb(info["data_folder"], str(tmp_path / "h"), trial_lists=("vox1_h",))
+
+
+def test_appledouble_upper_case_crlf_lists_and_symlinked_roots(corpus, tmp_path):
+    root = corpus["data_folder"]
+    replicas.add_appledouble(root, (".wav",))
+    video = os.path.join(root, "vox2_dev", "id00018", "5BVBfpfzjIk")
+    os.rename(os.path.join(video, "00002.wav"), os.path.join(video, "00002.WAV"))
+    replicas.to_crlf(root, (".txt",))
+    link = replicas.symlinked(root, "vox2_dev", tmp_path / "elsewhere")
+    save = str(tmp_path / "prep")
+    summary = prepare_voxceleb(str(link), save, **OPTS)
+    assert summary["skipped"] == {}
+    assert read(save, "train.csv") == TRAIN.replace("5BVBfpfzjIk/00002.wav", "5BVBfpfzjIk/00002.WAV")
+    assert read(save, "eval.csv") == EVAL_O and read(save, "trials/eval/vox1_o.txt") == VOX1_O
