@@ -12,8 +12,11 @@ Each module is checked two ways:
   (2^-9 for bfloat16, 2^-11 for float16) where the error is not averaged away.
 """
 
+from types import SimpleNamespace
+
 import pytest
 import torch
+from test_emotion_brain import first_batch, make_brain
 
 from speechbrain_ext.balancing import FixedWeights, GroupedBalancer, MGDABalancer, min_norm_coefficient
 from speechbrain_ext.losses import AngularMarginSupConLoss, ClassAwareAttention, ParallelCosineLoss
@@ -247,3 +250,61 @@ def test_emotion_mask_on_half_features_and_waveforms(dtype, fill):
     plain = em(feats, wavs, lens)[0]
     with torch.autocast("cpu", dtype=dtype):
         assert torch.equal(em(feats, wavs, lens)[0], plain)
+
+
+# ---------------------------------------------------------------------------- one training step of every Brain
+
+#: One SynthEmo row per Brain (the paper rows, MGDA included).
+BRAIN_ROWS = {
+    "SpeakerBrain": "ecapa_aam.yaml",
+    "ContrastiveSpeakerBrain": "ecapa_aam_amsupcon_caa_mgda.yaml",
+    "EmotionInvariantBrain": "ecapa_aam_copypaste_cos_em.yaml",
+    "EmotionContrastiveBrain": "ecapa_aam_amsupcon_caa_mgda_copypaste_cos_em.yaml",
+}
+
+
+def training_step(folder, corpus, row, precision, initial_state=None):
+    """One ``fit_batch`` of a Brain built with SpeechBrain's ``precision`` run option.
+
+    Returns the loss, the state the step started from, the dtype of the embeddings, the
+    gradients the optimizer saw and the parameter updates.
+    """
+    brain = make_brain(folder, corpus, row=row, run_opts={"precision": precision})
+    if initial_state is not None:
+        brain.modules.load_state_dict(initial_state)
+    state = {name: value.clone() for name, value in brain.modules.state_dict().items()}
+    _, batch = first_batch(brain)
+    brain.on_fit_start()
+    dtypes, grads = [], {}
+    brain.modules.embedding_model.register_forward_hook(lambda module, inputs, out: dtypes.append(out.dtype))
+
+    def keep_grads(optimizer, args, kwargs):
+        grads.update({n: p.grad.clone() for n, p in brain.modules.named_parameters() if p.grad is not None})
+
+    brain.optimizer.register_step_pre_hook(keep_grads)
+    before = {n: p.detach().clone() for n, p in brain.modules.named_parameters()}
+    loss = brain.fit_batch(batch)
+    updates = {n: p.detach() - before[n] for n, p in brain.modules.named_parameters()}
+    return SimpleNamespace(brain=brain, loss=loss, state=state, dtypes=dtypes, grads=grads, updates=updates)
+
+
+@pytest.mark.parametrize("brain_class", sorted(BRAIN_ROWS))
+def test_one_step_of_every_brain_in_bf16_is_within_tolerance_of_float32(tmp_path, tiny_synthemo, brain_class):
+    row = BRAIN_ROWS[brain_class]
+    ref = training_step(tmp_path / "fp32", tiny_synthemo, row, "fp32")
+    half = training_step(tmp_path / "bf16", tiny_synthemo, row, "bf16", initial_state=ref.state)
+    assert type(half.brain).__name__ == brain_class
+    assert ref.dtypes == [torch.float32] and half.dtypes == [torch.bfloat16]  # autocast ran the encoder
+    assert half.loss.dtype == torch.float32 and torch.isfinite(half.loss)
+    assert abs(float(half.loss) - float(ref.loss)) <= 1e-2 * float(ref.loss)  # measured <= 4.0e-3
+    assert all(torch.isfinite(u).all() for u in half.updates.values())
+    assert sum(int(u.count_nonzero()) for u in half.updates.values()) > 0
+    # The layer that outputs the embeddings gets every loss term's gradient (measured cosine >= 0.999).
+    fc = "embedding_model.fc.conv.weight"
+    assert grad_cosine(half.grads[fc], ref.grads[fc]) >= 0.99
+
+
+def test_speechbrain_refuses_fp16_on_cpu(tmp_path, tiny_synthemo):
+    # SpeechBrain 1.1.2: fp16 autocast and its GradScaler are for CUDA only; bf16 is the CPU option.
+    with pytest.raises(ValueError, match="bf16"):
+        make_brain(tmp_path, tiny_synthemo, row=BRAIN_ROWS["SpeakerBrain"], run_opts={"precision": "fp16"})
