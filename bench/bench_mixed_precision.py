@@ -11,6 +11,7 @@ seeds with the tests' own helpers (same batches, same steps), and written as a t
 """
 
 import argparse
+import importlib.util
 import os
 import platform
 import sys
@@ -20,10 +21,9 @@ from pathlib import Path
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.join(os.path.dirname(HERE), "tests")
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "unit"))
-from conftest import TINY_CORPUS  # noqa: E402
+sys.path.insert(0, os.path.join(TESTS, "unit"))
 from readme_sections import write_section  # noqa: E402
 from test_mixed_precision import (  # noqa: E402
     BRAIN_ROWS,
@@ -42,6 +42,14 @@ from speechbrain_ext.losses import AngularMarginSupConLoss, ClassAwareAttention,
 from speechbrain_ext.masking import EnergyEmotionMask  # noqa: E402
 
 HALF = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def tiny_corpus_options():
+    """``TINY_CORPUS`` of tests/conftest.py, loaded by path (the name ``conftest`` is not unique)."""
+    spec = importlib.util.spec_from_file_location("synthemo_tests_conftest", os.path.join(TESTS, "conftest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.TINY_CORPUS
 
 
 def rel(value, ref):
@@ -142,7 +150,7 @@ def brain_table():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         corpus = (str(tmp / "data"), str(tmp / "manifests"))
-        prepare_synthemo(*corpus, seed=1234, progress=False, **TINY_CORPUS)
+        prepare_synthemo(*corpus, seed=1234, progress=False, **tiny_corpus_options())
         for brain, row in BRAIN_ROWS.items():
             ref = training_step(tmp / brain / "fp32", corpus, row, "fp32")
             half = training_step(tmp / brain / "bf16", corpus, row, "bf16", initial_state=ref.state)
