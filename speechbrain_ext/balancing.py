@@ -12,11 +12,15 @@ dict of floats to log.
   Sener & Koltun (NeurIPS 2018). The two gradients are taken with respect to
   ``shared`` only, so balancing costs two small autograd calls through the heads,
   never a second backward pass through the encoder.
+
+Mixed precision: the terms are combined in float32 (float16/bfloat16 terms are upcast;
+float64 stays float64), so the total is float32 (:mod:`speechbrain_ext.precision`).
 """
 
 import torch
 
 from speechbrain_ext import distributed
+from speechbrain_ext.precision import upcast
 
 _NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
@@ -117,7 +121,7 @@ class FixedWeights(torch.nn.Module):
                 f"FixedWeights: loss names {sorted(losses)} do not match the weights "
                 f"{sorted(self.weights)} (missing: {missing}, unexpected: {extra})"
             )
-        total = sum(w * losses[name] for name, w in self.weights.items())
+        total = sum(w * upcast(losses[name]) for name, w in self.weights.items())
         return total, {f"w_{name}": w for name, w in self.weights.items()}
 
 
@@ -134,6 +138,12 @@ class MGDABalancer(torch.nn.Module):
     the three dot products ``g1.g1, g1.g2, g2.g2`` are summed over ranks before
     ``alpha`` is formed, so every rank uses the same ``alpha`` (that of the global
     batch, for normalisation 'none' and 'loss').
+
+    Mixed precision: under autocast ``shared`` and its gradients are float16/bfloat16;
+    the products are accumulated in float64 and the total is float32. Under fp16 the
+    gradients are those of the unscaled losses (SpeechBrain's ``GradScaler`` scales
+    only the final backward): ``alpha`` is invariant to a common scale of both, and
+    only components below float16's normal range (6.1e-5) lose digits.
 
     Arguments
     ---------
@@ -214,6 +224,7 @@ class MGDABalancer(torch.nn.Module):
         if distributed.world_size() > 1:
             torch.distributed.all_reduce(products, op=torch.distributed.ReduceOp.SUM)
         alpha = _alpha_from_products(*products).detach()
+        loss1, loss2 = upcast(loss1), upcast(loss2)
         total = alpha.to(loss1.dtype) * loss1 + (1.0 - alpha).to(loss2.dtype) * loss2
         return total, {"alpha": float(alpha)}
 
@@ -261,6 +272,6 @@ class GroupedBalancer(torch.nn.Module):
                 f"GroupedBalancer: loss names {sorted(losses)} do not match the groups {self.groups} "
                 f"(missing: {missing}, unexpected: {extra})"
             )
-        grouped = {g: sum(w * losses[k] for k, w in terms.items()) for g, terms in self.groups.items()}
+        grouped = {g: sum(w * upcast(losses[k]) for k, w in terms.items()) for g, terms in self.groups.items()}
         total, stats = self.inner(grouped, shared)
         return total, {**stats, **{f"group_{g}": float(v.detach()) for g, v in grouped.items()}}

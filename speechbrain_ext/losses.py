@@ -15,6 +15,8 @@ import warnings
 
 import torch
 
+from speechbrain_ext.precision import float32_function, full_precision, upcast
+
 
 def flatten_embeddings(embeddings):
     """Accept ``[N, D]`` or SpeechBrain's ``[N, 1, D]`` and return ``[N, D]``.
@@ -35,7 +37,8 @@ class ParallelCosineLoss(torch.nn.Module):
     """Cosine loss between each embedding and its parallel counterpart.
 
     ``L = mean_i (1 - cos(e_i, e'_i))`` (methods.md B.2). Zero when every pair points
-    the same way, 2 when every pair is opposite.
+    the same way, 2 when every pair is opposite. Computed in float32 (autocast off) for
+    float16/bfloat16 inputs; the loss is float32 (:mod:`speechbrain_ext.precision`).
 
     Example
     -------
@@ -53,7 +56,9 @@ class ParallelCosineLoss(torch.nn.Module):
             raise ValueError(
                 f"parallel embeddings differ in shape: {tuple(emb_a.shape)} vs {tuple(emb_b.shape)}"
             )
-        return (1.0 - torch.nn.functional.cosine_similarity(emb_a, emb_b, dim=-1, eps=1e-8)).mean()
+        with full_precision(emb_a.device):
+            cos = torch.nn.functional.cosine_similarity(upcast(emb_a), upcast(emb_b), dim=-1, eps=1e-8)
+            return (1.0 - cos).mean()
 
 
 # ---------------------------------------------------------------------------
@@ -100,7 +105,9 @@ class _AMSupConFunction(torch.autograd.Function):
     ``coef = 1 / (|A| |P(i)|)``; optional negative weights [N, N] (constants).
     Everything is computed once on the N x N similarity matrix; the backward forms
     ``G = dL/dS`` in closed form and returns ``dL/dx`` through ``S = Z Z^T`` and
-    ``Z = x / ||x||``.
+    ``Z = x / ||x||``. It is applied through :func:`~speechbrain_ext.precision.float32_function`
+    (float32 inputs, autocast off in forward and backward): the sparse CSR product has
+    no float16/bfloat16 kernel, and float16 cannot hold ``exp(1/tau)``.
     """
 
     @staticmethod
@@ -225,6 +232,10 @@ class AngularMarginSupConLoss(torch.nn.Module):
     matrix, closed-form gradient), vectorised over anchors, in log-sum-exp form,
     with finite gradients at ``cos = +-1``. Memory is O(N^2).
 
+    Mixed precision: float16/bfloat16 embeddings (or autocast) are computed in float32
+    with autocast off, forward and backward; the loss is float32 and the gradient
+    reaches the embeddings in their dtype (:mod:`speechbrain_ext.precision`).
+
     Arguments
     ---------
     margin : float
@@ -295,7 +306,7 @@ class AngularMarginSupConLoss(torch.nn.Module):
         >>> loss.shape
         torch.Size([])
         """
-        x = flatten_embeddings(embeddings)
+        x = upcast(flatten_embeddings(embeddings))
         y = labels.reshape(-1)
         n = x.shape[0]
         if y.shape[0] != n:
@@ -322,7 +333,7 @@ class AngularMarginSupConLoss(torch.nn.Module):
                     "speechbrain_ext.sampling.SpeakerBalancedBatchSampler with utterances_per_speaker >= 2)"
                 )
             coef = (1.0 / (n_anchors * n_pos[pi].to(x.dtype))).to(x.dtype)
-        return _AMSupConFunction.apply(
+        return float32_function(_AMSupConFunction, x.device.type).apply(
             x, pi, pj, rev, crow, coef, negative_weights, self.temperature, self.margin, self.easy_margin
         )
 
@@ -345,6 +356,7 @@ class ClassAwareAttention(torch.nn.Module):
     ``log_softmax``,
     ``w = exp(min(log p_i, log p_a) - logsumexp_{N(i)} + log |N(i)|)``), so the weights
     stay finite and correctly normalised when ``p`` underflows. No gradient flows.
+    float16/bfloat16 logits are upcast first: the weights are float32.
 
     Entries that are not negative pairs (the diagonal and same-class pairs) are set
     to 0 (our convention; :class:`AngularMarginSupConLoss` ignores them), so with
@@ -398,7 +410,7 @@ class ClassAwareAttention(torch.nn.Module):
         >>> w.shape
         torch.Size([4, 4])
         """
-        cos = flatten_embeddings(cosine_logits).detach()
+        cos = upcast(flatten_embeddings(cosine_logits).detach())
         y = labels.reshape(-1).to(device=cos.device, dtype=torch.long)
         if y.shape[0] != cos.shape[0]:
             raise ValueError(f"got {cos.shape[0]} rows of logits but {y.shape[0]} labels")

@@ -12,6 +12,8 @@ import math
 
 import torch
 
+from speechbrain_ext.precision import upcast
+
 __all__ = ["SELECTIONS", "EnergyEmotionMask"]
 
 #: Which frames :class:`EnergyEmotionMask` hides.
@@ -48,6 +50,10 @@ class EnergyEmotionMask(torch.nn.Module):
     Masked frames are filled with the utterance's mean feature vector over its
     unmasked valid frames (``fill="mean"``; over all valid frames when none stays
     unmasked) or with zeros (``fill="zero"``).
+
+    Mixed precision: frame energies and the fill mean are computed in float32 from
+    float16/bfloat16 waveforms or features (no matrix product, so autocast changes
+    nothing); the masked features keep the dtype of ``feats``.
 
     The module masks whenever it is called (also in ``eval()`` mode): the Brain
     decides when to call it (training only) and on which inputs; :attr:`apply_to`
@@ -144,7 +150,7 @@ class EnergyEmotionMask(torch.nn.Module):
         return (num_samples + 2 * pad - self.frame_length) // self.hop_length + 1
 
     def frame_energy(self, wavs, lengths=None):
-        """Frame RMS energy ``[B, T]`` of ``wavs [B, S]`` (samples past the valid length zeroed).
+        """Frame RMS energy ``[B, T]`` of ``wavs [B, S]``, past the valid length zeroed (float32 for half inputs).
 
         Example
         -------
@@ -155,7 +161,7 @@ class EnergyEmotionMask(torch.nn.Module):
         if wavs.dim() != 2:
             raise ValueError(f"wavs must be [B, S], got {tuple(wavs.shape)}")
         size = wavs.shape[1]
-        wavs = wavs.detach()
+        wavs = upcast(wavs.detach())
         if lengths is not None:
             n_valid = torch.round(lengths.to(wavs.device) * size).clamp(0, size)
             keep = torch.arange(size, device=wavs.device)[None, :] < n_valid[:, None]
@@ -256,11 +262,12 @@ class EnergyEmotionMask(torch.nn.Module):
         if self.fill == "zero":
             fill = torch.zeros_like(feats[:, :1, :])
         else:
-            keep = (valid & ~mask).to(feats.dtype)[..., None]
+            full = upcast(feats)
+            keep = (valid & ~mask).to(full.dtype)[..., None]
             n_keep = keep.sum(dim=1)
-            all_valid = valid.to(feats.dtype)[..., None]
-            fallback = (feats * all_valid).sum(dim=1) / all_valid.sum(dim=1).clamp_min(1.0)
-            mean = (feats * keep).sum(dim=1) / n_keep.clamp_min(1.0)
-            fill = torch.where(n_keep > 0, mean, fallback)[:, None, :]
+            all_valid = valid.to(full.dtype)[..., None]
+            fallback = (full * all_valid).sum(dim=1) / all_valid.sum(dim=1).clamp_min(1.0)
+            mean = (full * keep).sum(dim=1) / n_keep.clamp_min(1.0)
+            fill = torch.where(n_keep > 0, mean, fallback)[:, None, :].to(feats.dtype)
         masked = torch.where(mask[..., None], fill, feats)
         return masked, mask

@@ -230,6 +230,11 @@ class SpeakerBrain(compat.Brain):
         Also times the step and the wait for this batch since the previous step ended (the
         time the data loader kept the training step waiting), logged per epoch as
         ``loader_wait_seconds`` and ``step_seconds``.
+
+        ``--precision bf16|fp16`` is honoured as SpeechBrain does it, by its ``fit_batch``
+        (called below): ``compute_forward`` and ``compute_objectives`` run under its autocast
+        context, the backward and the optimizer step outside it (with a ``GradScaler`` for
+        fp16 on CUDA). The losses compute in float32 inside (:mod:`speechbrain_ext.precision`).
         """
         start = time.perf_counter()
         if self._previous_step_end is not None:

@@ -32,8 +32,8 @@ CROP = 0.5  # seconds; SynthEmo utterances are 2-4 s
 TRAIN = sb.Stage.TRAIN
 
 
-def make_brain(tmp_path, corpus, row=PAPER_ROW, **overrides):
-    """A Brain of a SynthEmo row on the tiny corpus (no wav augmentation unless overridden)."""
+def make_brain(tmp_path, corpus, row=PAPER_ROW, run_opts=None, **overrides):
+    """A Brain of a SynthEmo row on the tiny corpus (no wav augmentation unless overridden), on the CPU."""
     data_folder, manifests = corpus
     options = {
         "data_folder": data_folder,
@@ -53,7 +53,7 @@ def make_brain(tmp_path, corpus, row=PAPER_ROW, **overrides):
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
         hparams=hparams,
-        run_opts={"device": "cpu"},
+        run_opts={**(run_opts or {}), "device": "cpu"},
         checkpointer=hparams["checkpointer"],
     )
 
