@@ -47,12 +47,13 @@ def test_an_lm_file_is_its_source_system_plus_the_shared_stage(path):
     assert base == [os.path.basename(source), FRAGMENT]
     lm, main = composed(path), composed(source)
     assert lm["system"] == f"{main['system']}_lm"  # its own output folder: the source run is only read
-    assert yaml_tag(lm["margin_scheduler"]) == "!new:speechbrain_ext.margin.MarginScheduler"
+    assert yaml_tag(lm["lm_margin_scheduler"]) == "!new:speechbrain_ext.margin.MarginScheduler"
+    assert yaml_tag(lm["margin_scheduler"]) == "!ref" and lm["margin_scheduler"].value == "<lm_margin_scheduler>"
     assert main["margin_scheduler"] is None
     assert yaml_tag(lm["init_from"]) == "!PLACEHOLDER"
     # everything but the stage's own keys is the source system's: same model, losses, balancer, data
-    stage_only = set(STAGE_KEYS) | {"system", "init_from", "__init_from", "margin_scheduler", "lm_contrastive_loss",
-                                    "lm_contrastive_final_margin", "pretrained_encoder"}
+    stage_only = set(STAGE_KEYS) | {"system", "init_from", "__init_from", "margin_scheduler", "lm_margin_scheduler",
+                                    "lm_contrastive_loss", "lm_contrastive_final_margin", "pretrained_encoder"}
     for key in set(main) - stage_only:
         assert ruamel_text(lm[key]) == ruamel_text(main[key]), key
     if "contrastive_loss" in main:  # the contrastive margin is named (logged), held at its trained value
