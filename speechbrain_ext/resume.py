@@ -45,7 +45,7 @@ class EpochStats:
     {'alpha': 0.4, 'alpha_min': 0.2, 'alpha_max': 0.6}
     """
 
-    ranged = ("alpha",)
+    ranged = ("alpha", "aam_margin", "contrastive_margin")
 
     def __init__(self):
         self.sums = defaultdict(float)

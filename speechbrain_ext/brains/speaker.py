@@ -54,7 +54,9 @@ class SpeakerBrain(compat.Brain):
     ``classifier`` (in ``modules``), ``aam_loss``, ``loss_balancer``, ``wav_augment``
     (or null), ``train_annotation``, ``valid_annotation``, ``valid_trials_dir``,
     ``data_folder``, ``sample_rate``, ``crop_seconds``, ``n_speakers``,
-    ``max_skipped_share``, ``epoch_counter``, ``lr_annealing``, ``train_logger``.
+    ``max_skipped_share``, ``epoch_counter``, ``lr_annealing``, ``train_logger``,
+    ``margin_scheduler`` (null, or a :class:`speechbrain_ext.margin.MarginScheduler`
+    stepped in :meth:`on_fit_batch_start`).
 
     Example
     -------
@@ -68,6 +70,8 @@ class SpeakerBrain(compat.Brain):
     train_stats = None
     #: Readable batches of this rank dropped this epoch because another rank's batch was all unreadable.
     steps_skipped_for_other_ranks = 0
+    #: Batches of the training loader per epoch (set when it is built; the margin schedule's epoch length).
+    train_steps_per_epoch = None
 
     # ---------------------------------------------------------------- data hooks
     def make_datasets(self):
@@ -210,10 +214,13 @@ class SpeakerBrain(compat.Brain):
         """
         if stage == sb.Stage.TRAIN and loader_kwargs.get("generator") is None:
             loader_kwargs["generator"] = torch.Generator().manual_seed(int(getattr(self.hparams, "seed", 0)))
-        return super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+        if stage == sb.Stage.TRAIN:
+            self.train_steps_per_epoch = len(loader)
+        return loader
 
     def on_fit_start(self):
-        """Register the RNG, augmentation and epoch-progress states before SpeechBrain recovers them."""
+        """Register the RNG, augmentation, epoch-progress and margin-schedule states before recovery."""
         if "rng_state" not in self.checkpointer.recoverables:
             self.checkpointer.add_recoverable("rng_state", RNGState())
         augment = getattr(self.hparams, "wav_augment", None)
@@ -222,7 +229,17 @@ class SpeakerBrain(compat.Brain):
         if "epoch_progress" not in self.checkpointer.recoverables:
             self.epoch_progress = EpochProgress(self)
             self.checkpointer.add_recoverable("epoch_progress", self.epoch_progress)
+        margin_scheduler = self.hparams.margin_scheduler
+        if margin_scheduler is not None and "margin_scheduler" not in self.checkpointer.recoverables:
+            self.checkpointer.add_recoverable("margin_scheduler", margin_scheduler)
         super().on_fit_start()
+
+    # ---------------------------------------------------------------- margin schedule (large-margin fine-tuning)
+    def on_fit_batch_start(self, batch, should_step):
+        """Set this step's loss margins from ``margin_scheduler`` (YAML; null: fixed) and log them per epoch."""
+        margin_scheduler = self.hparams.margin_scheduler
+        if margin_scheduler is not None:
+            self.epoch_stats.add(margin_scheduler.step(steps_per_epoch=self.train_steps_per_epoch))
 
     def fit_batch(self, batch):
         """Count unreadable utterances, skip an all-unreadable batch, stop on a non-finite loss.

@@ -56,14 +56,14 @@ def run_recipe(data_folder, output_root, *extra, markers=None, check=True, timeo
     return completed
 
 
-def run_until_paused(data_folder, output_root, pause, markers, *extra, timeout=300):
+def run_until_paused(data_folder, output_root, pause, markers, *extra, timeout=300, hparams=BASE_YAML):
     """Start the recipe, wait until the harness reports ``paused <pause>``, then SIGKILL it.
 
     Returns the markers written up to the kill.
     """
     log = open(f"{markers}.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        recipe_command(data_folder, output_root, *extra), stdout=log, stderr=subprocess.STDOUT,
+        recipe_command(data_folder, output_root, *extra, hparams=hparams), stdout=log, stderr=subprocess.STDOUT,
         env=child_env(markers, pause), cwd=ROOT,
     )
     deadline = time.time() + timeout
