@@ -94,9 +94,9 @@ def score_lists(ids, embeddings, trials_dir, conditions=None, cohort=None, top_n
     >>> import tempfile, os
     >>> d = tempfile.mkdtemp()
     >>> _ = open(os.path.join(d, "all.txt"), "w").write("1 a b\\n0 a c\\n")
-    >>> trials, scores, _ = score_lists(["a", "b", "c"], torch.eye(3)[:, :2], d)
+    >>> trials, scores, _ = score_lists(["a", "b", "c"], torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]]), d)
     >>> trials["all"].test, scores["all"][0].tolist()
-    (['b', 'c'], [0.0, 0.0])
+    (['b', 'c'], [1.0, 0.0])
     """
     lists = trial_lists(trials_dir)
     if conditions is not None:
