@@ -19,7 +19,7 @@ import hashlib
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -328,6 +328,7 @@ class ScoredSplit:
     scores: dict
     enrol_map: dict = None
     cohort_means: np.ndarray = None
+    _metadata: dict = field(default=None, repr=False)
 
     def test_speakers(self):
         """``{condition: speaker of each trial's test utterance}`` (the manifest's ``spk_id``)."""
@@ -335,14 +336,19 @@ class ScoredSplit:
         return {c: trial_scores.speakers_of_trials(t.test, utt2spk, t.path or c) for c, t in self.trials.items()}
 
     def utterance_metadata(self):
-        """``{"duration", "norm"[, "cohort_mean"]}`` per utterance of ``ids`` (the quality measures' input)."""
-        meta = {
-            "duration": np.array([float(self.rows[u]["duration"]) for u in self.ids], dtype=np.float64),
-            "norm": torch.linalg.vector_norm(self.embeddings.double(), dim=1).numpy(),
-        }
-        if self.cohort_means is not None:
-            meta["cohort_mean"] = self.cohort_means
-        return meta
+        """``{"duration", "norm"[, "cohort_mean"]}`` per utterance of ``ids`` (the quality measures' input).
+
+        Durations come from the manifest, norms from the raw embeddings (before length
+        normalisation); computed once.
+        """
+        if self._metadata is None:
+            self._metadata = {
+                "duration": np.array([float(self.rows[u]["duration"]) for u in self.ids], dtype=np.float64),
+                "norm": torch.linalg.vector_norm(self.embeddings.double(), dim=1).numpy(),
+            }
+            if self.cohort_means is not None:
+                self._metadata["cohort_mean"] = self.cohort_means
+        return self._metadata
 
 
 def score_split(split, encode, make_loader, data_folder, sample_rate, cache_path=None, cohort=None, top_n=300,

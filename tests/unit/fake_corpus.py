@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import soundfile as sf
+
 from speechbrain_ext import data as sx_data
 from speechbrain_ext.splits import Split
 
