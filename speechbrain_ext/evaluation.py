@@ -455,8 +455,12 @@ def evaluate(encode, make_loader, eval_splits, data_folder, out_dir, *, sample_r
             {**meta, "split": name, "score_norm": score_kind}),
     )
     info = dict(extra or {})
+    calibration_path = os.path.join(out_dir, CALIBRATION_FILE)
     if results.calibration is not None:
-        atomic_write_json(os.path.join(out_dir, CALIBRATION_FILE), results.calibration.to_dict(), indent=1)
+        atomic_write_json(calibration_path, results.calibration.to_dict(), indent=1)
+    elif os.path.isfile(calibration_path):
+        os.remove(calibration_path)  # an earlier evaluation's: not this checkpoint's
+    if results.calibration_info is not None:
         info["calibration"] = results.calibration_info
     info["bootstrap"] = {"n_draws": int(n_draws), "level": 0.95, "resampled": "test speakers"}
     report.write_report(out_dir, results.metrics, {n: s.scores for n, s in splits.items()}, title=title,

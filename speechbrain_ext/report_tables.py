@@ -157,6 +157,8 @@ def _counts(metrics_by_split, shown):
 
 
 def _calibration(metrics_by_split, shown, info):
+    if "error" in info:
+        return ["## Calibration", "", f"Not fitted on `{info['split']}`: {info['error']}.", ""]
     out = [
         "## Calibration",
         "",
@@ -196,7 +198,7 @@ def markdown(metrics_by_split, title, extra=None, aliases=None, plots=()):
     for header, key in _dcf_columns(any_split):
         out += [f"### {header}", "", *_side_by_side(metrics_by_split, shown, repeats, key, 4)]
     out += ["### Trials", "", *_counts(metrics_by_split, shown)]
-    if isinstance(extra.get("calibration"), dict) and any("cllr" in m for m in any_split.values()):
+    if isinstance(extra.get("calibration"), dict):
         out += _calibration(metrics_by_split, shown, extra["calibration"])
     if extra:
         out += ["## Run", ""]

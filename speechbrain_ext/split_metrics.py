@@ -15,9 +15,12 @@ For every split and condition (:func:`split_results`):
   ``act_dcf@0.01``, ``act_dcf@0.05`` of the calibrated LLRs, ``llr_eer`` and
   ``llr_min_dcf@<p>`` of the LLRs (equal to the raw ones unless quality measures
   reorder the trials), and ``raw_cllr``, ``raw_min_cllr``, ``raw_act_dcf@<p>``: the raw
-  scores read as if they were LLRs, for contrast.
+  scores read as if they were LLRs, for contrast. A calibration that cannot be fitted
+  (too few calibration trials, one class only...) is skipped with a warning: the other
+  metrics are reported and ``calibration_info["error"]`` names the cause.
 """
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +32,8 @@ from speechbrain_ext.calibration_metrics import CalibrationError, calibration_re
 from speechbrain_ext.compare import SplitComparison
 
 __all__ = ["P_TARGETS", "SplitResults", "check_calibration", "speaker_intervals", "split_results"]
+
+logger = logging.getLogger(__name__)
 
 #: Priors of every minDCF and actual DCF of a report.
 P_TARGETS = (0.01, 0.05)
@@ -48,7 +53,8 @@ class SplitResults:
         ``{split: {condition kept: [identical conditions]}}``.
     calibration : speechbrain_ext.calibration.Calibration or None
     calibration_info : dict or None
-        What the calibration was fitted on (for ``metrics.json``).
+        What the calibration was fitted on (for ``metrics.json``), or ``{"split", "error"}``
+        when it could not be fitted.
     """
 
     metrics: dict
@@ -222,7 +228,12 @@ def split_results(splits, calibration_split, quality, p_target, score_kind, n_dr
             values.update(intervals[cond])
     results = SplitResults(metrics, aliases)
     if calibration_split is not None:
-        calibration, extra, info = calibrate_splits(calibration_split, splits, quality, p_target, score_kind)
+        try:
+            calibration, extra, info = calibrate_splits(calibration_split, splits, quality, p_target, score_kind)
+        except CalibrationError as err:
+            logger.warning("no calibration: it could not be fitted on split %r: %s", calibration_split.name, err)
+            results.calibration_info = {"split": calibration_split.name, "error": str(err)}
+            return results
         for name, conditions in extra.items():
             for cond, values in conditions.items():
                 metrics[name][cond].update(values)

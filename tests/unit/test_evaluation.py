@@ -116,3 +116,20 @@ def test_evaluate_with_a_cohort_as_normalises(corpus, tmp_path):
         described = json.load(f)
     assert described["score_kind"] == "as-norm top-3" and "cohort_mean_max" in described["quality_names"]
     assert np.isfinite(normed["ood"]["all"]["cllr"])
+
+
+def test_a_calibration_that_cannot_be_fitted_is_skipped_and_named(corpus, tmp_path):
+    root, (eval_split, ood_split, valid_split) = corpus
+    few = os.path.join(root, "trials", "few")
+    os.makedirs(few)
+    with open(os.path.join(valid_split.trials, "all.txt")) as f:
+        lines = f.read().splitlines()
+    with open(os.path.join(few, "all.txt"), "w") as f:
+        f.write("\n".join(lines[:10]) + "\n")  # 10 trials: a calibration needs at least 20
+    tiny = type(valid_split)("valid", valid_split.annotation, few)
+    metrics = run(corpus, str(tmp_path / "run"), calibration_split=tiny)
+    assert "cllr" not in metrics["eval"]["all"] and metrics["ood"]["all"]["eer_ci"]
+    written = read_metrics(tmp_path / "run" / "report")
+    assert written["calibration"] == {"split": "valid", "error": "only 10 calibration trials: at least 20 are needed"}
+    assert "Not fitted on `valid`: only 10 calibration trials" in open(tmp_path / "run" / "report" / "report.md").read()
+    assert not os.path.exists(tmp_path / "run" / "report" / "calibration.json")
