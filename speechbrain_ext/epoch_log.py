@@ -17,6 +17,7 @@ therefore in the file once, as the run that last reached it saw it.
 """
 
 import json
+import logging
 import math
 import numbers
 import os
@@ -27,6 +28,8 @@ from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.files import atomic_write
 
 __all__ = ["EpochLogError", "jsonable", "log_path", "read_epoch_log", "write_epoch"]
+
+logger = logging.getLogger(__name__)
 
 
 class EpochLogError(SpeechBrainExtError, ValueError):
@@ -74,8 +77,15 @@ def jsonable(value):
     return str(value)
 
 
-def read_epoch_log(path):
+def read_epoch_log(path, strict=True):
     """The records of a ``train_log.jsonl``, in file order (empty when there is no file).
+
+    Arguments
+    ---------
+    path : str
+    strict : bool
+        A line that is not an epoch record raises :class:`EpochLogError` (naming the file
+        and line); with False it is skipped with a warning.
 
     Example
     -------
@@ -84,6 +94,8 @@ def read_epoch_log(path):
     >>> read_epoch_log(p)
     []
     >>> _ = open(p, "w").write('{"epoch": 1}\\nnot json\\n')
+    >>> read_epoch_log(p, strict=False)
+    [{'epoch': 1}]
     >>> read_epoch_log(p)
     Traceback (most recent call last):
     ...
@@ -101,15 +113,19 @@ def read_epoch_log(path):
                 if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
                     raise ValueError("no integer 'epoch'")
             except ValueError as err:
-                raise EpochLogError(
-                    f'{path}:{number}: not an epoch record (a JSON object with "epoch"): {err}'
-                ) from err
+                message = f'{path}:{number}: not an epoch record (a JSON object with "epoch"): {err}'
+                if strict:
+                    raise EpochLogError(message) from err
+                logger.warning("%s; the line is dropped", message)
+                continue
             records.append(record)
     return records
 
 
 def write_epoch(path, record):
     """Write one epoch's record: drop the lines of this and later epochs, append it, replace the file.
+
+    A line of the file that is not an epoch record is dropped with a warning.
 
     Arguments
     ---------
@@ -138,7 +154,8 @@ def write_epoch(path, record):
     epoch = record.get("epoch")
     if not isinstance(epoch, int):
         raise EpochLogError(f"{path}: a record needs an integer 'epoch', got {epoch!r}")
-    records = [r for r in read_epoch_log(path) if r["epoch"] < epoch] + [record]
+    # a damaged line must not stop training at the end of an epoch: it is dropped with a warning
+    records = [r for r in read_epoch_log(path, strict=False) if r["epoch"] < epoch] + [record]
     with atomic_write(path) as f:
         for r in records:
             f.write(json.dumps(r, sort_keys=False, allow_nan=False) + "\n")

@@ -99,3 +99,9 @@ def test_epoch_log_holds_each_epoch_once_across_resumes(tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n != "train_log.jsonl"]  # the rewrite leaves no temp file
     with pytest.raises(EpochLogError, match="a record needs an integer 'epoch'"):
         write_epoch(path, {"epoch": "3"})
+    # a damaged line never stops training: it is dropped (with a warning) at the next write
+    with open(path, "a") as f:
+        f.write('{"epoch": 4, "valid": \n')
+    with pytest.raises(EpochLogError, match=r"train_log.jsonl:4: not an epoch record"):
+        read_epoch_log(path)
+    assert [r["epoch"] for r in write_epoch(path, {"epoch": 4})] == [1, 2, 3, 4]
