@@ -19,8 +19,8 @@ highest-energy frames costing more EER than hiding random ones means those frame
 than their share of the speaker information. A run trained with EM should lose less under
 ``highest`` masking than the baseline (it learnt without them).
 
-Only the validation split is read (its manifest and trial lists): nothing here looks at the
-evaluation trials. Results are cached per run in ``<run>/report/em_probe.json`` (keyed by the
+Only the first validation split of ``valid_splits`` is read (its manifest and trial lists):
+nothing here looks at the evaluation trials. Results are cached per run in ``<run>/report/em_probe.json`` (keyed by the
 checkpoint and the probe settings) and read by ``bench/ablation.py --suite emotion``.
 
 Usage::
@@ -45,7 +45,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from speechbrain_ext import emotion_report, evaluation  # noqa: E402
+from speechbrain_ext import emotion_report, evaluation, selection, splits  # noqa: E402
 from speechbrain_ext.augment import SELECTIONS, EnergyEmotionMask  # noqa: E402
 from speechbrain_ext.hparams import load_hparams  # noqa: E402
 
@@ -141,7 +141,7 @@ def load_run(run_folder, device="cpu"):
         modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
         run_opts={"device": device}, checkpointer=hparams["checkpointer"],
     )
-    checkpoint = brain.checkpointer.recover_if_possible(min_key="EER")
+    checkpoint = selection.recover_best(brain.checkpointer)
     if checkpoint is None:
         raise FileNotFoundError(f"{run_folder}: no checkpoint in {brain.checkpointer.checkpoints_dir}")
     return brain, checkpoint
@@ -165,9 +165,10 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
         if cached.get("settings") == settings and cached.get("checkpoint") == os.path.basename(checkpoint.path):
             return cached
     hp = brain.hparams
+    valid = splits.parse_splits(hp.valid_splits, "valid_splits")[0]
     # "all" is required; the emotional condition only where the corpus's validation trials have it
-    conditions = [c for c in CONDITIONS if c == "all" or c in evaluation.trial_lists(hp.valid_trials_dir)]
-    dataset = evaluation.utterance_dataset(hp.valid_annotation, hp.data_folder, hp.sample_rate)
+    conditions = [c for c in CONDITIONS if c == "all" or c in evaluation.trial_lists(valid.trials)]
+    dataset = evaluation.utterance_dataset(valid.annotation, hp.data_folder, hp.sample_rate)
     options = brain.valid_loader_options()
     options["num_workers"] = 0
     encode, make_loader = brain.inference_functions(options)
@@ -182,10 +183,10 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
         brain.probe_mask = mask
         torch.manual_seed(seed)  # the random selection: the same frames for every run
         ids, embeddings = evaluation.extract_embeddings(encode, make_loader, dataset, desc=name)
-        metrics = evaluation.score_trial_dir(ids, embeddings, hp.valid_trials_dir, conditions=conditions)
+        metrics = evaluation.score_trial_dir(ids, embeddings, valid.trials, conditions=conditions)
         results[name] = {c: {"eer": metrics[c]["eer"], "min_dcf": metrics[c]["min_dcf"]} for c in conditions}
-        if mask is None and _has_emotions(hp.valid_annotation):
-            shift = relative_emotion_shift(ids, embeddings, emotion_report.read_labels(hp.valid_annotation))
+        if mask is None and _has_emotions(valid.annotation):
+            shift = relative_emotion_shift(ids, embeddings, emotion_report.read_labels(valid.annotation))
     out = {
         "settings": settings, "checkpoint": os.path.basename(checkpoint.path),
         "valid_EER_selected": checkpoint.meta.get("EER"), "results": results, "emotion_shift": shift,

@@ -1,13 +1,14 @@
 """Figures and numbers of the emotion-invariance study (methods.md B), from finished runs.
 
 - :func:`emotion_eers` / :func:`emotion_gap_table`: EER per test emotion (trial
-  conditions ``test_<emotion>``: neutral enrolment, test in ``<emotion>``) of one or
+  conditions ``test_<emotion>``: neutral enrolment, test in ``<emotion>``; neutral test
+  is ``neutral_neutral``) of one split (default: the first, ``eval``) of one or
   several ``metrics.json`` files per system (seeds), mean and standard deviation;
 - :func:`plot_emotion_gap`: the "emotion gap" figure, EER per test emotion, one line
   per system (error bars across seeds);
 - :func:`load_eval_embeddings`, :func:`project_2d`, :func:`plot_projection`: a 2-D PCA
   (exact SVD, no sklearn) of the cached evaluation embeddings
-  (``<output_folder>/embeddings/eval-*.pt``), coloured by speaker, marker by emotion,
+  (``<output_folder>/embeddings/<split>-*.pt``), coloured by speaker, marker by emotion,
   one panel per system ("before / after");
 - :func:`emotion_shift`: one number per system for the same question, the mean cosine
   distance between a speaker's emotional and neutral embedding centroids (lower: more
@@ -27,7 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import torch  # noqa: E402
 
-from speechbrain_ext.report import read_metrics  # noqa: E402
+from speechbrain_ext.report import read_metrics, split_conditions  # noqa: E402
 
 __all__ = [
     "emotion_eers",
@@ -44,6 +45,9 @@ __all__ = [
 
 CONDITION_PREFIX = "test_"
 NEUTRAL = "neutral"
+#: Neutral enrolment and neutral test: the neutral point of the per-emotion EERs
+#: (``test_neutral`` in reports written before the trial builder stopped repeating it).
+NEUTRAL_CONDITION = "neutral_neutral"
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">")
 
 
@@ -72,8 +76,11 @@ def emotion_order(emotions):
     return ([NEUTRAL] if NEUTRAL in emotions else []) + [e for e in emotions if e != NEUTRAL]
 
 
-def emotion_eers(metrics, key="eer"):
+def emotion_eers(metrics, key="eer", split=None):
     """EER (in %) per test emotion of one run, from its ``test_<emotion>`` conditions.
+
+    Neutral-enrolment trials with a neutral test are ``neutral_neutral`` (or, in older
+    reports, ``test_neutral``).
 
     Arguments
     ---------
@@ -81,6 +88,8 @@ def emotion_eers(metrics, key="eer"):
         A ``metrics.json`` (``{"conditions": {name: {"eer": ...}}}``) or its path.
     key : str
         The metric (``"eer"``, in % in the output, or ``"min_dcf"``, unchanged).
+    split : str or None
+        The evaluation split (default: the first, the top-level ``conditions``).
 
     Returns
     -------
@@ -89,11 +98,15 @@ def emotion_eers(metrics, key="eer"):
 
     Example
     -------
-    >>> m = {"conditions": {"all": {"eer": 0.1}, "test_sad": {"eer": 0.2}, "test_neutral": {"eer": 0.05}}}
+    >>> m = {"conditions": {"all": {"eer": 0.1}, "test_sad": {"eer": 0.2}, "neutral_neutral": {"eer": 0.05}}}
     >>> emotion_eers(m)
     {'neutral': 5.0, 'sad': 20.0}
     """
-    conditions = load_metrics(metrics)["conditions"]
+    conditions = dict(split_conditions(load_metrics(metrics), split))
+    neutral = CONDITION_PREFIX + NEUTRAL
+    if neutral not in conditions and NEUTRAL_CONDITION in conditions and any(
+            c.startswith(CONDITION_PREFIX) for c in conditions):
+        conditions[neutral] = conditions[NEUTRAL_CONDITION]
     emotions = [c[len(CONDITION_PREFIX) :] for c in conditions if c.startswith(CONDITION_PREFIX)]
     scale = 100.0 if key == "eer" else 1.0
     return {e: scale * conditions[CONDITION_PREFIX + e][key] for e in emotion_order(emotions)}
@@ -114,7 +127,7 @@ def _mean_std(values):
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def emotion_gap_table(systems, key="eer"):
+def emotion_gap_table(systems, key="eer", split=None):
     """Mean and std across runs of the per-emotion EER of several systems.
 
     Arguments
@@ -123,6 +136,8 @@ def emotion_gap_table(systems, key="eer"):
         ``{system label: [metrics.json path or dict, ...]}`` (one entry per seed).
     key : str
         ``"eer"`` (in %) or ``"min_dcf"``.
+    split : str or None
+        The evaluation split (default: the first).
 
     Returns
     -------
@@ -141,7 +156,7 @@ def emotion_gap_table(systems, key="eer"):
     for label, runs in systems.items():
         per_emotion = {}
         for run in runs:
-            for emotion, value in emotion_eers(run, key).items():
+            for emotion, value in emotion_eers(run, key, split).items():
                 per_emotion.setdefault(emotion, []).append(value)
         table[label] = {
             e: (*_mean_std(per_emotion[e]), len(per_emotion[e])) for e in emotion_order(per_emotion)
@@ -149,7 +164,7 @@ def emotion_gap_table(systems, key="eer"):
     return table
 
 
-def plot_emotion_gap(systems, path, title="EER per test emotion (neutral enrolment)", key="eer"):
+def plot_emotion_gap(systems, path, title="EER per test emotion (neutral enrolment)", key="eer", split=None):
     """Write the emotion-gap figure: EER per test emotion, one line per system, error bars across seeds.
 
     Arguments
@@ -162,6 +177,8 @@ def plot_emotion_gap(systems, path, title="EER per test emotion (neutral enrolme
         Figure title.
     key : str
         ``"eer"`` or ``"min_dcf"``.
+    split : str or None
+        The evaluation split (default: the first).
 
     Returns
     -------
@@ -177,7 +194,7 @@ def plot_emotion_gap(systems, path, title="EER per test emotion (neutral enrolme
     >>> os.path.getsize(p) > 0, list(table["ours"])
     (True, ['neutral', 'sad'])
     """
-    table = emotion_gap_table(systems, key)
+    table = emotion_gap_table(systems, key, split)
     emotions = emotion_order({e for rows in table.values() for e in rows})
     fig, ax = plt.subplots(figsize=(1.3 * len(emotions) + 3, 4))
     offset = 0.06 * (len(table) - 1)
@@ -200,11 +217,11 @@ def plot_emotion_gap(systems, path, title="EER per test emotion (neutral enrolme
     return table
 
 
-def load_eval_embeddings(output_folder):
-    """The cached evaluation embeddings of a run: ``(ids, embeddings [N, D])``.
+def load_eval_embeddings(output_folder, split="eval"):
+    """The cached evaluation embeddings of a run's split: ``(ids, embeddings [N, D])``.
 
-    Reads the newest ``<output_folder>/embeddings/eval-*.pt`` (one per checkpoint and
-    manifest; written by :func:`speechbrain_ext.verification.evaluate`).
+    Reads the newest ``<output_folder>/embeddings/<split>-*.pt`` (one per checkpoint and
+    manifest; written by :func:`speechbrain_ext.evaluation.evaluate`).
 
     Example
     -------
@@ -214,9 +231,9 @@ def load_eval_embeddings(output_folder):
     >>> load_eval_embeddings(d)[1].shape
     torch.Size([1, 3])
     """
-    files = glob.glob(os.path.join(output_folder, "embeddings", "eval-*.pt"))
+    files = glob.glob(os.path.join(glob.escape(output_folder), "embeddings", f"{glob.escape(split)}-*.pt"))
     if not files:
-        raise FileNotFoundError(f"no cached evaluation embeddings (embeddings/eval-*.pt) in {output_folder}")
+        raise FileNotFoundError(f"no cached evaluation embeddings (embeddings/{split}-*.pt) in {output_folder}")
     cached = torch.load(max(files, key=os.path.getmtime), weights_only=True)
     return list(cached["ids"]), cached["embeddings"].float()
 

@@ -1,30 +1,38 @@
 """Extract → score → report: the evaluation stage shared by every recipe.
 
 It depends on what it uses, not on a Brain: an ``encode(wavs, lens)`` function (the
-trained encoder), a ``make_loader(dataset)`` factory, a manifest and a trial folder.
-Embeddings of an evaluation manifest are extracted once per checkpoint and cached on
-disk (the caller names the cache, e.g. with :func:`cache_key`), every trial list of a
-split's trial folder is scored with batched cosine scoring (optionally AS-normalised
-against the training speakers' mean embeddings), and the metrics go to
-``metrics.json``, ``report.md``, ``det.png`` and ``score_hist.png``.
+trained encoder), a ``make_loader(dataset)`` factory and the splits of the hparams
+(:mod:`speechbrain_ext.splits`). Embeddings of a split's manifest are extracted once
+per checkpoint and cached on disk (:func:`cache_key`), every trial list of a split's
+trial folder is scored with batched cosine scoring (optionally AS-normalised against
+the training speakers' mean embeddings), and :func:`evaluate` reports every
+evaluation split side by side: EER and minDCF with their speaker-bootstrap
+intervals, Cllr / min Cllr / actual DCF of the raw scores and of the LLRs of a
+calibration fitted on the first validation split
+(:mod:`speechbrain_ext.split_metrics`), the per-trial score files
+``scores/<split>.npz`` (:mod:`speechbrain_ext.trial_scores`), ``calibration.json``,
+``metrics.json``, ``report.md`` and the plots (:mod:`speechbrain_ext.report`).
 """
 
 import glob
 import hashlib
 import logging
 import os
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from speechbrain_ext import data as sx_data
-from speechbrain_ext import report, score_norm, scoring
-from speechbrain_ext.files import TMP_PREFIX, atomic_path
+from speechbrain_ext import report, score_norm, scoring, split_metrics, trial_scores
+from speechbrain_ext.files import TMP_PREFIX, atomic_path, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
 ENROL_MAP = "enrol.map"
+CALIBRATION_FILE = "calibration.json"
 
 
 def utterance_dataset(manifest, data_folder, sample_rate):
@@ -67,6 +75,48 @@ def trial_lists(trials_dir):
     return {n[: -len(".txt")]: os.path.join(trials_dir, n) for n in names}
 
 
+def score_lists(ids, embeddings, trials_dir, conditions=None, cohort=None, top_n=300):
+    """Parse and score the trial lists of ``trials_dir`` against an embedding table.
+
+    Arguments are those of :func:`score_trial_dir`.
+
+    Returns
+    -------
+    trials : dict
+        ``{condition: Trials}``.
+    scores : dict
+        ``{condition: (scores, labels)}``.
+    enrol_map : dict or None
+        The folder's ``enrol.map``.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(d, "all.txt"), "w").write("1 a b\\n0 a c\\n")
+    >>> trials, scores, _ = score_lists(["a", "b", "c"], torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]]), d)
+    >>> trials["all"].test, scores["all"][0].tolist()
+    (['b', 'c'], [1.0, 0.0])
+    """
+    lists = trial_lists(trials_dir)
+    if conditions is not None:
+        unknown = [c for c in conditions if c not in lists]
+        if unknown:
+            raise FileNotFoundError(f"no trial list {unknown[0]}.txt in {trials_dir} (have: {sorted(lists)})")
+        lists = {c: lists[c] for c in conditions}
+    enrol_path = os.path.join(trials_dir, ENROL_MAP)
+    enrol_map = scoring.load_enrol_map(enrol_path) if os.path.isfile(enrol_path) else None
+    embeddings = embeddings.numpy() if isinstance(embeddings, torch.Tensor) else np.asarray(embeddings)
+    trials, scores = {}, {}
+    for name, path in lists.items():
+        trials[name] = scoring.load_trials(path)
+        scores[name] = (
+            scoring.score_trials(ids, embeddings, trials[name], enrol_map=enrol_map, cohort=cohort, top_n=top_n),
+            trials[name].labels,
+        )
+    return trials, scores, enrol_map
+
+
 def score_trial_dir(ids, embeddings, trials_dir, conditions=None, cohort=None, top_n=300, return_scores=False):
     """Score the trial lists of ``trials_dir`` against an embedding table.
 
@@ -102,23 +152,9 @@ def score_trial_dir(ids, embeddings, trials_dir, conditions=None, cohort=None, t
     >>> score_trial_dir(["a", "b", "c"], emb, d)["all"]["eer"]
     0.0
     """
-    lists = trial_lists(trials_dir)
-    if conditions is not None:
-        unknown = [c for c in conditions if c not in lists]
-        if unknown:
-            raise FileNotFoundError(f"no trial list {unknown[0]}.txt in {trials_dir} (have: {sorted(lists)})")
-        lists = {c: lists[c] for c in conditions}
-    enrol_path = os.path.join(trials_dir, ENROL_MAP)
-    enrol_map = scoring.load_enrol_map(enrol_path) if os.path.isfile(enrol_path) else None
-    embeddings = embeddings.numpy() if isinstance(embeddings, torch.Tensor) else np.asarray(embeddings)
-    scores_by_condition = {}
-    for name, path in lists.items():
-        trials = scoring.load_trials(path)
-        scores = scoring.score_trials(ids, embeddings, trials, enrol_map=enrol_map, cohort=cohort, top_n=top_n)
-        scores_by_condition[name] = (scores, trials.labels)
+    _, scores_by_condition, _ = score_lists(ids, embeddings, trials_dir, conditions, cohort, top_n)
     metrics = scoring.evaluate_conditions(scores_by_condition)
     return (metrics, scores_by_condition) if return_scores else metrics
-
 
 
 def extract_embeddings(encode, make_loader, dataset, cache_path=None, desc="embeddings"):
@@ -273,46 +309,207 @@ def speaker_cohort(encode, make_loader, manifest, data_folder, sample_rate, max_
     return (cohort, mean) if return_mean else cohort
 
 
-def evaluate(encode, make_loader, manifest, data_folder, trials_dir, out_dir, *, sample_rate=16000,
-             cache_path=None, cohort_manifest=None, cohort_per_speaker=5, top_n=300, title="", extra=None):
-    """Score every trial list of ``trials_dir`` on the embeddings of ``manifest`` and write the report.
+@dataclass
+class ScoredSplit:
+    """One split scored with one checkpoint: what the report, the score file and the calibration read.
+
+    Attributes
+    ----------
+    name : str
+        The split's name (``eval``, ``ood``, ``valid``...).
+    ids : list of str
+        Utterance ids of the embedding table.
+    embeddings : torch.Tensor
+        ``[N, D]`` raw embeddings (before length normalisation), aligned with ``ids``.
+    rows : dict
+        The manifest's rows by utterance id (``duration``, ``spk_id``...).
+    trials : dict
+        ``{condition: Trials}``.
+    scores : dict
+        ``{condition: (scores, labels)}``, trial order.
+    enrol_map : dict or None
+        Multi-utterance enrolment models of the trial folder.
+    cohort_means : numpy.ndarray or None
+        Per-utterance mean of the top-N cohort scores (AS-norm runs only).
+    """
+
+    name: str
+    ids: list
+    embeddings: torch.Tensor
+    rows: dict
+    trials: dict
+    scores: dict
+    enrol_map: dict = None
+    cohort_means: np.ndarray = None
+    _metadata: dict = field(default=None, repr=False)
+
+    def test_speakers(self):
+        """``{condition: speaker of each trial's test utterance}`` (the manifest's ``spk_id``)."""
+        utt2spk = {u: row["spk_id"] for u, row in self.rows.items()}
+        return {c: trial_scores.speakers_of_trials(t.test, utt2spk, t.path or c) for c, t in self.trials.items()}
+
+    def utterance_metadata(self):
+        """``{"duration", "norm"[, "cohort_mean"]}`` per utterance of ``ids`` (the quality measures' input).
+
+        Durations come from the manifest, norms from the raw embeddings (before length
+        normalisation); computed once.
+        """
+        if self._metadata is None:
+            self._metadata = {
+                "duration": np.array([float(self.rows[u]["duration"]) for u in self.ids], dtype=np.float64),
+                "norm": torch.linalg.vector_norm(self.embeddings.double(), dim=1).numpy(),
+            }
+            if self.cohort_means is not None:
+                self._metadata["cohort_mean"] = self.cohort_means
+        return self._metadata
+
+
+def score_split(split, encode, make_loader, data_folder, sample_rate, cache_path=None, cohort=None, top_n=300,
+                conditions=None, mean=None):
+    """Extract (or read from the cache) the embeddings of ``split`` and score its trial lists.
+
+    Arguments
+    ---------
+    split : speechbrain_ext.splits.Split
+    encode, make_loader : callable
+        As in :func:`extract_embeddings`.
+    data_folder : str
+        Replacement of ``$data_root``.
+    sample_rate : int
+    cache_path : str or None
+        The embedding cache (see :func:`cache_key`).
+    cohort : torch.Tensor or None
+        AS-norm cohort (None: raw cosine).
+    top_n : int
+        AS-norm cohort scores kept per side.
+    conditions : list of str or None
+        Trial lists to score (default: every list of the folder).
+    mean : torch.Tensor or None
+        ``[D]`` training mean subtracted from every embedding before scoring (WeSpeaker's
+        ``--cal_mean``; the cache keeps the raw embeddings).
+
+    Returns
+    -------
+    ScoredSplit
+    """
+    dataset = utterance_dataset(split.annotation, data_folder, sample_rate)
+    ids, embeddings = extract_embeddings(encode, make_loader, dataset, cache_path=cache_path, desc=split.name)
+    if mean is not None:
+        embeddings = score_norm.subtract_mean(embeddings, mean)
+    trials, scores, enrol_map = score_lists(ids, embeddings, split.trials, conditions, cohort, top_n)
+    cohort_means = None
+    if cohort is not None:
+        normed = scoring.l2_normalise(embeddings.double(), "embeddings", ids)
+        cohort_means = scoring.cohort_stats(normed, cohort, top_n)[0].double().numpy()
+    return ScoredSplit(split.name, ids, embeddings, dataset.data, trials, scores, enrol_map, cohort_means)
+
+
+def _training_statistics(encode, make_loader, manifest, data_folder, sample_rate, kind, subtract_mean,
+                         per_speaker, seed, cache_dir, checkpoint_path):
+    """``(cohort or None, mean or None)`` of the training speakers, as the score normalisation asks."""
+    if kind not in ("none", "as-norm"):
+        raise ValueError(f"score_norm must be 'none' or 'as-norm', got {kind!r}")
+    if kind == "none" and not subtract_mean:
+        return None, None
+    if manifest is None:
+        raise ValueError("score_norm 'as-norm' and score_norm_subtract_mean need the training manifest")
+    cache = None
+    if cache_dir is not None:
+        cache = os.path.join(cache_dir, f"cohort-{per_speaker}-{seed}-{cache_key(checkpoint_path, manifest)}.pt")
+    cohort, mean = speaker_cohort(encode, make_loader, manifest, data_folder, sample_rate, per_speaker, seed=seed,
+                                  subtract_mean=subtract_mean, return_mean=True, cache_path=cache)
+    return (cohort if kind == "as-norm" else None), (mean if subtract_mean else None)
+
+
+def evaluate(encode, make_loader, eval_splits, data_folder, out_dir, *, sample_rate=16000, cache_dir=None,
+             checkpoint_path=None, calibration_split=None, calibration_quality="duration_norm",
+             calibration_p_target=0.5, cohort_manifest=None, score_norm_kind="none", subtract_mean=False,
+             cohort_per_speaker="all", cohort_seed=0, top_n=300, n_draws=1000, title="", extra=None):
+    """Score every evaluation split with one checkpoint and write the report.
 
     Arguments
     ---------
     encode, make_loader : callable
         As in :func:`extract_embeddings` (the model of the checkpoint to evaluate).
-    manifest : str
-        The evaluation manifest.
+    eval_splits : list of speechbrain_ext.splits.Split
+        Reported side by side; the first also gives ``metrics.json``'s top-level ``conditions``.
     data_folder : str
         Replacement of ``$data_root``.
-    trials_dir : str
-        Folder of ``<condition>.txt`` trial lists (and an optional ``enrol.map``).
     out_dir : str
-        Where ``metrics.json``, ``report.md`` and the plots go.
+        The report folder: ``metrics.json``, ``report.md``, plots, ``scores/<split>.npz``,
+        ``calibration.json``.
     sample_rate : int
         Rate the audio is read at.
-    cache_path : str or None
-        Embedding cache of the evaluation manifest (see :func:`cache_key`).
+    cache_dir : str or None
+        Folder of the embedding caches ``<split>-<cache_key>.pt`` (None: no cache).
+    checkpoint_path : str or None
+        Names the caches (:func:`cache_key`).
+    calibration_split : speechbrain_ext.splits.Split or None
+        Calibration trials (the list ``condition`` of a validation split); None: no calibration.
+    calibration_quality : str or list
+        Quality measures of the calibration (:func:`speechbrain_ext.quality.measure_names`).
+    calibration_p_target : float
+        Effective prior of the calibration fit.
     cohort_manifest : str or None
-        With a manifest, scores are AS-normalised against the mean embeddings of its
-        speakers (:func:`speaker_cohort`); None scores raw cosine.
-    cohort_per_speaker, top_n : int
-        Utterances per cohort speaker; cohort scores kept per side.
+        The training manifest: its speakers' mean embeddings are the AS-norm cohort
+        (:func:`speaker_cohort`) and its mean embedding the one ``subtract_mean`` removes.
+    score_norm_kind : str
+        ``"none"`` (raw cosine) or ``"as-norm"`` (needs ``cohort_manifest``).
+    subtract_mean : bool
+        Subtract the training mean embedding from every embedding before scoring
+        (WeSpeaker's ``--cal_mean``; needs ``cohort_manifest``).
+    cohort_per_speaker : int or "all"
+        Training utterances per speaker embedded for the cohort and the mean.
+    cohort_seed : int
+        Seed of the per-speaker draw when ``cohort_per_speaker`` is a number.
+    top_n : int
+        Cohort scores kept per side.
+    n_draws : int
+        Speaker-bootstrap draws of the intervals.
     title : str
         Report title.
     extra : dict or None
-        More fields for ``metrics.json`` and the report (checkpoint, command, system...).
+        Run information for ``metrics.json`` and the report (checkpoint, command, system...).
 
     Returns
     -------
     dict
-        The metrics per condition.
+        ``{split: {condition: metrics}}``.
     """
-    dataset = utterance_dataset(manifest, data_folder, sample_rate)
-    ids, embeddings = extract_embeddings(encode, make_loader, dataset, cache_path=cache_path, desc="eval")
-    cohort = None
-    if cohort_manifest is not None:
-        cohort = speaker_cohort(encode, make_loader, cohort_manifest, data_folder, sample_rate, cohort_per_speaker)
-    metrics, scores = score_trial_dir(ids, embeddings, trials_dir, cohort=cohort, top_n=top_n, return_scores=True)
-    report.write_report(out_dir, metrics, scores, title=title, extra=extra)
-    return metrics
+    start = time.perf_counter()
+    cohort, mean = _training_statistics(encode, make_loader, cohort_manifest, data_folder, sample_rate,
+                                        score_norm_kind, subtract_mean, cohort_per_speaker, cohort_seed,
+                                        cache_dir, checkpoint_path)
+
+    def scored(split, conditions=None):
+        cache = None
+        if cache_dir is not None:
+            cache = os.path.join(cache_dir, f"{split.name}-{cache_key(checkpoint_path, split.annotation)}.pt")
+        return score_split(split, encode, make_loader, data_folder, sample_rate, cache, cohort, top_n, conditions,
+                           mean)
+
+    splits = {split.name: scored(split) for split in eval_splits}
+    calibration = None if calibration_split is None else scored(calibration_split, [calibration_split.condition])
+    scored_seconds = time.perf_counter() - start
+    score_kind = ("cosine" if cohort is None else f"as-norm top-{top_n}") + (" mean-subtracted" if subtract_mean else "")
+    meta = {k: v for k, v in (extra or {}).items() if k in ("system", "seed", "checkpoint", "epoch")}
+    results = split_metrics.split_results(
+        splits, calibration, calibration_quality, calibration_p_target, score_kind, n_draws,
+        lambda name, speakers: trial_scores.save_trial_scores(
+            trial_scores.scores_path(out_dir, name), splits[name].scores, speakers,
+            {**meta, "split": name, "score_norm": score_kind}),
+    )
+    info = dict(extra or {})
+    calibration_path = os.path.join(out_dir, CALIBRATION_FILE)
+    if results.calibration is not None:
+        atomic_write_json(calibration_path, results.calibration.to_dict(), indent=1)
+    elif os.path.isfile(calibration_path):
+        os.remove(calibration_path)  # an earlier evaluation's: not this checkpoint's
+    if results.calibration_info is not None:
+        info["calibration"] = results.calibration_info
+    info["bootstrap"] = {"n_draws": int(n_draws), "level": 0.95, "resampled": "test speakers"}
+    report.write_report(out_dir, results.metrics, {n: s.scores for n, s in splits.items()}, title=title,
+                        extra=info, aliases=results.aliases)
+    logger.info("evaluation: %.1f s to extract and score, %.1f s for intervals, calibration, score files and report",
+                scored_seconds, time.perf_counter() - start - scored_seconds)
+    return results.metrics

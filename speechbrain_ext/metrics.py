@@ -262,7 +262,7 @@ def _p_key(p):
     return f"min_dcf_p{p:g}"
 
 
-def evaluate_conditions(scores_by_condition, p_targets=(0.01,)):
+def evaluate_conditions(scores_by_condition, p_targets=(0.01, 0.05)):
     """EER and normalised minDCF for several trial conditions.
 
     One sort per condition serves the EER and every ``p_target``. All-equal
@@ -276,6 +276,7 @@ def evaluate_conditions(scores_by_condition, p_targets=(0.01,)):
     p_targets : sequence of float
         The first gives ``min_dcf`` / ``min_dcf_threshold``; each other ``p`` gives
         ``"min_dcf_p<p>"`` and ``"min_dcf_p<p>_threshold"`` (``p`` formatted with ``:g``).
+        Default: 0.01 and 0.05 (``methods.md``; every report shows both).
 
     Returns
     -------

@@ -3,9 +3,15 @@
 ``python recipes/<Corpus>/train.py <hparams.yaml> [--key value ...]`` composes the
 hparams (``base:`` chain + overrides), prepares the data on the main process, builds
 the Brain class the YAML names (``brain_class``), trains with SpeechBrain's ``fit``
-(checkpoints, resume, DDP), then scores the evaluation trials with the best
-checkpoint and writes the report. Every component is swappable from the YAML or the
-command line; nothing here knows a corpus or a method.
+(checkpoints, resume, DDP), then scores every evaluation split with the selected
+checkpoint (:mod:`speechbrain_ext.selection`) and writes the report
+(:func:`speechbrain_ext.evaluation.evaluate`). Every component is swappable from the
+YAML or the command line; nothing here knows a corpus or a method.
+
+The splits (``eval_splits``, ``valid_splits``, ``checkpoint_selection``:
+:mod:`speechbrain_ext.splits`) and the calibration settings are checked right after
+data preparation: a missing manifest or trial folder stops the run, naming the split
+and the path, before any epoch is trained.
 
 Before anything is written, an output folder that already holds checkpoints is
 checked against ``config_fingerprint.json`` (the composed hparams of the run that
@@ -28,7 +34,7 @@ import ruamel.yaml
 import speechbrain as sb
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from speechbrain_ext import evaluation, report
+from speechbrain_ext import evaluation, report, selection, split_metrics, splits
 from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.files import atomic_write
 from speechbrain_ext.hparams import HparamsError, load_hparams
@@ -37,11 +43,13 @@ logger = logging.getLogger(__name__)
 
 FINGERPRINT = "config_fingerprint.json"
 #: Keys that may change between a run and its resumption: how long to train, where
-#: things go, how often to checkpoint, and evaluation-only settings.
+#: things go, how often to checkpoint, and evaluation-only settings. The validation
+#: splits and ``checkpoint_selection`` are not among them: they decide the checkpoints kept.
 BENIGN_KEYS = frozenset({
     "number_of_epochs", "num_workers", "ckpt_interval_minutes", "keep_checkpoints", "max_skipped_share",
     "allow_config_change", "output_root", "output_folder", "save_folder", "report_folder", "train_log",
-    "eval_annotation", "eval_trials_dir", "score_norm", "cohort_top_n", "cohort_utterances_per_speaker",
+    "eval_splits", "score_norm", "score_norm_subtract_mean", "cohort_top_n", "cohort_utterances_per_speaker",
+    "calibration_quality", "calibration_p_target", "bootstrap_draws",
 })
 
 
@@ -126,6 +134,8 @@ def check_config_change(output_folder, save_folder, composed, allow=False):
     speechbrain_ext.recipe.ConfigChangeError: ... holds checkpoints of another configuration: lr (1 -> 2); ...
     >>> check_config_change(out, save, "lr: 2\\n", allow=True)
     ['lr']
+    >>> check_config_change(out, save, "lr: 2\\nmargin_scheduler: null\\n")  # a new key set to null: no change
+    []
     """
     path = os.path.join(output_folder, FINGERPRINT)
     current = config_fingerprint(composed)
@@ -134,7 +144,11 @@ def check_config_change(output_folder, save_folder, composed, allow=False):
     if has_checkpoints and os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             previous = json.load(f).get("hparams", {})
-        differing = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        # A key added since (absent before) with the value null switches nothing on: not a change.
+        differing = sorted(
+            k for k in set(previous) | set(current)
+            if previous.get(k) != current.get(k) and not (k not in previous and current[k] in ("null", "~", ""))
+        )
         if differing:
             described = ", ".join(
                 f"{k} ({_short(previous.get(k, '<absent>'))} -> {_short(current.get(k, '<absent>'))})"
@@ -184,42 +198,63 @@ def train(brain):
         train_set,
         valid_set,
         train_loader_kwargs=brain.train_loader_options(train_set),
-        valid_loader_kwargs=brain.valid_loader_options(),
+        valid_loader_kwargs=brain.validation_loader_options(),
     )
 
 
-def evaluate_best_checkpoint(brain, hparams, title, extra):
-    """Score the evaluation trials with the checkpoint of lowest valid EER and write the report.
+def check_evaluation_settings(hparams):
+    """Check the splits and the calibration settings before training (names the key, split and path).
 
-    Gathers what :func:`speechbrain_ext.evaluation.evaluate` needs: the Brain's encoder
-    and loader factory (:meth:`~speechbrain_ext.brains.SpeakerBrain.inference_functions`)
-    after recovering the checkpoint, and the evaluation keys of the hparams.
+    Returns
+    -------
+    eval_splits, valid_splits : list of speechbrain_ext.splits.Split
+    """
+    eval_splits, valid_splits = splits.check_splits(hparams)
+    split_metrics.check_calibration(
+        hparams["calibration_quality"], hparams["calibration_p_target"], hparams["score_norm"] == "as-norm"
+    )
+    return eval_splits, valid_splits
+
+
+def evaluate_best_checkpoint(brain, hparams, title, extra):
+    """Score every evaluation split with the selected checkpoint and write the report.
+
+    The checkpoint is the one :func:`speechbrain_ext.selection.rank` puts first (lowest
+    selection EER, ties to the later epoch), the same rule the Brain kept checkpoints
+    by. Gathers what :func:`speechbrain_ext.evaluation.evaluate` needs: the Brain's
+    encoder and loader factory (:meth:`~speechbrain_ext.brains.SpeakerBrain.inference_functions`)
+    after recovering the checkpoint, and the evaluation keys of the hparams; the
+    calibration is fitted on the first validation split.
 
     Returns
     -------
     dict
-        The metrics per condition.
+        The metrics per split and condition.
     """
-    checkpoint = brain.checkpointer.recover_if_possible(min_key="EER")
+    eval_splits, valid_splits = check_evaluation_settings(hparams)
+    checkpoint = selection.recover_best(brain.checkpointer)
     if checkpoint is None:
         raise FileNotFoundError(f"no checkpoint in {brain.checkpointer.checkpoints_dir}: train first")
-    output, manifest = hparams["output_folder"], hparams["eval_annotation"]
-    cache = os.path.join(output, "embeddings", f"eval-{evaluation.cache_key(checkpoint.path, manifest)}.pt")
-    as_norm = hparams["score_norm"] == "as-norm"
+    output = hparams["output_folder"]
     info = {
         "checkpoint": os.path.relpath(checkpoint.path, output),
-        "valid_EER": checkpoint.meta.get("EER"),
         "epoch": checkpoint.meta.get("epoch"),
+        "valid_EER": checkpoint.meta.get("EER"),
+        "valid": checkpoint.meta.get("valid"),
+        "selection": checkpoint.meta.get("selection", hparams["checkpoint_selection"]),
         "score_norm": hparams["score_norm"],
         **extra,
     }
     encode, make_loader = brain.inference_functions()
     return evaluation.evaluate(
-        encode, make_loader, manifest, hparams["data_folder"], hparams["eval_trials_dir"], hparams["report_folder"],
-        sample_rate=hparams["sample_rate"], cache_path=cache,
-        cohort_manifest=hparams["train_annotation"] if as_norm else None,
-        cohort_per_speaker=hparams["cohort_utterances_per_speaker"] if as_norm else None,
-        top_n=hparams["cohort_top_n"], title=title, extra=info,
+        encode, make_loader, eval_splits, hparams["data_folder"], hparams["report_folder"],
+        sample_rate=hparams["sample_rate"], cache_dir=os.path.join(output, "embeddings"),
+        checkpoint_path=checkpoint.path, calibration_split=valid_splits[0],
+        calibration_quality=hparams["calibration_quality"], calibration_p_target=hparams["calibration_p_target"],
+        cohort_manifest=hparams["train_annotation"], score_norm_kind=hparams["score_norm"],
+        subtract_mean=bool(hparams["score_norm_subtract_mean"]),
+        cohort_per_speaker=hparams["cohort_utterances_per_speaker"], cohort_seed=hparams["seed"],
+        top_n=hparams["cohort_top_n"], n_draws=hparams["bootstrap_draws"], title=title, extra=info,
     )
 
 
@@ -292,6 +327,7 @@ def _main(argv=None):
     )
     run_on_main(setup_experiment, args=[hparams_file, hparams, composed])
     run_on_main(hparams["prepare_data"])
+    check_evaluation_settings(hparams)
     brain = hparams["brain_class"](
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
@@ -314,6 +350,6 @@ def _main(argv=None):
                 f"evaluation failed: {err}; training is finished and its checkpoints are kept in "
                 f"{hparams['save_folder']}: fix the evaluation data and run the same command again"
             ) from err
-        print(report.format_metrics_table(metrics))
+        print(report.format_splits(metrics))
         print(f"report: {os.path.join(hparams['report_folder'], 'report.md')}")
     return brain

@@ -1,11 +1,18 @@
-"""Evaluation report: ``metrics.json``, ``report.md``, a DET plot and score histograms.
+"""Evaluation report: ``metrics.json``, ``report.md``, DET plots and score histograms of every split.
 
-The metrics are those of :func:`speechbrain_ext.scoring.evaluate_conditions`
-(EER and minDCF as fractions; the markdown and terminal tables show EER in %).
+The metrics are those of :mod:`speechbrain_ext.split_metrics` (EER and minDCF as
+fractions; the markdown and terminal tables of :mod:`speechbrain_ext.report_tables`
+show EER in %). ``metrics.json``::
+
+    {"splits": {"eval": {"conditions": {condition: {metric: value}}, "aliases": {...}}, "ood": {...}},
+     "conditions": <the first split's conditions>,
+     "checkpoint", "epoch", "valid_EER", "valid", "selection", "score_norm", "calibration", ... (run info)}
+
 Every file is written to a temporary name in ``out_dir`` and renamed over the
 destination, so a reader never sees a half-written report. :func:`read_metrics`
 is the one reader of ``metrics.json`` (the model export, the emotion report and the
-ablation tables use it); it imports no plotting library.
+ablation tables use it) and :func:`split_conditions` picks a split; neither imports
+a plotting library.
 """
 
 import io
@@ -16,11 +23,16 @@ import os
 import numpy as np
 import torch
 
+from speechbrain_ext import report_tables
 from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.files import atomic_write_bytes, atomic_write_json
+from speechbrain_ext.report_tables import format_metrics_table, format_splits
 from speechbrain_ext.scoring import det_curve, split_by_label
 
-__all__ = ["METRICS_FILE", "MetricsError", "format_metrics_table", "read_metrics", "write_report"]
+__all__ = [
+    "METRICS_FILE", "MetricsError", "format_metrics_table", "format_splits", "read_metrics", "split_conditions",
+    "write_report",
+]
 
 #: The file name of the metrics in a report folder.
 METRICS_FILE = "metrics.json"
@@ -52,12 +64,14 @@ def read_metrics(path_or_dir):
     Returns
     -------
     dict
-        ``{"conditions": {condition: {"eer", "eer_threshold", "min_dcf", ...}}, **run info}``.
+        ``{"conditions": {condition: {"eer", "eer_threshold", "min_dcf", ...}}, "splits": {...}, **run info}``
+        (``splits`` is absent from reports written before it existed).
 
     Raises
     ------
     MetricsError
-        The file is missing, is not JSON, or has no non-empty ``conditions`` mapping.
+        The file is missing, is not JSON, has no non-empty ``conditions`` mapping, or a
+        ``splits`` entry without one.
 
     Example
     -------
@@ -83,7 +97,34 @@ def read_metrics(path_or_dir):
         raise MetricsError(f"{path}: not a readable metrics.json: {err}") from err
     if not isinstance(metrics, dict) or not metrics.get("conditions") or not isinstance(metrics["conditions"], dict):
         raise MetricsError(f"{path}: no 'conditions' (expected the metrics.json of speechbrain_ext.report)")
+    splits = metrics.get("splits", {})
+    bad = [n for n, v in splits.items() if not isinstance(v, dict) or not isinstance(v.get("conditions"), dict)] \
+        if isinstance(splits, dict) else ["<splits>"]
+    if bad:
+        raise MetricsError(f"{path}: split {bad[0]!r} has no 'conditions' mapping")
     return metrics
+
+
+def split_conditions(metrics, split=None):
+    """The per-condition metrics of ``split`` (default: the first split, i.e. the top-level ``conditions``).
+
+    Example
+    -------
+    >>> m = {"conditions": {"all": {"eer": 0.1}},
+    ...      "splits": {"eval": {"conditions": {"all": {"eer": 0.1}}}, "ood": {"conditions": {"all": {"eer": 0.3}}}}}
+    >>> split_conditions(m)["all"]["eer"], split_conditions(m, "ood")["all"]["eer"]
+    (0.1, 0.3)
+    >>> split_conditions(m, "valid")
+    Traceback (most recent call last):
+    ...
+    speechbrain_ext.report.MetricsError: no split 'valid' in these metrics (splits: eval, ood)
+    """
+    if split is None:
+        return metrics["conditions"]
+    splits = metrics.get("splits") or {}
+    if split not in splits:
+        raise MetricsError(f"no split {split!r} in these metrics (splits: {', '.join(splits) or 'none'})")
+    return splits[split]["conditions"]
 
 
 def _pyplot():
@@ -102,92 +143,6 @@ def _json_default(obj):
     if isinstance(obj, np.ndarray | torch.Tensor):
         return obj.tolist()
     return str(obj)
-
-
-def _dcf_columns(metrics):
-    """(header, key) of every minDCF column present, the primary one first."""
-    first = next(iter(metrics.values()), {})
-    p = first.get("min_dcf_p_target", 0.01)
-    cols = [(f"minDCF({p:g})", "min_dcf")]
-    extra = sorted(
-        {
-            k
-            for m in metrics.values()
-            for k in m
-            if k.startswith("min_dcf_p") and k[9:10].isdigit() and not k.endswith("_threshold")
-        },
-        key=lambda k: -float(k[9:]),
-    )
-    cols += [(f"minDCF({k[9:]})", k) for k in extra]
-    return cols
-
-
-def _rows(metrics):
-    cols = _dcf_columns(metrics)
-    header = ["condition", "EER %"] + [h for h, _ in cols] + ["#target", "#nontarget"]
-    rows = []
-    for name, m in metrics.items():
-        rows.append(
-            [str(name), f"{100 * m['eer']:.2f}"]
-            + [f"{m[k]:.4f}" if k in m else "-" for _, k in cols]
-            + [str(m.get("n_target", "-")), str(m.get("n_nontarget", "-"))]
-        )
-    return header, rows
-
-
-def format_metrics_table(metrics):
-    """A plain-text aligned table of per-condition metrics, for the terminal.
-
-    Arguments
-    ---------
-    metrics : dict
-        ``{condition: {"eer", "min_dcf", "n_target", "n_nontarget", ...}}`` as
-        returned by :func:`speechbrain_ext.scoring.evaluate_conditions`.
-
-    Returns
-    -------
-    str
-        Header, a rule, one line per condition; numbers right-aligned.
-
-    Example
-    -------
-    >>> print(format_metrics_table({"vox1-O": {"eer": 0.0123, "min_dcf": 0.1,
-    ...                                        "n_target": 10, "n_nontarget": 90}}))
-    condition  EER %  minDCF(0.01)  #target  #nontarget
-    ---------  -----  ------------  -------  ----------
-    vox1-O      1.23        0.1000       10          90
-    """
-    header, rows = _rows(metrics)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def fmt(cells):
-        first = cells[0].ljust(widths[0])
-        return "  ".join([first] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])])
-
-    lines = [fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _markdown(metrics, title, extra):
-    header, rows = _rows(metrics)
-    out = [f"# {title}", "", "| " + " | ".join(header) + " |"]
-    out.append("|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|")
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    out += [
-        "",
-        "EER and minDCF (normalised NIST cost) as defined in `methods.md`; a trial is accepted "
-        "when score >= threshold.",
-        "",
-    ]
-    if extra:
-        out.append("## Run")
-        out.append("")
-        for key, value in extra.items():
-            text = value if isinstance(value, str) else json.dumps(value, default=_json_default)
-            out.append(f"- **{key}**: `{text}`")
-        out.append("")
-    out += ["![DET curves](det.png)", "", "![Score histograms](score_hist.png)", ""]
-    return "\n".join(out)
 
 
 def _ndtri(p):
@@ -263,8 +218,10 @@ def _plot_hist(split, metrics, title, path):
     for ax, (name, (pos, neg)) in zip(axes.flat, split.items()):
         lo, hi = min(pos.min(), neg.min()), max(pos.max(), neg.max())
         bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 61)
-        ax.hist(neg, bins=bins, density=True, alpha=0.55, label=f"non-target ({len(neg)})")
-        ax.hist(pos, bins=bins, density=True, alpha=0.55, label=f"target ({len(pos)})")
+        # stairs of precomputed densities: one artist per side instead of one bar per bin (much faster)
+        for side, label in ((neg, "non-target"), (pos, "target")):
+            ax.stairs(np.histogram(side, bins=bins, density=True)[0], bins, fill=True, alpha=0.55,
+                      label=f"{label} ({len(side)})")
         thr = metrics.get(name, {}).get("eer_threshold")
         if thr is not None:
             ax.axvline(thr, color="black", linewidth=0.8, linestyle="--", label="EER threshold")
@@ -278,60 +235,77 @@ def _plot_hist(split, metrics, title, path):
     _save_figure(fig, path)
 
 
-def write_report(out_dir, metrics, scores_by_condition, title, extra=None):
-    """Write ``metrics.json``, ``report.md``, ``det.png`` and ``score_hist.png``.
+def _plot_split(out_dir, name, metrics, scores_by_condition, title, first):
+    """DET and histogram plots of one split: ``det.png`` / ``score_hist.png`` for the first, ``det_<split>.png``..."""
+    missing = [c for c in metrics if c not in scores_by_condition]
+    if missing:
+        raise ValueError(f"split {name!r}: no scores for condition(s) {missing}")
+    suffix = "" if first else f"_{name}"
+    paths = {kind: os.path.join(out_dir, f"{kind}{suffix}.png") for kind in ("det", "score_hist")}
+    split = {cond: split_by_label(cond, *scores_by_condition[cond]) for cond in metrics}
+    _plot_det(split, metrics, f"{title} ({name})", paths["det"])
+    _plot_hist(split, metrics, f"{title} ({name})", paths["score_hist"])
+    return paths
+
+
+def write_report(out_dir, metrics, scores, title, extra=None, aliases=None):
+    """Write ``metrics.json``, ``report.md`` and the DET / histogram plots of every split.
 
     Arguments
     ---------
     out_dir : str or os.PathLike
         Created if needed.
     metrics : dict
-        ``{condition: {...}}`` from :func:`speechbrain_ext.scoring.evaluate_conditions`.
-    scores_by_condition : dict
-        ``{condition: (scores, labels)}``, the input of those metrics (for the plots).
+        ``{split: {condition: {...}}}`` (:mod:`speechbrain_ext.split_metrics`, or
+        :func:`speechbrain_ext.scoring.evaluate_conditions` per split), in report order.
+    scores : dict
+        ``{split: {condition: (scores, labels)}}``, the input of those metrics (for the plots).
     title : str
         Heading of the report and of the plots.
     extra : dict or None
-        Run information (checkpoint, command, ...): top-level keys of
-        ``metrics.json`` and a list in ``report.md``. It may not use the key
-        ``"conditions"``.
+        Run information (checkpoint, command, ...): top-level keys of ``metrics.json``
+        and a list in ``report.md``. It may not use the keys ``"conditions"`` or ``"splits"``.
+    aliases : dict or None
+        ``{split: {condition: [conditions with identical trials]}}``: shown once in ``report.md``.
 
     Returns
     -------
     dict
-        ``{"metrics": path, "report": path, "det": path, "score_hist": path}``.
+        ``{"metrics": path, "report": path, "det": path, "score_hist": path, "plots": {split: {...}}}``.
 
     Example
     -------
     >>> import tempfile, json
     >>> from speechbrain_ext.scoring import evaluate_conditions
     >>> data = {"all": ([0.9, 0.8, 0.1, 0.85], [1, 1, 0, 0])}
-    >>> paths = write_report(tempfile.mkdtemp(), evaluate_conditions(data), data, "demo",
+    >>> paths = write_report(tempfile.mkdtemp(), {"eval": evaluate_conditions(data)}, {"eval": data}, "demo",
     ...                      extra={"checkpoint": "ckpt/best"})
     >>> sorted(paths)
-    ['det', 'metrics', 'report', 'score_hist']
+    ['det', 'metrics', 'plots', 'report', 'score_hist']
     >>> m = json.load(open(paths["metrics"]))
-    >>> m["checkpoint"], m["conditions"]["all"]["eer"], m["conditions"]["all"]["n_target"]
+    >>> m["checkpoint"], m["conditions"]["all"]["eer"], m["splits"]["eval"]["conditions"]["all"]["n_target"]
     ('ckpt/best', 0.5, 2)
     """
     extra = dict(extra or {})
-    if "conditions" in extra:
-        raise ValueError("extra may not contain the key 'conditions'")
-    missing = [name for name in metrics if name not in scores_by_condition]
-    if missing:
-        raise ValueError(f"no scores for condition(s) {missing}")
+    reserved = [k for k in ("conditions", "splits") if k in extra]
+    if reserved:
+        raise ValueError(f"extra may not contain the key(s) {reserved}")
+    if not metrics:
+        raise ValueError("no split to report")
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    paths = {
-        "metrics": os.path.join(out_dir, METRICS_FILE),
-        "report": os.path.join(out_dir, "report.md"),
-        "det": os.path.join(out_dir, "det.png"),
-        "score_hist": os.path.join(out_dir, "score_hist.png"),
+    plots = {name: _plot_split(out_dir, name, m, scores.get(name, {}), title, i == 0)
+             for i, (name, m) in enumerate(metrics.items())}
+    first = next(iter(metrics))
+    paths = {"metrics": os.path.join(out_dir, METRICS_FILE), "report": os.path.join(out_dir, "report.md"),
+             **plots[first], "plots": plots}
+    payload = {
+        "splits": {name: {"conditions": m, "aliases": (aliases or {}).get(name, {})} for name, m in metrics.items()},
+        "conditions": metrics[first],
+        **extra,
     }
-    payload = {"conditions": metrics, **extra}
     atomic_write_json(paths["metrics"], payload, default=_json_default, allow_nan=False)
-    atomic_write_bytes(paths["report"], _markdown(metrics, title, extra).encode("utf-8"))
-    split = {name: split_by_label(name, *scores_by_condition[name]) for name in metrics}
-    _plot_det(split, metrics, title, paths["det"])
-    _plot_hist(split, metrics, title, paths["score_hist"])
+    figures = [(f"{kind} — {name}", os.path.basename(path)) for name, p in plots.items() for kind, path in p.items()]
+    text = report_tables.markdown(metrics, title, extra, aliases, figures)
+    atomic_write_bytes(paths["report"], text.encode("utf-8"))
     return paths

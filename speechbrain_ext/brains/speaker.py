@@ -9,9 +9,13 @@ Training step::
     compute_losses      → {"aam": ...}           (subclasses add terms)
     loss_balancer       → one scalar + stats     (fixed weights or MGDA, from YAML)
 
-Validation extracts embeddings of the validation speakers and scores their trial
-list, so checkpoints are selected by a verification EER on speakers the model never
-saw, never on the evaluation trials.
+Validation extracts embeddings of every validation split's speakers in one pass and
+scores each split's trial list (:mod:`speechbrain_ext.validation`), so checkpoints are
+selected by a verification EER on speakers the model never saw, never on the
+evaluation trials: one split's EER or their mean (``checkpoint_selection``,
+:mod:`speechbrain_ext.selection`). Each epoch is logged to SpeechBrain's
+``train_log.txt`` and, one JSON object per epoch, to ``train_log.jsonl``
+(:mod:`speechbrain_ext.epoch_log`).
 """
 
 import inspect
@@ -22,8 +26,9 @@ from types import SimpleNamespace
 
 import speechbrain as sb
 import torch
+from speechbrain.utils.distributed import if_main_process
 
-from speechbrain_ext import compat, evaluation
+from speechbrain_ext import compat, epoch_log, selection, splits, validation
 from speechbrain_ext import data as sx_data
 from speechbrain_ext import distributed as sx_distributed
 from speechbrain_ext.errors import SpeechBrainExtError
@@ -52,9 +57,9 @@ class SpeakerBrain(compat.Brain):
 
     Expected hparams: ``compute_features``, ``mean_var_norm``, ``embedding_model``,
     ``classifier`` (in ``modules``), ``aam_loss``, ``loss_balancer``, ``wav_augment``
-    (or null), ``train_annotation``, ``valid_annotation``, ``valid_trials_dir``,
+    (or null), ``train_annotation``, ``valid_splits``, ``checkpoint_selection``,
     ``data_folder``, ``sample_rate``, ``crop_seconds``, ``n_speakers``,
-    ``max_skipped_share``, ``epoch_counter``, ``lr_annealing``, ``train_logger``,
+    ``max_skipped_share``, ``epoch_counter``, ``lr_annealing``, ``train_logger``, ``train_log``,
     ``margin_scheduler`` (null, or a :class:`speechbrain_ext.margin.MarginScheduler`
     stepped in :meth:`on_fit_batch_start`).
 
@@ -86,7 +91,11 @@ class SpeakerBrain(compat.Brain):
         sx_data.add_speaker_label(train, self.label_encoder)
         self.add_train_items(train)
         train.set_output_keys(self.train_output_keys())
-        valid = evaluation.utterance_dataset(hp.valid_annotation, hp.data_folder, hp.sample_rate)
+        self.valid_splits = splits.parse_splits(hp.valid_splits, "valid_splits")
+        self.selection = splits.selection_rule(hp.checkpoint_selection, self.valid_splits)
+        valid, self.valid_segments = validation.validation_dataset(
+            [s.annotation for s in self.valid_splits], hp.data_folder, hp.sample_rate
+        )
         self.train_set = train
         return train, valid
 
@@ -143,6 +152,21 @@ class SpeakerBrain(compat.Brain):
         """DataLoader options for embedding extraction (validation and evaluation)."""
         options = dict(self.hparams.eval_dataloader_opts)
         options["collate_fn"] = sx_data.collate_skipping
+        return options
+
+    def validation_loader_options(self):
+        """DataLoader options of the validation stage: with several valid manifests, batches never mix them.
+
+        Each manifest is then batched as if it were validated alone
+        (:class:`~speechbrain_ext.validation.SegmentBatches`), so its embeddings, hence its
+        EER, do not depend on the other splits. Call after :meth:`make_datasets`.
+        """
+        options = self.valid_loader_options()
+        if len(self.valid_segments) > 1:
+            batch_size = options.pop("batch_size", 1)
+            for exclusive in ("shuffle", "sampler", "drop_last"):
+                options.pop(exclusive, None)
+            options["batch_sampler"] = validation.SegmentBatches(self.valid_segments, batch_size)
         return options
 
     def inference_functions(self, loader_options=None):
@@ -332,17 +356,27 @@ class SpeakerBrain(compat.Brain):
             return
         if stage != sb.Stage.VALID:
             return
-        metrics = self.score_valid()
+        per_split = self.score_valid()
+        selected = selection.selection_metric(per_split, self.selection)
         old_lr, new_lr = self.hparams.lr_annealing(epoch)
         sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+        valid_stats = dict(selected)
+        if len(per_split) > 1:
+            valid_stats.update({f"{name}_{k}": v for name, m in per_split.items() for k, v in m.items()})
         self.hparams.train_logger.log_stats(
             stats_meta={"epoch": epoch, "lr": old_lr},
             train_stats=self.train_stats,
-            valid_stats={**metrics, "seconds": round(elapsed, 1)},
+            valid_stats={**valid_stats, "seconds": round(elapsed, 1)},
         )
-        self.checkpointer.save_and_keep_only(
-            meta={"EER": metrics["EER"], "epoch": epoch},
-            min_keys=["EER"],
+        if if_main_process():
+            epoch_log.write_epoch(epoch_log.log_path(self.hparams.train_log), {
+                "epoch": epoch, "lr": old_lr, "train": self.train_stats or {}, "valid": per_split,
+                "valid_seconds": round(elapsed, 1), "selection": {"rule": self.selection, **selected},
+            })
+        selection.keep_best(
+            self.checkpointer,
+            meta={"EER": selected["EER"], "epoch": epoch, "valid": {n: m["EER"] for n, m in per_split.items()},
+                  "selection": self.selection},
             num_to_keep=self.hparams.keep_checkpoints,
         )
 
@@ -358,10 +392,6 @@ class SpeakerBrain(compat.Brain):
         return stats
 
     def score_valid(self):
-        """EER (%) and minDCF of the validation trials on the collected embeddings."""
+        """EER (%) and minDCF of every valid split's trial list on the collected embeddings."""
         embeddings = torch.cat(self.valid_embeddings) if self.valid_embeddings else torch.zeros(0, 1)
-        result = evaluation.score_trial_dir(
-            self.valid_ids, embeddings, self.hparams.valid_trials_dir, conditions=[self.hparams.valid_condition]
-        )
-        cond = result[self.hparams.valid_condition]
-        return {"EER": round(100 * cond["eer"], 4), "minDCF": round(cond["min_dcf"], 5)}
+        return validation.score_valid_splits(self.valid_ids, embeddings, self.valid_splits)

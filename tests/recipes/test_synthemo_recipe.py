@@ -1,9 +1,14 @@
 """The SynthEmo baseline recipe, end to end on a tiny corpus: train, resume, verify."""
 
 import json
+import math
 import os
 
 import pytest
+
+from speechbrain_ext.compare import summarise
+from speechbrain_ext.epoch_log import read_epoch_log
+from speechbrain_ext.trial_scores import load_trial_scores
 
 
 def read_metrics(output_root, system="ecapa_aam", seed=1986):
@@ -11,18 +16,32 @@ def read_metrics(output_root, system="ecapa_aam", seed=1986):
         return json.load(f)
 
 
+def selected_epoch(records):
+    """The epoch the rule of speechbrain_ext.selection picks: lowest selection EER, ties to the later epoch."""
+    return max(records, key=lambda r: (-r["selection"]["EER"], r["epoch"]))["epoch"]
+
+
 def test_baseline_trains_verifies_and_resumes(run_synthemo_recipe):
     completed, out = run_synthemo_recipe("ecapa_aam.yaml", "--number_of_epochs", "1")
     metrics = read_metrics(out)
+    assert list(metrics["splits"]) == ["eval", "ood"]  # in-generator eval and out-of-generator ood
     conditions = metrics["conditions"]
+    assert conditions == metrics["splits"]["eval"]["conditions"]
     assert {"all", "neutral_neutral", "neutral_emotional"} <= set(conditions)
-    for cond in conditions.values():
-        assert 0.0 <= cond["eer"] <= 1.0 and cond["min_dcf"] >= 0.0
-        assert cond["n_target"] > 0 and cond["n_nontarget"] > 0
+    for split in metrics["splits"].values():
+        for cond in split["conditions"].values():
+            assert 0.0 <= cond["eer"] <= 1.0 and cond["min_dcf"] >= 0.0 and cond["min_dcf_p0.05"] >= 0.0
+            assert cond["n_target"] > 0 and cond["n_nontarget"] > 0
+            assert cond["eer_ci"][0] <= cond["eer"] <= cond["eer_ci"][1]
+            assert math.isfinite(cond["cllr"]) and math.isfinite(cond["raw_cllr"])
     exp = os.path.join(out, "ecapa_aam", "seed1986")
-    for name in ("report.md", "det.png", "score_hist.png"):
+    for name in ("report.md", "det.png", "score_hist.png", "det_ood.png", "calibration.json"):
         assert os.path.getsize(os.path.join(exp, "report", name)) > 0
-    assert "neutral_emotional" in completed.stdout and "report.md" in completed.stdout
+    for split in ("eval", "ood"):
+        assert load_trial_scores(os.path.join(exp, "report", "scores", f"{split}.npz")).meta["split"] == split
+    assert {r["split"] for r in summarise({"run": [exp]}, "ood", n_draws=10)} == {"ood"}
+    assert "ood:" in completed.stdout and "neutral_emotional" in completed.stdout
+    assert "report.md" in completed.stdout
     assert os.path.isfile(os.path.join(exp, "save", "label_encoder.txt"))
 
     # The same command with more epochs resumes after epoch 1 instead of starting over.
@@ -30,7 +49,33 @@ def test_baseline_trains_verifies_and_resumes(run_synthemo_recipe):
     with open(os.path.join(exp, "train_log.txt")) as f:
         epochs = [line.split(",")[0] for line in f if line.startswith("epoch")]
     assert epochs == ["epoch: 1", "epoch: 2"]
-    assert read_metrics(out)["epoch"] in (1, 2)  # the epoch with the lower valid EER
+    records = read_epoch_log(os.path.join(exp, "train_log.jsonl"))
+    assert [r["epoch"] for r in records] == [1, 2]
+    for r in records:
+        assert set(r["valid"]) == {"valid", "ood_valid"} and r["selection"]["rule"] == "valid"
+        assert r["selection"]["EER"] == r["valid"]["valid"]["EER"]
+        assert {"loss", "seconds", "step_seconds", "loader_wait_seconds"} <= set(r["train"])
+    metrics = read_metrics(out)
+    best = next(r for r in records if r["epoch"] == selected_epoch(records))
+    assert metrics["epoch"] == best["epoch"] and metrics["valid_EER"] == best["selection"]["EER"]
+    assert metrics["valid"] == {name: m["EER"] for name, m in best["valid"].items()}
+
+
+@pytest.mark.parametrize("rule", ["mean", "ood_valid"])
+def test_checkpoint_selection_by_mean_or_by_ood_valid(run_synthemo_recipe, rule):
+    # only the in-generator eval split (a split set to null is dropped): the selection is what is tested
+    _, out = run_synthemo_recipe("ecapa_aam.yaml", "--number_of_epochs", "2", "--checkpoint_selection", rule,
+                                 "--bootstrap_draws", "50", "--eval_splits", "{ood: null}")
+    exp = os.path.join(out, "ecapa_aam", "seed1986")
+    records = read_epoch_log(os.path.join(exp, "train_log.jsonl"))
+    for r in records:
+        per_split = [m["EER"] for m in r["valid"].values()]
+        expected = round(sum(per_split) / len(per_split), 4) if rule == "mean" else r["valid"]["ood_valid"]["EER"]
+        assert r["selection"] == {"rule": rule, "EER": expected, "minDCF": r["selection"]["minDCF"]}
+    metrics = read_metrics(out)
+    best = next(r for r in records if r["epoch"] == selected_epoch(records))
+    assert metrics["selection"] == rule and metrics["epoch"] == best["epoch"]
+    assert metrics["valid_EER"] == best["selection"]["EER"] and list(metrics["splits"]) == ["eval"]
 
 
 def test_unknown_override_fails_with_the_key_named(run_synthemo_recipe):

@@ -92,3 +92,20 @@ def test_allow_config_change_continues(baseline, corpus, tmp_path, scenario):
     assert checkpoints(out)
     row.observed = "first refused ('aam_margin (0.2 -> 0.3)'); with the flag: warning 'resuming ... with a " \
         "changed configuration (allow_config_change): aam_margin (0.2 -> 0.3)', evaluation finished"
+
+
+@pytest.mark.parametrize("override, named", [
+    ("{ood: {annotation: /nope/ood.csv}}", "eval_splits.ood: annotation not found: /nope/ood.csv"),
+    ("{ood: {trials: /nope/trials/ood}}", "eval_splits.ood: trial folder not found: /nope/trials/ood"),
+])
+def test_missing_split_is_named_before_training(corpus, tmp_path, scenario, override, named):
+    row = scenario(
+        f"An evaluation split naming a missing file or folder (--eval_splits \"{override}\")",
+        "error naming the split and the path, before any training step (no checkpoint, no log)",
+    )
+    out = str(tmp_path / "out")
+    completed = run_recipe(corpus, out, "--number_of_epochs", 1, "--eval_splits", override, check=False)
+    line = error_line(completed)
+    assert named in line
+    assert not checkpoints(out) and not os.path.exists(os.path.join(experiment_dir(out), "train_log.txt"))
+    row.observed = line

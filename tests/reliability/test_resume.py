@@ -26,6 +26,7 @@ from reliability_helpers import (
 )
 
 from speechbrain_ext.checkpoints import RECORD_NAME, file_digest
+from speechbrain_ext.epoch_log import read_epoch_log
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +55,14 @@ def comparable(metrics):
     return {k: v for k, v in metrics.items() if k not in ("command", "checkpoint")}
 
 
+def json_log_epochs(output_root):
+    """``train_log.jsonl`` without the wall-clock fields; each epoch must be there once."""
+    records = read_epoch_log(os.path.join(experiment_dir(output_root), "train_log.jsonl"))
+    assert [r["epoch"] for r in records] == list(range(1, int(EPOCHS) + 1))
+    return [{**r, "valid_seconds": None, "train": {k: v for k, v in r["train"].items() if "seconds" not in k}}
+            for r in records]
+
+
 def where(step):
     epoch, within = divmod(step - 1, STEPS_PER_EPOCH)
     return f"epoch {epoch + 1} step {within + 1}"
@@ -79,6 +88,7 @@ def kill_and_resume(corpus, baseline, tmp_path, pause, row):
     reference = train_steps(base_markers)
     assert resumed_steps == {k: reference[k] for k in resumed_steps}
     assert train_log_epochs(out) == train_log_epochs(base_out)
+    assert json_log_epochs(out) == json_log_epochs(base_out)  # one line per epoch, the same values
     assert comparable(read_metrics(out)) == comparable(read_metrics(base_out))
     assert not [n for n in os.listdir(os.path.join(experiment_dir(out), "save")) if n.startswith(".tmp-")]
     eer = read_metrics(out)["conditions"]["all"]["eer"]
@@ -86,7 +96,8 @@ def kill_and_resume(corpus, baseline, tmp_path, pause, row):
     row.observed = (
         f"killed after {where(done)} (global step {done}); last checkpoint: {saved_kind}; resumed at {where(first)}; "
         f"steps redone: {redone} (interval {INTERVAL}); same batches and losses at the {len(resumed_steps)} steps "
-        f"run again; train_log and metrics.json identical (EER all {eer:.4f})"
+        f"run again; train_log.txt, train_log.jsonl (one line per epoch) and metrics.json identical "
+        f"(EER all {eer:.4f})"
     )
 
 
@@ -164,6 +175,7 @@ def kill_and_resume_after(corpus, baseline, out, markers, killed):
     reference = train_steps(base_markers)
     assert resumed == {k: reference[k] for k in resumed}
     assert comparable(read_metrics(out)) == comparable(read_metrics(base_out))
+    assert json_log_epochs(out) == json_log_epochs(base_out)
     summary = f"resumed at {where(min(resumed))} (steps redone: {done - saved_at}); metrics bit-identical"
     return summary, done - saved_at
 

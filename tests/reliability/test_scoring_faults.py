@@ -76,7 +76,8 @@ def test_unreadable_eval_file_end_to_end(baseline, corpus, tmp_path, scenario):
     broken = str(tmp_path / "eval.csv")
     with open(broken, "w", newline="") as f:
         csv.writer(f).writerows(rows)
-    done = run_recipe(corpus, out, "--number_of_epochs", 2, "--eval_annotation", broken, check=False)
+    done = run_recipe(corpus, out, "--number_of_epochs", 2, "--eval_splits", f"{{eval: {{annotation: {broken}}}}}",
+                      check=False)
     assert done.returncode == 1
     line = next(x for x in done.stderr.splitlines() if x.startswith("error: "))
     assert f"'{victim}'" in line and "has no embedding" in line and "all.txt:" in line

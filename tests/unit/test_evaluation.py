@@ -1,71 +1,135 @@
 """speechbrain_ext.evaluation runs on an encode function and a loader factory: no Brain needed."""
 
 import json
+import math
 import os
 
 import numpy as np
-import soundfile as sf
+import pytest
 import torch
+from fake_corpus import encode, make_loader, write_split
 
-from speechbrain_ext import data as sx_data
-from speechbrain_ext import evaluation
-
-SPEAKERS = {"s1": 0.2, "s2": 0.6}  # amplitude of each speaker's constant "voice"
-
-
-def _corpus(tmp_path):
-    rows = ["ID,duration,wav,spk_id"]
-    for spk, amp in SPEAKERS.items():
-        for k in range(3):
-            name = f"{spk}_{k}"
-            sf.write(tmp_path / f"{name}.wav", np.full(800 + 160 * k, amp, dtype="float32"), 16000)
-            rows.append(f"{name},{(800 + 160 * k) / 16000},$data_root/{name}.wav,{spk}")
-    manifest = tmp_path / "eval.csv"
-    manifest.write_text("\n".join(rows) + "\n")
-    trials = tmp_path / "trials"
-    trials.mkdir()
-    (trials / "all.txt").write_text("1 s1_0 s1_1\n1 s2_0 s2_1\n0 s1_0 s2_1\n0 s2_0 s1_2\n")
-    return str(manifest), str(trials)
+from speechbrain_ext import compare, evaluation
+from speechbrain_ext.calibration import Calibration
+from speechbrain_ext.report import read_metrics
+from speechbrain_ext.trial_scores import load_trial_scores, scores_path
 
 
-def _encode(wavs, lens):
-    """A 2-D "embedding" from the mean amplitude: speakers separate by angle."""
-    amp = wavs.sum(dim=1) / (lens * wavs.shape[1])
-    return torch.stack([amp, 1 - amp], dim=1)[:, None, :]
+@pytest.fixture
+def corpus(tmp_path):
+    root = tmp_path / "corpus"
+    root.mkdir()
+    splits = [write_split(str(root), name, seed=i) for i, name in enumerate(("eval", "ood", "valid"))]
+    return str(root), splits
 
 
-def _make_loader(dataset):
-    examples = [dataset[i] for i in range(len(dataset))]
-    return [sx_data.collate_skipping(examples[i : i + 2]) for i in range(0, len(examples), 2)]
+def run(corpus, out, encoder=encode, **options):
+    root, (eval_split, ood_split, valid_split) = corpus
+    options = {"cache_dir": os.path.join(out, "embeddings"), "checkpoint_path": "CKPT+1",
+               "calibration_split": valid_split, "n_draws": 200, "title": "t", "extra": {"system": "fake", "seed": 3},
+               **options}
+    return evaluation.evaluate(encoder, make_loader, [eval_split, ood_split], root, os.path.join(out, "report"),
+                               **options)
 
 
-def test_evaluate_scores_writes_the_report_and_reuses_the_cache(tmp_path):
-    manifest, trials = _corpus(tmp_path)
-    cache, out = str(tmp_path / "emb" / "eval.pt"), str(tmp_path / "report")
-    metrics = evaluation.evaluate(_encode, _make_loader, manifest, str(tmp_path), trials, out,
-                                  cache_path=cache, title="t", extra={"system": "fake"})
-    assert metrics["all"]["eer"] == 0.0 and metrics["all"]["n_target"] == 2
-    written = json.load(open(os.path.join(out, "metrics.json")))
-    assert written["conditions"]["all"]["eer"] == 0.0 and written["system"] == "fake"
-    cached = torch.load(cache, weights_only=True)
-    assert sorted(cached["ids"]) == [f"{s}_{k}" for s in SPEAKERS for k in range(3)]
+def test_two_splits_side_by_side_with_intervals_calibration_and_score_files(corpus, tmp_path):
+    out = str(tmp_path / "run")
+    metrics = run(corpus, out)
+    assert list(metrics) == ["eval", "ood"]
+    report_dir = os.path.join(out, "report")
+    written = read_metrics(report_dir)
+    assert list(written["splits"]) == ["eval", "ood"] and written["system"] == "fake"
+    assert written["conditions"] == written["splits"]["eval"]["conditions"] == json.loads(json.dumps(metrics["eval"]))
+    assert written["splits"]["eval"]["aliases"] == {"all": ["copy"]}
+    for split in ("eval", "ood"):
+        for cond, m in metrics[split].items():
+            assert {"eer", "min_dcf", "min_dcf_p0.05", "eer_ci", "min_dcf_ci", "min_dcf_p0.05_ci"} <= set(m)
+            for key, ci in (("eer", "eer_ci"), ("min_dcf", "min_dcf_ci"), ("min_dcf_p0.05", "min_dcf_p0.05_ci")):
+                assert m[ci][0] <= m[ci][1] and m[ci][0] - 1e-12 <= m[key] <= m[ci][1] + 1e-12, (split, cond, key)
+            for key in ("cllr", "min_cllr", "act_dcf@0.01", "act_dcf@0.05", "raw_cllr", "raw_act_dcf@0.01"):
+                assert math.isfinite(m[key]), (split, cond, key)
+            assert m["min_cllr"] <= m["cllr"] + 1e-12 and m["n_speakers"] == 5
+    # side by side in report.md, the identical list once
+    md = open(os.path.join(report_dir, "report.md")).read()
+    assert "| condition | eval | ood |" in md and "| all (= copy) |" in md and "| copy |" not in md
+    assert "## Calibration" in md and "### ood" in md
+    # the calibration file is a Calibration description fitted on the valid split's trials
+    with open(os.path.join(report_dir, "calibration.json")) as f:
+        calibration = Calibration.from_dict(json.load(f))
+    assert calibration.quality_names == ("log_dur_min", "log_dur_max", "norm_min", "norm_max")
+    assert written["calibration"]["split"] == "valid" and calibration.n_target == written["calibration"]["n_target"]
+    # the score files are what compare reads, and give back the same point estimates
+    for split in ("eval", "ood"):
+        scores = load_trial_scores(scores_path(report_dir, split))
+        assert scores.meta["split"] == split and scores.seed == 3 and len(scores.speakers) == 5
+        row = next(r for r in compare.summarise({"run": [out]}, split, n_draws=200) if r["condition"] == "all")
+        assert row["metrics"]["eer"]["value"] == metrics[split]["all"]["eer"]
+        assert [row["metrics"]["eer"]["low"], row["metrics"]["eer"]["high"]] == metrics[split]["all"]["eer_ci"]
+
+
+def test_the_cache_is_reused_and_the_metrics_repeat(corpus, tmp_path):
+    out = str(tmp_path / "run")
+    metrics = run(corpus, out)
+    assert sorted(os.listdir(os.path.join(out, "embeddings")))[0].startswith("eval-")
+    cached = torch.load(next(os.path.join(out, "embeddings", n) for n in os.listdir(os.path.join(out, "embeddings"))
+                             if n.startswith("eval-")), weights_only=True)
+    assert len(cached["ids"]) == 20
 
     def no_encoding(wavs, lens):
         raise AssertionError("the cached embeddings should have been used")
 
-    again = evaluation.evaluate(no_encoding, _make_loader, manifest, str(tmp_path), trials, out, cache_path=cache)
-    assert again == metrics
+    assert run(corpus, out, encoder=no_encoding) == metrics
 
 
-def test_evaluate_with_a_cohort_as_normalises(tmp_path):
-    manifest, trials = _corpus(tmp_path)
-    raw = evaluation.evaluate(_encode, _make_loader, manifest, str(tmp_path), trials, str(tmp_path / "a"))
-    normed = evaluation.evaluate(_encode, _make_loader, manifest, str(tmp_path), trials, str(tmp_path / "b"),
-                                 cohort_manifest=manifest, cohort_per_speaker=2, top_n=2)
-    cohort = evaluation.speaker_cohort(_encode, _make_loader, manifest, str(tmp_path), 16000, max_per_speaker=2)
-    assert cohort.shape == (2, 2) and torch.allclose(cohort.norm(dim=1), torch.ones(2))
-    ids, emb = evaluation.extract_embeddings(_encode, _make_loader, evaluation.utterance_dataset(
-        manifest, str(tmp_path), 16000))
-    _, scores = evaluation.score_trial_dir(ids, emb, trials, cohort=cohort, top_n=2, return_scores=True)
+def test_quality_measures_change_the_calibration_not_the_raw_metrics(corpus, tmp_path):
+    plain = run(corpus, str(tmp_path / "a"), calibration_quality="none")
+    qmf = run(corpus, str(tmp_path / "b"))
+    for key in ("eer", "min_dcf", "eer_ci", "raw_cllr"):
+        assert plain["eval"]["all"][key] == qmf["eval"]["all"][key]
+    assert plain["eval"]["all"]["cllr"] != qmf["eval"]["all"]["cllr"]
+    # without quality measures the LLRs are an increasing affine map of the scores: same order
+    assert plain["eval"]["all"]["llr_eer"] == plain["eval"]["all"]["eer"]
+    assert plain["eval"]["all"]["min_cllr"] == pytest.approx(plain["eval"]["all"]["raw_min_cllr"])
+
+
+def test_without_a_calibration_split_there_is_no_calibration(corpus, tmp_path):
+    metrics = run(corpus, str(tmp_path / "run"), calibration_split=None)
+    assert "cllr" not in metrics["eval"]["all"] and "eer_ci" in metrics["eval"]["all"]
+    assert not os.path.exists(tmp_path / "run" / "report" / "calibration.json")
+
+
+def test_evaluate_with_a_cohort_as_normalises(corpus, tmp_path):
+    root, (eval_split, _, valid_split) = corpus
+    raw = run(corpus, str(tmp_path / "a"))
+    normed = run(corpus, str(tmp_path / "b"), cohort_manifest=valid_split.annotation, cohort_per_speaker=2, top_n=3,
+                 calibration_quality="qmf")
+    cohort = evaluation.speaker_cohort(encode, make_loader, valid_split.annotation, root, 16000, max_per_speaker=2)
+    assert cohort.shape == (5, 8) and torch.allclose(cohort.norm(dim=1), torch.ones(5, dtype=cohort.dtype))
+    ids, emb = evaluation.extract_embeddings(encode, make_loader, evaluation.utterance_dataset(
+        eval_split.annotation, root, 16000))
+    _, scores = evaluation.score_trial_dir(ids, emb, eval_split.trials, cohort=cohort, top_n=3, return_scores=True)
     expected = evaluation.scoring.evaluate_conditions(scores)
-    assert normed == expected and normed["all"]["eer_threshold"] != raw["all"]["eer_threshold"]
+    for cond, m in expected.items():
+        assert {k: normed["eval"][cond][k] for k in m} == m
+    assert normed["eval"]["all"]["eer_threshold"] != raw["eval"]["all"]["eer_threshold"]
+    with open(tmp_path / "b" / "report" / "calibration.json") as f:
+        described = json.load(f)
+    assert described["score_kind"] == "as-norm top-3" and "cohort_mean_max" in described["quality_names"]
+    assert np.isfinite(normed["ood"]["all"]["cllr"])
+
+
+def test_a_calibration_that_cannot_be_fitted_is_skipped_and_named(corpus, tmp_path):
+    root, (eval_split, ood_split, valid_split) = corpus
+    few = os.path.join(root, "trials", "few")
+    os.makedirs(few)
+    with open(os.path.join(valid_split.trials, "all.txt")) as f:
+        lines = f.read().splitlines()
+    with open(os.path.join(few, "all.txt"), "w") as f:
+        f.write("\n".join(lines[:10]) + "\n")  # 10 trials: a calibration needs at least 20
+    tiny = type(valid_split)("valid", valid_split.annotation, few)
+    metrics = run(corpus, str(tmp_path / "run"), calibration_split=tiny)
+    assert "cllr" not in metrics["eval"]["all"] and metrics["ood"]["all"]["eer_ci"]
+    written = read_metrics(tmp_path / "run" / "report")
+    assert written["calibration"] == {"split": "valid", "error": "only 10 calibration trials: at least 20 are needed"}
+    assert "Not fitted on `valid`: only 10 calibration trials" in open(tmp_path / "run" / "report" / "report.md").read()
+    assert not os.path.exists(tmp_path / "run" / "report" / "calibration.json")

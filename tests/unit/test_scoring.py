@@ -166,15 +166,59 @@ def test_min_dcf_costs():
         compute_min_dcf(pos, neg, p_target=0.0)
 
 
+def rounding_eer_bound(pos, neg, dtype):
+    """The largest EER change that rounding the scores to ``dtype`` can cause.
+
+    Rounding to a float type is monotone (x <= y gives round(x) <= round(y)): it reorders
+    no pair of scores, it can only merge distinct scores into one value (a tie group).
+    The rounded list's thresholds are then the minima of the groups, with the same error
+    counts there as the float64 list at those scores. The float64 EER threshold t* lies
+    in one group G; with FAR - FRR non-increasing in the threshold, the rounded list's
+    EER threshold is the minimum of G or of the next group (or a threshold with the same
+    EER), and the trials that cross between t* and either one are scores of G. So the EER,
+    (FAR + FRR) / 2, moves by at most max(#negatives of G / n_neg, #positives of G / n_pos) / 2,
+    over the groups that merge distinct scores, and not at all when none does.
+    """
+    scores = np.r_[pos, neg]
+    is_pos = np.r_[np.ones(len(pos), bool), np.zeros(len(neg), bool)]
+    rounded = torch.tensor(scores, dtype=dtype).double().numpy()
+    bound = 0.0
+    for value in np.unique(rounded):
+        group = rounded == value
+        if np.unique(scores[group]).size > 1:
+            share = max((group & ~is_pos).sum() / len(neg), (group & is_pos).sum() / len(pos))
+            bound = max(bound, share / 2)
+    return bound
+
+
 def test_input_types_and_dtypes():
     pos, neg = random_scores(3, 20, 80)
     ref = compute_eer(pos, neg)
     assert compute_eer(torch.from_numpy(pos), torch.from_numpy(neg)) == ref
     assert compute_eer(pos.tolist(), neg.tolist()) == ref
-    e32, _ = compute_eer(torch.tensor(pos, dtype=torch.float32), torch.tensor(neg, dtype=torch.float32))
-    eb, _ = compute_eer(torch.tensor(pos, dtype=torch.bfloat16), torch.tensor(neg, dtype=torch.bfloat16))
-    assert abs(e32 - ref[0]) < 0.05 and 0 <= eb <= 1
     assert isinstance(ref[0], float) and isinstance(ref[1], float)
+    # No two of these scores share a float32 value: the bound is 0 and the EER exactly the same.
+    assert rounding_eer_bound(pos, neg, torch.float32) == 0.0
+    e32, _ = compute_eer(torch.tensor(pos, dtype=torch.float32), torch.tensor(neg, dtype=torch.float32))
+    assert e32 == ref[0]
+    eb, _ = compute_eer(torch.tensor(pos, dtype=torch.bfloat16), torch.tensor(neg, dtype=torch.bfloat16))
+    assert abs(eb - ref[0]) <= rounding_eer_bound(pos, neg, torch.bfloat16)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_float32_eer_moves_at_most_what_rounding_can_merge(seed):
+    # Scores around the EER threshold with neighbours of the other class closer than float32 resolves.
+    rng = np.random.default_rng(seed)
+    pos, neg = rng.normal(0.3, 0.2, 60), rng.normal(0.0, 0.2, 240)
+    twins = rng.choice(pos, 15, replace=False)
+    neg = np.r_[neg, twins * (1 + 1e-9)]
+    pos = np.r_[pos, rng.choice(neg[:240], 15, replace=False) * (1 - 1e-9)]
+    ref, _ = compute_eer(pos, neg)
+    for dtype in (torch.float32, torch.bfloat16):
+        bound = rounding_eer_bound(pos, neg, dtype)
+        got, _ = compute_eer(torch.tensor(pos, dtype=dtype), torch.tensor(neg, dtype=dtype))
+        assert bound > 0 and abs(got - ref) <= bound, (dtype, got, ref, bound)
+    assert rounding_eer_bound(pos, neg, torch.float32) < 0.01  # a few merged pairs, not 5 points
 
 
 def test_det_curve_matches_direct_rates():
@@ -411,27 +455,33 @@ def test_report_files_and_schema(tmp_path):
         "same-emotion": (rng.normal(size=50), np.r_[np.ones(10), np.zeros(40)]),
         "flat": (np.zeros(4), [1, 0, 0, 0]),
     }
+    ood = {"all": (np.r_[pos - 0.5, neg], data["all"][1])}
     metrics = evaluate_conditions(data, p_targets=(0.01, 0.001))
+    ood_metrics = evaluate_conditions(ood, p_targets=(0.01, 0.001))
     paths = write_report(
-        tmp_path / "rep", metrics, data, "unit test", extra={"checkpoint": "ckpt", "command": "x"}
+        tmp_path / "rep", {"eval": metrics, "ood": ood_metrics}, {"eval": data, "ood": ood}, "unit test",
+        extra={"checkpoint": "ckpt", "command": "x"},
     )
-    assert set(paths) == {"metrics", "report", "det", "score_hist"}
-    for p in paths.values():
+    assert set(paths) == {"metrics", "report", "det", "score_hist", "plots"}
+    assert sorted(os.path.basename(p) for p in paths["plots"]["ood"].values()) == ["det_ood.png", "score_hist_ood.png"]
+    for p in [paths["metrics"], paths["report"], *(q for v in paths["plots"].values() for q in v.values())]:
         assert os.path.getsize(p) > 0
-    for p in (paths["det"], paths["score_hist"]):
-        with open(p, "rb") as f:
-            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        if p.endswith(".png"):
+            with open(p, "rb") as f:
+                assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert not [f for f in os.listdir(tmp_path / "rep") if f.startswith(".tmp-")]
     m = json.load(open(paths["metrics"]))
     assert m["checkpoint"] == "ckpt" and m["command"] == "x"
-    assert set(m["conditions"]) == set(data)
+    assert set(m["conditions"]) == set(data) and m["conditions"] == m["splits"]["eval"]["conditions"]
+    assert m["splits"]["ood"]["conditions"]["all"] == pytest.approx(ood_metrics["all"])
     for name, cond in m["conditions"].items():
         assert {"eer", "min_dcf", "n_target", "n_nontarget", "min_dcf_p0.001"} <= set(cond)
         assert 0.0 <= cond["eer"] <= 1.0
         assert cond == pytest.approx(metrics[name])
     md = open(paths["report"]).read()
-    assert "| condition | EER % | minDCF(0.01) | minDCF(0.001) | #target | #nontarget |" in md
-    assert f"| all | {100 * metrics['all']['eer']:.2f} |" in md and "ckpt" in md
+    assert "| condition | eval | ood |" in md and "### minDCF(0.001)" in md
+    assert f"| all | {100 * metrics['all']['eer']:.2f} | {100 * ood_metrics['all']['eer']:.2f} |" in md
+    assert "| flat | 50.00 | - |" in md and "ckpt" in md
     table_text = format_metrics_table(metrics)
     assert table_text.splitlines()[0].split() == [
         "condition",
@@ -443,5 +493,8 @@ def test_report_files_and_schema(tmp_path):
         "#nontarget",
     ]
     assert len(table_text.splitlines()) == 2 + len(data)
-    with pytest.raises(ValueError, match="conditions"):
-        write_report(tmp_path / "rep", metrics, data, "t", extra={"conditions": 1})
+    for reserved in ("conditions", "splits"):
+        with pytest.raises(ValueError, match=reserved):
+            write_report(tmp_path / "rep", {"eval": metrics}, {"eval": data}, "t", extra={reserved: 1})
+    with pytest.raises(ValueError, match="split 'eval': no scores for condition"):
+        write_report(tmp_path / "rep", {"eval": metrics}, {"eval": {"all": data["all"]}}, "t")

@@ -1,0 +1,241 @@
+"""The metrics of one run's evaluation splits: EER / minDCF, speaker-bootstrap intervals, calibration.
+
+For every split and condition (:func:`split_results`):
+
+- ``eer``, ``min_dcf`` (p_target 0.01), ``min_dcf_p0.05`` and thresholds
+  (:func:`speechbrain_ext.scoring.evaluate_conditions` at :data:`P_TARGETS`);
+- ``eer_ci``, ``min_dcf_ci``, ``min_dcf_p0.05_ci``: 95 % percentile intervals of a
+  bootstrap over the test speakers (``methods.md``, Uncertainty), computed by
+  :class:`speechbrain_ext.compare.SplitComparison` on the score file just written, so a
+  later comparison of runs reads the same numbers; conditions whose trials are
+  identical (a list written twice under two names) are listed in ``aliases``;
+- with a calibration split: a linear calibration (:mod:`speechbrain_ext.calibration`,
+  quality measures of :mod:`speechbrain_ext.quality`) is fitted once on its trials
+  and applied to every condition, which gains ``cllr``, ``min_cllr``,
+  ``act_dcf@0.01``, ``act_dcf@0.05`` of the calibrated LLRs, ``llr_eer`` and
+  ``llr_min_dcf@<p>`` of the LLRs (equal to the raw ones unless quality measures
+  reorder the trials), and ``raw_cllr``, ``raw_min_cllr``, ``raw_act_dcf@<p>``: the raw
+  scores read as if they were LLRs, for contrast. A calibration that cannot be fitted
+  (too few calibration trials, one class only...) is skipped with a warning: the other
+  metrics are reported and ``calibration_info["error"]`` names the cause.
+"""
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from speechbrain_ext import quality as sx_quality
+from speechbrain_ext import scoring
+from speechbrain_ext.calibration import fit_calibration
+from speechbrain_ext.calibration_metrics import CalibrationError, calibration_report
+from speechbrain_ext.compare import SplitComparison
+
+__all__ = ["P_TARGETS", "SplitResults", "check_calibration", "speaker_intervals", "split_results"]
+
+logger = logging.getLogger(__name__)
+
+#: Priors of every minDCF and actual DCF of a report.
+P_TARGETS = (0.01, 0.05)
+#: Coverage of the intervals.
+LEVEL = 0.95
+
+
+@dataclass
+class SplitResults:
+    """What :func:`split_results` returns.
+
+    Attributes
+    ----------
+    metrics : dict
+        ``{split: {condition: {metric: value}}}``.
+    aliases : dict
+        ``{split: {condition kept: [identical conditions]}}``.
+    calibration : speechbrain_ext.calibration.Calibration or None
+    calibration_info : dict or None
+        What the calibration was fitted on (for ``metrics.json``), or ``{"split", "error"}``
+        when it could not be fitted.
+    """
+
+    metrics: dict
+    aliases: dict
+    calibration: object = None
+    calibration_info: dict = None
+
+
+def check_calibration(quality, p_target, as_norm):
+    """Refuse calibration settings that cannot work, before training; returns the measure names.
+
+    Example
+    -------
+    >>> check_calibration("duration_norm", 0.5, as_norm=False)
+    ('log_dur_min', 'log_dur_max', 'norm_min', 'norm_max')
+    >>> check_calibration("qmf", 0.5, as_norm=False)
+    Traceback (most recent call last):
+    ...
+    speechbrain_ext.calibration_metrics.CalibrationError: calibration_quality 'qmf' needs the cohort means ...
+    """
+    names = sx_quality.measure_names(quality)
+    if "cohort_mean" in sx_quality.required_metadata(names) and not as_norm:
+        raise CalibrationError(
+            f"calibration_quality {quality!r} needs the cohort means of AS-norm: set score_norm: as-norm, "
+            "or choose measures without cohort_mean (e.g. duration_norm)"
+        )
+    if not 0.0 < float(p_target) < 1.0:
+        raise CalibrationError(f"calibration_p_target must be in (0, 1), got {p_target}")
+    return names
+
+
+def _finite(value):
+    """A float, or None where no draw had a value (JSON has no NaN)."""
+    return float(value) if np.isfinite(value) else None
+
+
+def _interval_key(key, p_targets):
+    """Bootstrap metric key -> metrics.json interval key (the first prior's minDCF is ``min_dcf``)."""
+    if key == f"min_dcf_p{p_targets[0]:g}":
+        return "min_dcf_ci"
+    return f"{key}_ci"
+
+
+def speaker_intervals(scores, split, n_draws=1000, seed=0, p_targets=P_TARGETS):
+    """Speaker-bootstrap intervals of every condition of one run's split.
+
+    Arguments
+    ---------
+    scores : speechbrain_ext.trial_scores.TrialScores
+        The split's per-trial scores.
+    split : str
+        Its name (keys the draws).
+    n_draws : int
+        Bootstrap draws.
+    seed : int
+        Seed of the draws.
+    p_targets : sequence of float
+        Priors of the minDCF values.
+
+    Returns
+    -------
+    intervals : dict
+        ``{condition: {"eer_ci": [low, high], "min_dcf_ci": [...], "min_dcf_p0.05_ci": [...], "n_speakers"}}``.
+    aliases : dict
+        ``{condition kept: [conditions with identical trials and scores]}``.
+
+    Example
+    -------
+    >>> from speechbrain_ext.trial_scores import TrialScores
+    >>> lab = np.array([1, 0] * 4, np.int8); spk = np.repeat(np.arange(4), 2).astype(np.int32)
+    >>> trials = (np.array([.9, .1] * 4), lab, spk)
+    >>> ts = TrialScores("r", tuple("ABCD"), {"all": trials, "copy": trials})
+    >>> cis, aliases = speaker_intervals(ts, "eval", n_draws=50)
+    >>> cis["copy"]["eer_ci"], cis["all"]["n_speakers"], aliases
+    ([0.0, 0.0], 4, {'all': ['copy']})
+    """
+    comparison = SplitComparison({"run": [scores]}, split, n_draws=n_draws, seed=seed, p_targets=p_targets,
+                                 level=LEVEL)
+    out = {}
+    for row in comparison.summary():
+        n_speakers = int(np.unique(scores.conditions[row["condition"]][2]).size)
+        cis = {_interval_key(k, p_targets): [_finite(m["low"]), _finite(m["high"])] for k, m in row["metrics"].items()}
+        for cond in [row["condition"], *row["aliases"]]:
+            out[cond] = {**cis, "n_speakers": n_speakers}
+    return out, comparison.aliases
+
+
+def _flat_calibration(report):
+    out = {}
+    for key, value in report["calibrated"].items():
+        out[key if key in ("cllr", "min_cllr") or key.startswith("act_dcf") else f"llr_{key}"] = value
+    for key in ("cllr", "min_cllr", *(k for k in report["raw"] if k.startswith("act_dcf"))):
+        out[f"raw_{key}"] = report["raw"][key]
+    return out
+
+
+def _calibration_set(scored, condition, names):
+    scores, _ = scored.scores[condition]
+    return sx_quality.calibration_set(scored.trials[condition], scores, scored.ids, scored.utterance_metadata(),
+                                      names, scored.enrol_map)
+
+
+def calibrate_splits(calibration_split, splits, quality, p_target, score_kind):
+    """Fit a calibration on ``calibration_split``'s (one) trial list; calibration metrics of every split.
+
+    Arguments
+    ---------
+    calibration_split : speechbrain_ext.evaluation.ScoredSplit
+        Scored on one condition: the calibration trials.
+    splits : dict
+        ``{name: ScoredSplit}`` to calibrate.
+    quality : str or list
+        Quality measures (:func:`speechbrain_ext.quality.measure_names`).
+    p_target : float
+        Effective prior of the fit.
+    score_kind : str
+        How the scores were computed (stored with the calibration).
+
+    Returns
+    -------
+    calibration : speechbrain_ext.calibration.Calibration
+    metrics : dict
+        ``{split: {condition: {"cllr", "min_cllr", "act_dcf@<p>", "llr_eer", "llr_min_dcf@<p>",
+        "raw_cllr", "raw_min_cllr", "raw_act_dcf@<p>"}}}``.
+    info : dict
+        What it was fitted on.
+    """
+    names = sx_quality.measure_names(quality)
+    (condition,) = calibration_split.scores
+    fit_on = _calibration_set(calibration_split, condition, names)
+    calibration = fit_calibration(fit_on.scores, fit_on.labels, fit_on.quality or None, names, p_target,
+                                  score_kind=score_kind)
+    metrics = {}
+    for name, scored in splits.items():
+        metrics[name] = {}
+        for cond, (scores, labels) in scored.scores.items():
+            applied = _calibration_set(scored, cond, names)
+            llr = calibration.llr(applied.scores, applied.quality or None)
+            metrics[name][cond] = _flat_calibration(calibration_report(scores, labels, llr, P_TARGETS))
+    info = {"split": calibration_split.name, "condition": condition, "quality": list(names),
+            "p_target": float(p_target), "n_target": calibration.n_target, "n_nontarget": calibration.n_nontarget,
+            "file": "calibration.json"}
+    return calibration, metrics, info
+
+
+def split_results(splits, calibration_split, quality, p_target, score_kind, n_draws, save_scores):
+    """Every metric of every evaluation split (module docstring).
+
+    Arguments
+    ---------
+    splits : dict
+        ``{name: ScoredSplit}``, in report order.
+    calibration_split : ScoredSplit or None
+        The calibration trials; None: no calibration.
+    quality, p_target, score_kind
+        As in :func:`calibrate_splits`.
+    n_draws : int
+        Speaker-bootstrap draws.
+    save_scores : callable
+        ``save_scores(split, test_speakers) -> TrialScores``: writes the split's score file.
+
+    Returns
+    -------
+    SplitResults
+    """
+    metrics, aliases = {}, {}
+    for name, scored in splits.items():
+        metrics[name] = scoring.evaluate_conditions(scored.scores, P_TARGETS)
+        intervals, aliases[name] = speaker_intervals(save_scores(name, scored.test_speakers()), name, n_draws)
+        for cond, values in metrics[name].items():
+            values.update(intervals[cond])
+    results = SplitResults(metrics, aliases)
+    if calibration_split is not None:
+        try:
+            calibration, extra, info = calibrate_splits(calibration_split, splits, quality, p_target, score_kind)
+        except CalibrationError as err:
+            logger.warning("no calibration: it could not be fitted on split %r: %s", calibration_split.name, err)
+            results.calibration_info = {"split": calibration_split.name, "error": str(err)}
+            return results
+        for name, conditions in extra.items():
+            for cond, values in conditions.items():
+                metrics[name][cond].update(values)
+        results.calibration, results.calibration_info = calibration, info
+    return results

@@ -1,0 +1,180 @@
+"""The evaluation and validation splits of a recipe, as its hparams name them, checked before training.
+
+Every recipe's hparams hold two mappings of splits and a selection rule::
+
+    eval_splits:              # scored with the selected checkpoint, reported side by side
+        eval:
+            annotation: <manifest_folder>/eval.csv
+            trials: <manifest_folder>/trials/eval
+        ood: {annotation: ..., trials: ...}
+    valid_splits:             # scored after every epoch, on one trial list each
+        valid:
+            annotation: <manifest_folder>/valid.csv
+            trials: <manifest_folder>/trials/valid
+            condition: all    # the list <trials>/<condition>.txt (default: all)
+    checkpoint_selection: valid   # a valid split's name, or "mean" (mean EER over valid_splits)
+
+A split whose value is ``null`` is left out, so a system file or the command line can
+drop a split its base defines (``--eval_splits "{ood: null}"``): plain mappings merge
+key by key (:func:`speechbrain_ext.hparams.merge_layer`). :func:`check_splits` runs
+before training and names the split and the path of anything missing.
+"""
+
+import os
+from dataclasses import dataclass
+
+from speechbrain_ext.hparams import HparamsError
+
+__all__ = ["MEAN", "Split", "SplitError", "check_splits", "parse_splits", "selection_rule"]
+
+#: ``checkpoint_selection`` value that selects on the mean EER over every valid split.
+MEAN = "mean"
+_KEYS = {"annotation", "trials", "condition"}
+
+
+class SplitError(HparamsError):
+    """A split of ``eval_splits`` / ``valid_splits`` is malformed or names a missing file or folder.
+
+    Example
+    -------
+    >>> str(SplitError("eval_splits.ood: annotation not found: /x/ood.csv"))
+    'eval_splits.ood: annotation not found: /x/ood.csv'
+    """
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: a manifest, its trial folder and (validation only) the trial list scored.
+
+    Example
+    -------
+    >>> Split("eval", "m/eval.csv", "m/trials/eval").condition
+    'all'
+    """
+
+    name: str
+    annotation: str
+    trials: str
+    condition: str = "all"
+
+
+def parse_splits(value, key):
+    """The splits of one hparams mapping (``eval_splits`` or ``valid_splits``), in their order.
+
+    Arguments
+    ---------
+    value : dict
+        ``{name: {"annotation": path, "trials": folder[, "condition": name]} or None}``.
+    key : str
+        The hparams key, named in errors.
+
+    Returns
+    -------
+    list of Split
+
+    Example
+    -------
+    >>> s = parse_splits({"eval": {"annotation": "e.csv", "trials": "t/eval"}, "ood": None}, "eval_splits")
+    >>> [(x.name, x.annotation, x.condition) for x in s]
+    [('eval', 'e.csv', 'all')]
+    >>> parse_splits({"eval": {"annotation": "e.csv"}}, "eval_splits")
+    Traceback (most recent call last):
+    ...
+    speechbrain_ext.splits.SplitError: eval_splits.eval: needs 'annotation' and 'trials' (a manifest and ...
+    """
+    if not isinstance(value, dict):
+        raise SplitError(f"{key} must be a mapping of split names to {{annotation, trials}}, got {value!r}")
+    out = []
+    for name, spec in value.items():
+        if spec is None:
+            continue
+        where = f"{key}.{name}"
+        if not isinstance(spec, dict) or not {"annotation", "trials"} <= set(spec):
+            raise SplitError(
+                f"{where}: needs 'annotation' and 'trials' (a manifest and its trial folder), got {spec!r}"
+            )
+        unknown = sorted(set(spec) - _KEYS)
+        if unknown:
+            raise SplitError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
+        if "/" in str(name) or not str(name):
+            raise SplitError(f"{where}: a split name must be non-empty and without '/'")
+        out.append(Split(str(name), str(spec["annotation"]), str(spec["trials"]), str(spec.get("condition", "all"))))
+    if not out:
+        raise SplitError(f"{key} names no split")
+    return out
+
+
+def selection_rule(rule, valid_splits):
+    """Check ``checkpoint_selection`` against the valid splits; returns it.
+
+    Example
+    -------
+    >>> splits = [Split("valid", "v.csv", "t/valid"), Split("ood_valid", "o.csv", "t/ood_valid")]
+    >>> selection_rule("mean", splits), selection_rule("ood_valid", splits)
+    ('mean', 'ood_valid')
+    >>> selection_rule("eval", splits)
+    Traceback (most recent call last):
+    ...
+    speechbrain_ext.splits.SplitError: checkpoint_selection: 'eval' is neither 'mean' nor a valid split ...
+    """
+    names = [s.name for s in valid_splits]
+    if rule != MEAN and rule not in names:
+        raise SplitError(
+            f"checkpoint_selection: {rule!r} is neither {MEAN!r} nor a valid split (valid_splits: {', '.join(names)})"
+        )
+    return rule
+
+
+def _check_one(split, key, validation):
+    where = f"{key}.{split.name}"
+    if not os.path.isfile(split.annotation):
+        raise SplitError(f"{where}: annotation not found: {split.annotation} (did data preparation run?)")
+    if not os.path.isdir(split.trials):
+        raise SplitError(f"{where}: trial folder not found: {split.trials} (did data preparation run?)")
+    lists = sorted(n[: -len(".txt")] for n in os.listdir(split.trials) if n.endswith(".txt"))
+    if not lists:
+        raise SplitError(f"{where}: no trial list (*.txt) in {split.trials}")
+    if validation and split.condition not in lists:
+        raise SplitError(
+            f"{where}: condition {split.condition!r} has no trial list {os.path.join(split.trials, split.condition)}"
+            f".txt (lists there: {', '.join(lists)})"
+        )
+
+
+def check_splits(hparams):
+    """Parse and check ``eval_splits``, ``valid_splits`` and ``checkpoint_selection`` before training.
+
+    Every manifest must exist, every trial folder must hold trial lists, and every
+    valid split's ``condition`` list must be there: otherwise a :class:`SplitError`
+    names the split and the path, before any epoch is spent.
+
+    Returns
+    -------
+    eval_splits, valid_splits : list of Split
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp(); os.makedirs(os.path.join(d, "t"))
+    >>> _ = open(os.path.join(d, "m.csv"), "w").write("ID\\n"); _ = open(os.path.join(d, "t", "all.txt"), "w")
+    >>> ok = {"annotation": os.path.join(d, "m.csv"), "trials": os.path.join(d, "t")}
+    >>> hp = {"eval_splits": {"eval": ok}, "valid_splits": {"valid": ok}, "checkpoint_selection": "valid"}
+    >>> [s.name for s in check_splits(hp)[0]]
+    ['eval']
+    >>> hp["eval_splits"]["ood"] = {"annotation": "/nope/ood.csv", "trials": ok["trials"]}
+    >>> check_splits(hp)
+    Traceback (most recent call last):
+    ...
+    speechbrain_ext.splits.SplitError: eval_splits.ood: annotation not found: /nope/ood.csv (did data preparation run?)
+    """
+    for key in ("eval_splits", "valid_splits", "checkpoint_selection"):
+        if key not in hparams:
+            raise SplitError(f"the hparams have no {key!r} (see speechbrain_ext.splits)")
+    eval_splits = parse_splits(hparams["eval_splits"], "eval_splits")
+    valid_splits = parse_splits(hparams["valid_splits"], "valid_splits")
+    selection_rule(hparams["checkpoint_selection"], valid_splits)
+    for split in valid_splits:
+        _check_one(split, "valid_splits", validation=True)
+    for split in eval_splits:
+        _check_one(split, "eval_splits", validation=False)
+    return eval_splits, valid_splits
