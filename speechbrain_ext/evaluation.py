@@ -491,7 +491,8 @@ def evaluate(encode, make_loader, eval_splits, data_folder, out_dir, *, sample_r
     splits = {split.name: scored(split) for split in eval_splits}
     calibration = None if calibration_split is None else scored(calibration_split, [calibration_split.condition])
     scored_seconds = time.perf_counter() - start
-    score_kind = ("cosine" if cohort is None else f"as-norm top-{top_n}") + (" mean-subtracted" if subtract_mean else "")
+    score_kind = "cosine" if cohort is None else f"as-norm top-{top_n}"
+    score_kind += " mean-subtracted" if subtract_mean else ""
     meta = {k: v for k, v in (extra or {}).items() if k in ("system", "seed", "checkpoint", "epoch")}
     results = split_metrics.split_results(
         splits, calibration, calibration_quality, calibration_p_target, score_kind, n_draws,
