@@ -367,7 +367,8 @@ def evaluate_anchor(manifest, data_folder, trials_dir, out_dir, cache_dir=None, 
         "torch_threads": torch.get_num_threads(),
         **info,
     }
-    report.write_report(out_dir, metrics, scores, title=title, extra=extra)
+    split = os.path.basename(os.path.normpath(trials_dir))
+    report.write_report(out_dir, {split: metrics}, {split: scores}, title=title, extra=extra)
     return {"conditions": metrics, **extra}
 
 

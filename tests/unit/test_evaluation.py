@@ -101,7 +101,8 @@ def test_without_a_calibration_split_there_is_no_calibration(corpus, tmp_path):
 def test_evaluate_with_a_cohort_as_normalises(corpus, tmp_path):
     root, (eval_split, _, valid_split) = corpus
     raw = run(corpus, str(tmp_path / "a"))
-    normed = run(corpus, str(tmp_path / "b"), cohort_manifest=valid_split.annotation, cohort_per_speaker=2, top_n=3,
+    normed = run(corpus, str(tmp_path / "b"), cohort_manifest=valid_split.annotation, score_norm_kind="as-norm",
+                 cohort_per_speaker=2, top_n=3,
                  calibration_quality="qmf")
     cohort = evaluation.speaker_cohort(encode, make_loader, valid_split.annotation, root, 16000, max_per_speaker=2)
     assert cohort.shape == (5, 8) and torch.allclose(cohort.norm(dim=1), torch.ones(5, dtype=cohort.dtype))
