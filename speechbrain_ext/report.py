@@ -30,8 +30,8 @@ from speechbrain_ext.report_tables import format_metrics_table, format_splits
 from speechbrain_ext.scoring import det_curve, split_by_label
 
 __all__ = [
-    "METRICS_FILE", "MetricsError", "format_metrics_table", "format_splits", "read_metrics", "split_conditions",
-    "write_report",
+    "METRICS_FILE", "MetricsError", "format_metrics_table", "format_splits", "plot_det", "read_metrics",
+    "split_conditions", "write_report",
 ]
 
 #: The file name of the metrics in a report folder.
@@ -208,6 +208,34 @@ def _plot_det(split, metrics, title, path):
     ax.grid(True, linewidth=0.4, alpha=0.6)
     ax.legend(loc="best", fontsize=8)
     _save_figure(fig, path)
+
+
+def plot_det(curves, path, title, eers=None):
+    """One DET plot with a curve per entry: several systems on the same trials, or several conditions.
+
+    Arguments
+    ---------
+    curves : dict
+        ``{label: (scores, labels)}`` (labels 1 target, 0 non-target), in legend order.
+    path : str
+        The PNG to write (atomically).
+    title : str
+        Shown after "DET — ".
+    eers : dict or None
+        ``{label: EER fraction}`` shown in the legend and marked on the curve.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> lab = np.array([1, 0, 0, 1, 0, 0])
+    >>> p = os.path.join(tempfile.mkdtemp(), "det.png")
+    >>> plot_det({"a": (np.array([.9, .1, .2, .8, .3, .6]), lab), "b": (np.array([.6, .7, .1, .9, .2, .3]), lab)},
+    ...          p, "eval, all trials", eers={"a": 0.25})
+    >>> os.path.getsize(p) > 1000
+    True
+    """
+    split = {label: split_by_label(label, scores, labels) for label, (scores, labels) in curves.items()}
+    _plot_det(split, {label: {"eer": eer} for label, eer in (eers or {}).items()}, title, os.fspath(path))
 
 
 def _plot_hist(split, metrics, title, path):
