@@ -45,13 +45,9 @@ def trials(quality, seed, split):
     labels = np.tile([1] + [0] * (TRIALS_PER_SPEAKER - 1), N_SPEAKERS).astype(np.int8)
     speakers = np.repeat(np.arange(N_SPEAKERS), TRIALS_PER_SPEAKER).astype(np.int32)
     out = {}
-    for condition, shift in (("all", 0.0), ("neutral_emotional", -0.5), ("test_sad", -0.8), ("test_neutral", 0.0)):
-        if condition == "test_neutral":
-            out[condition] = out["neutral_neutral"]
-            continue
+    for condition, shift in (("all", 0.0), ("neutral_emotional", -0.5), ("neutral_neutral", 0.3), ("test_sad", -0.8)):
         out[condition] = (rng.normal(size=labels.size) + (quality + shift) * labels, labels, speakers)
-        if condition == "all":
-            out["neutral_neutral"] = out[condition]
+    out["test_neutral"] = out["neutral_neutral"]  # SynthEmo's duplicated condition
     return out
 
 
