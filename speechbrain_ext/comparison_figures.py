@@ -14,8 +14,9 @@ import os
 from speechbrain_ext.compare import ComparisonError, SplitComparison, load_run
 from speechbrain_ext.metrics import compute_eer, split_by_label
 from speechbrain_ext.report import plot_det
+from speechbrain_ext.suite_report import ANCHOR_LABEL, Section
 
-__all__ = ["plot_systems_det"]
+__all__ = ["Det", "plot_systems_det"]
 
 
 def _curves(systems, split, condition):
@@ -72,3 +73,43 @@ def plot_systems_det(systems, splits, path, condition="all"):
         out[split] = eers
     plot_det(panels, os.fspath(path))
     return out
+
+
+class Det(Section):
+    """Suite report section: one DET figure, a panel per split, a curve per system and the anchor.
+
+    A row with several seeds is drawn with its first finished seed (the intervals of the
+    tables cover every seed).
+
+    Arguments
+    ---------
+    condition : str
+        The trial condition drawn.
+    splits : list of str or None
+        The panels (default: every split of the suite).
+
+    Example
+    -------
+    >>> Det(condition="neutral_emotional").condition
+    'neutral_emotional'
+    """
+
+    def __init__(self, condition="all", splits=None):
+        self.condition, self.splits = condition, splits
+
+    def render(self, ctx):
+        """The figure and its caption."""
+        lines = [f"## DET curves: every system, `{self.condition}` trials", ""]
+        systems = {row.label: ctx.finished(row)[0].folder for row in ctx.rows}
+        if ctx.anchor_note.startswith(ANCHOR_LABEL):
+            systems[ANCHOR_LABEL] = ctx.suite.anchor_folder
+        splits = [s for s in (self.splits or ctx.suite.splits) if s in ctx.comparison.get("splits", {})]
+        if not systems or not splits:
+            return lines + ["No finished run.", ""]
+        png = os.path.join(ctx.figure_dir, f"{ctx.stem}_det.png")
+        plot_systems_det(systems, splits, png, self.condition)
+        seeds = {row.label: ctx.finished(row)[0].seed for row in ctx.rows}
+        return lines + [f"![DET curves, {', '.join(splits)}]({os.path.basename(png)})", "",
+                        f"Panels: {', '.join(f'`{s}`' for s in splits)}, all systems on the same trials; the legend "
+                        "gives each curve's EER (the dot on the diagonal). Seed drawn per system: "
+                        + ", ".join(f"{k} {v}" for k, v in seeds.items()) + ".", ""]
