@@ -305,7 +305,12 @@ class _Training:
                        + _indent(tail(record.get("log", ""))))
             return
         self.eta.observe(kind, record["wall_seconds"], weight, key=row)
-        what = "scored eval and ood" if kind == "anchor" else "trained, eval and ood extracted and scored"
+        what = "trained, eval and ood extracted and scored"
+        if kind == "anchor":
+            from speechbrain_ext.anchor import skip_reason
+
+            reason = skip_reason(self.suite.anchor_folder)
+            what = f"row skipped ({reason}); the demo goes on without it" if reason else "scored eval and ood"
         self.print(f"{head}: {what} in {format_duration(record['wall_seconds'])} "
                    f"(CPU {format_duration(record['cpu_seconds'])}); "
                    f"{_left(self.left() + self.eta.after_training())}")
@@ -373,8 +378,8 @@ def stage_report(suite, eta, out, sections, published, command):
     metrics = {
         "format": FORMAT, "suite": suite.path, "report": suite.report, "command": command,
         "systems": _systems_info(suite, data, validation),
-        "published": {"system": choice.system, "rule": choice.rule, "mean_validation_eer": choice.scores,
-                      "not_eligible": choice.excluded, **info},
+        "published": {**info, "rule": choice.rule, "mean_validation_eer": choice.scores,
+                      "not_eligible": choice.excluded},
         "anchor": data["anchor"], "splits": data["splits"], "conditions": data["conditions"],
         "comparison": data["comparison"],
     }
