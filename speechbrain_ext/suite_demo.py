@@ -401,7 +401,7 @@ def summary_lines(suite, data, model, published, prior=0.01):
             "among the systems no worse than the baseline out of generator (report: \"The published model\")",
             f"report:    {shown(suite.report)}",
             f"metrics:   {shown(os.path.join(out_dir, 'metrics.json'))}",
-            f"model:     {shown(model)}",
+            f"model:     {shown(model)} ({choice.system}; its model card and verification.json are that run's)",
             f"try it:    {verify_command(shown(model), prior)}"]
 
 
