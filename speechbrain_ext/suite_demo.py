@@ -62,10 +62,12 @@ def makespan(running, pending, jobs):
 class Eta:
     """Time left: first guesses per stage, scaled by what this machine measured so far.
 
-    The first guesses (``priors``, seconds) are the lead's measurement of ``make demo`` on a
-    2-core machine at the recipe's base settings (one system of plain AAM takes about 5 min of
-    one core; a CopyPaste system encodes 2x inputs per step: twice). Every measured stage or
-    run gives a ratio measured / guessed; the guesses still ahead are scaled by the mean ratio.
+    The first guesses (``priors``, seconds) are for SynthEmo's base settings on a 2-core
+    machine: the settings are sized for about 5 min of one core per plain-AAM system, a
+    CopyPaste system (2 inputs encoded per step) is expected to take twice that, and the corpus
+    target is <= 5 min; they are guesses until ``make demo`` is measured with the final
+    settings (then pass the measured stage times as ``priors``). Every measured stage or run
+    gives a ratio measured / guessed; the guesses still ahead are scaled by the mean ratio.
     A row with a measured run (in this runs folder, this or an earlier invocation) is expected
     to take that long again.
 
