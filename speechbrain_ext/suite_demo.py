@@ -37,7 +37,7 @@ from speechbrain_ext.suite import SuiteError, config_digest
 from speechbrain_ext.suite_publish import PUBLISHED, Publish, choose, export, shown, verify_command
 from speechbrain_ext.suite_runner import format_duration, is_finished, prepare_command, read_records, train_suite
 
-__all__ = ["Eta", "makespan", "run_demo", "state_digest", "tail"]
+__all__ = ["Eta", "makespan", "run_demo", "seed_eta", "state_digest", "tail"]
 
 STATE = ".demo_state.json"
 FORMAT = "speechbrain_ext.suite_demo/1"
@@ -318,16 +318,29 @@ class _Training:
                    f"{_left(self.left() + self.eta.after_training())}")
 
 
+def seed_eta(suite, eta):
+    """Let the runs this runs folder already finished (an earlier invocation) inform the time left."""
+    weights = {row.name: _weight(row) for row in suite.rows}
+    for record in read_records(suite.runs).values() if os.path.isdir(suite.runs) else ():
+        row = record.get("row")
+        if record.get("returncode") == 0 and (row in weights or row == suite.anchor):
+            kind, weight = ("anchor", 1.0) if row == suite.anchor else ("run", weights[row])
+            eta.observe(kind, record["wall_seconds"], weight, key=row)
+
+
 def stage_training(suite, eta, out):
     """Stage 2: every missing run and the anchor (the suite runner); returns the keys of failed jobs."""
     progress = _Training(suite, eta, out)
     jobs = {**progress.pending, **{k: v[:3] for k, v in progress.running.items()}}
     n_runs = sum(1 for _, kind, _ in jobs.values() if kind == "run")
     anchor = " and the Resemblyzer anchor" if suite.anchor in jobs else ""
-    out(f"[{_now()}] demo 2/5 training: {n_runs} system run(s){anchor}, {suite.jobs} at a time with "
-        f"{suite.threads} thread(s) each; logs in {shown(os.path.join(suite.runs, 'logs'))}; "
-        f"{_left(progress.left() + eta.after_training())}"
-        + ("" if eta.ratios else " (a first guess until a job finishes)"))
+    if jobs:
+        out(f"[{_now()}] demo 2/5 training: {n_runs} system run(s){anchor}, {suite.jobs} at a time with "
+            f"{suite.threads} thread(s) each; logs in {shown(os.path.join(suite.runs, 'logs'))}; "
+            f"{_left(progress.left() + eta.after_training())}"
+            + ("" if eta.ratios else " (a first guess until a job finishes)"))
+    else:
+        out(f"[{_now()}] demo 2/5 training: every system (and the anchor) is finished already; kept")
     failed = train_suite(suite, out=progress.out)
     return failed or progress.failed
 
@@ -457,6 +470,7 @@ def run_demo(suite, out=print, command=None):
     try:
         with _LogToFile(os.path.join(os.path.dirname(suite.report), "logs", "demo.log")):
             eta = Eta(suite.jobs)
+            seed_eta(suite, eta)
             stage_data(suite, eta, out)
             failed = stage_training(suite, eta, out)
             if failed:
