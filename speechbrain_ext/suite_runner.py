@@ -379,8 +379,10 @@ def dry_run(suite, out=print):
             out(f"# {suite.run_key(row, seed)}: {state}\n" + env + shlex.join(suite.run_command(row, seed)))
 
 
-def run_suite(suite, *, dry_run_only=False, report_only=False, out=print):
+def run_suite(suite, *, dry_run_only=False, report_only=False, out=print, command=None):
     """Train what is missing (unless ``report_only``), run the sections' steps, write the report.
+
+    ``command`` is shown in the report when it differs from the suite's own ``command``.
 
     Returns
     -------
@@ -398,7 +400,7 @@ def run_suite(suite, *, dry_run_only=False, report_only=False, out=print):
         failed = train_suite(suite, out)
         for section in sections:
             section.after_runs(suite, out)
-    paths = suite_report.write_report(suite, sections)
+    paths = suite_report.write_report(suite, sections, command)
     for line in suite_report.terminal_summary(paths["data"]):
         out(line)
     out(f"report: {paths['report']}")
@@ -466,7 +468,10 @@ def main(argv=None):
             rest[rest.index(args.suite)] = suite.path
             background(suite, rest)
             return 0
-        return run_suite(suite, dry_run_only=args.dry_run, report_only=args.report_only)
+        options = [a for a in argv if a not in (args.suite, "--report-only", "--dry-run", "--background")]
+        command = shlex.join(["python", "-m", "speechbrain_ext.suite", os.path.relpath(suite.path), *options])
+        return run_suite(suite, dry_run_only=args.dry_run, report_only=args.report_only,
+                         command=command if options else None)
     except SpeechBrainExtError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
