@@ -17,8 +17,8 @@
 - One progress line per finished run with the estimated time left
   (:func:`estimate_left`): each remaining run is expected to take the mean wall time
   of the finished runs of its row (in this folder, this or an earlier invocation),
-  else the mean of every finished run; the sum, less the time the running ones have
-  already spent, is divided by ``jobs``.
+  else the mean of every finished run (not the anchor's); the sum, less the time the running
+  ones have already spent, is divided by ``jobs``.
 - Then the report sections' after-run steps and the report
   (:func:`speechbrain_ext.suite_report.write_report`); ``--report-only`` does only the
   report, ``--dry-run`` prints the commands.
@@ -300,7 +300,9 @@ class _Progress:
         self.suite, self.out, self.total = suite, out, len(jobs)
         self.pending = {job.key: job.row for job in jobs}
         self.running, self.done, self.failed = {}, 0, []
-        self.durations = _durations(read_records(suite.runs))
+        # the anchor's time says nothing about a training run's: only the rows' times estimate
+        rows = {row.name for row in suite.rows}
+        self.durations = {row: d for row, d in _durations(read_records(suite.runs)).items() if row in rows}
         self.lock = threading.Lock()
 
     def start(self, key):
@@ -311,7 +313,7 @@ class _Progress:
         with self.lock:
             row, _ = self.running.pop(key)
             self.done += 1
-            if record["returncode"] == 0:
+            if record["returncode"] == 0 and row != self.suite.anchor:
                 self.durations.setdefault(row, []).append(record["wall_seconds"])
                 state = f"in {format_duration(record['wall_seconds'])} (CPU {format_duration(record['cpu_seconds'])})"
             else:
