@@ -313,8 +313,9 @@ class _Progress:
         with self.lock:
             row, _ = self.running.pop(key)
             self.done += 1
-            if record["returncode"] == 0 and row != self.suite.anchor:
-                self.durations.setdefault(row, []).append(record["wall_seconds"])
+            if record["returncode"] == 0:
+                if row != self.suite.anchor:
+                    self.durations.setdefault(row, []).append(record["wall_seconds"])
                 state = f"in {format_duration(record['wall_seconds'])} (CPU {format_duration(record['cpu_seconds'])})"
             else:
                 self.failed.append(key)
