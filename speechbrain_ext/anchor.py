@@ -66,10 +66,8 @@ __all__ = [
     "cache_path",
     "embed_manifest",
     "evaluate_anchor",
-    "identity",
     "load_resemblyzer",
     "main",
-    "make_loader",
     "skip_reason",
     "status_line",
 ]
@@ -219,19 +217,8 @@ class ResemblyzerEncoder:
         return torch.from_numpy(np.stack(embeddings)).float().unsqueeze(1)
 
 
-def identity(data_folder, version, preprocess, cache_dir):
-    """The anchor's stand-in for a checkpoint path: what its embeddings depend on besides the manifest.
-
-    :func:`speechbrain_ext.evaluation.cache_key` names an embedding cache by a checkpoint
-    path and the manifest's content; for the anchor the "checkpoint" is the Resemblyzer
-    version, the preprocessing and the data folder (absolute, inside ``cache_dir``).
-
-    Example
-    -------
-    >>> a = identity("/d", "0.1.4", True, "/c")
-    >>> a.startswith("/c/resemblyzer-0.1.4-preprocess-"), a == identity("/d", "0.1.4", False, "/c")
-    (True, False)
-    """
+def _identity(data_folder, version, preprocess, cache_dir):
+    """The anchor's stand-in for the checkpoint path that :func:`evaluation.cache_key` names a cache by."""
     folder = hashlib.sha256(os.path.abspath(data_folder).encode()).hexdigest()[:8]
     kind = "preprocess" if preprocess else "raw"
     return os.path.join(os.path.abspath(cache_dir), f"resemblyzer-{version}-{kind}-{folder}")
@@ -248,7 +235,7 @@ def cache_path(cache_dir, name, manifest, data_folder, version, preprocess):
     >>> a.startswith("/c/eval-"), a.endswith(".pt"), a == cache_path("/c", "eval", p, "/d", "0.1.5", True)
     (True, True, False)
     """
-    key = evaluation.cache_key(identity(data_folder, version, preprocess, cache_dir), manifest)
+    key = evaluation.cache_key(_identity(data_folder, version, preprocess, cache_dir), manifest)
     return os.path.join(os.path.abspath(cache_dir), f"{name}-{key}.pt")
 
 
@@ -261,15 +248,8 @@ def _read_cache(path):
         return None
 
 
-def make_loader(dataset, batch_size=8):
-    """Batches of whole utterances for :func:`speechbrain_ext.evaluation.extract_embeddings` (main process).
-
-    Example
-    -------
-    >>> ds = [{"id": "a", "sig": torch.ones(3), "audio_issue": ""}]
-    >>> next(iter(make_loader(ds))).id
-    ['a']
-    """
+def _make_loader(dataset, batch_size=8):
+    """Batches of whole utterances for :func:`speechbrain_ext.evaluation.extract_embeddings` (main process)."""
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=sx_data.collate_skipping)
 
 
@@ -323,7 +303,7 @@ def embed_manifest(manifest, data_folder, cache_dir=None, encoder=None, name=Non
             return cached
     dataset = evaluation.utterance_dataset(manifest, data_folder, SAMPLE_RATE)
     before = (encoder.embedded_untrimmed, encoder.audio_seconds)
-    ids, embeddings = evaluation.extract_embeddings(encoder.encode, make_loader, dataset, desc=name)
+    ids, embeddings = evaluation.extract_embeddings(encoder.encode, _make_loader, dataset, desc=name)
     if not ids:
         embeddings = torch.zeros(0, 256)
     info = {
@@ -430,8 +410,8 @@ def evaluate_anchor(eval_splits, data_folder, out_dir, cache_dir=None, title=Non
         "embedded": embedded,
     }
     metrics = evaluation.evaluate(
-        encoder.encode, make_loader, eval_splits, data_folder, out_dir, sample_rate=SAMPLE_RATE,
-        cache_dir=cache_dir, checkpoint_path=identity(data_folder, encoder.version, encoder.preprocess, cache_dir),
+        encoder.encode, _make_loader, eval_splits, data_folder, out_dir, sample_rate=SAMPLE_RATE,
+        cache_dir=cache_dir, checkpoint_path=_identity(data_folder, encoder.version, encoder.preprocess, cache_dir),
         n_draws=n_draws, title=title, extra=extra,
     )
     return {"conditions": metrics[eval_splits[0].name], "splits": metrics, **extra}

@@ -266,7 +266,7 @@ def _plain(node):
 
 
 def config_digest(hparams_file):
-    """A digest of a system file's composed values (its bases included; comments and layout ignored).
+    """A digest of a system file's composed values (its bases included; comments, layout and null keys ignored).
 
     Example
     -------
@@ -276,9 +276,13 @@ def config_digest(hparams_file):
     >>> a = config_digest(p); _ = open(p, "w").write("lr: 0.1\\nopt: !new:torch.optim.Adam\\n  lr: !ref <lr>\\n")
     >>> a == config_digest(p), len(a)
     (True, 16)
+    >>> _ = open(p, "a").write("new_switch: null\\n"); a == config_digest(p)
+    True
     """
     node = ruamel.yaml.YAML().load(compose_hparams(hparams_file)) or {}
-    text = json.dumps(_plain(node), sort_keys=True, default=str)
+    # a key set to null switches nothing on: adding one (as the recipe's own check allows) is no change
+    values = {k: v for k, v in _plain(node).items() if v is not None}
+    text = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -113,10 +113,11 @@ def collect(suite):
     Raises
     ------
     SuiteError
-        A finished run (``report/metrics.json``) without ``train_log.jsonl``, or whose
-        ``metrics.json`` or log is damaged: the message names the run.
+        A finished run (``report/metrics.json``) without ``train_log.jsonl``, whose
+        ``metrics.json`` or log is damaged, or trained with another configuration
+        (:func:`speechbrain_ext.suite_runner.check_finished`): the message names the run.
     """
-    from speechbrain_ext.suite_runner import read_records
+    from speechbrain_ext.suite_runner import check_finished, read_records
 
     records = read_records(suite.runs) if os.path.isdir(suite.runs) else {}
     out = {}
@@ -125,6 +126,7 @@ def collect(suite):
             folder = suite.run_folder(row, seed)
             result = RunResult(row, seed, folder, record=records.get(suite.run_key(row, seed), {}))
             if os.path.isfile(os.path.join(folder, "report", report.METRICS_FILE)):
+                check_finished(suite, row, seed)  # never report a run of another configuration
                 log = epoch_log.log_path(os.path.join(folder, "train_log.txt"))
                 try:
                     result.metrics = report.read_metrics(os.path.join(folder, "report"))

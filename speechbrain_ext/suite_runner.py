@@ -17,8 +17,8 @@
 - One progress line per finished run with the estimated time left
   (:func:`estimate_left`): each remaining run is expected to take the mean wall time
   of the finished runs of its row (in this folder, this or an earlier invocation),
-  else the mean of every finished run; the sum, less the time the running ones have
-  already spent, is divided by ``jobs``.
+  else the mean of every finished run (not the anchor's); the sum, less the time the running
+  ones have already spent, is divided by ``jobs``.
 - Then the report sections' after-run steps and the report
   (:func:`speechbrain_ext.suite_report.write_report`); ``--report-only`` does only the
   report, ``--dry-run`` prints the commands.
@@ -300,7 +300,9 @@ class _Progress:
         self.suite, self.out, self.total = suite, out, len(jobs)
         self.pending = {job.key: job.row for job in jobs}
         self.running, self.done, self.failed = {}, 0, []
-        self.durations = _durations(read_records(suite.runs))
+        # the anchor's time says nothing about a training run's: only the rows' times estimate
+        rows = {row.name for row in suite.rows}
+        self.durations = {row: d for row, d in _durations(read_records(suite.runs)).items() if row in rows}
         self.lock = threading.Lock()
 
     def start(self, key):
@@ -312,7 +314,8 @@ class _Progress:
             row, _ = self.running.pop(key)
             self.done += 1
             if record["returncode"] == 0:
-                self.durations.setdefault(row, []).append(record["wall_seconds"])
+                if row != self.suite.anchor:
+                    self.durations.setdefault(row, []).append(record["wall_seconds"])
                 state = f"in {format_duration(record['wall_seconds'])} (CPU {format_duration(record['cpu_seconds'])})"
             else:
                 self.failed.append(key)
@@ -379,8 +382,10 @@ def dry_run(suite, out=print):
             out(f"# {suite.run_key(row, seed)}: {state}\n" + env + shlex.join(suite.run_command(row, seed)))
 
 
-def run_suite(suite, *, dry_run_only=False, report_only=False, out=print):
+def run_suite(suite, *, dry_run_only=False, report_only=False, out=print, command=None):
     """Train what is missing (unless ``report_only``), run the sections' steps, write the report.
+
+    ``command`` is shown in the report when it differs from the suite's own ``command``.
 
     Returns
     -------
@@ -398,7 +403,7 @@ def run_suite(suite, *, dry_run_only=False, report_only=False, out=print):
         failed = train_suite(suite, out)
         for section in sections:
             section.after_runs(suite, out)
-    paths = suite_report.write_report(suite, sections)
+    paths = suite_report.write_report(suite, sections, command)
     for line in suite_report.terminal_summary(paths["data"]):
         out(line)
     out(f"report: {paths['report']}")
@@ -466,7 +471,10 @@ def main(argv=None):
             rest[rest.index(args.suite)] = suite.path
             background(suite, rest)
             return 0
-        return run_suite(suite, dry_run_only=args.dry_run, report_only=args.report_only)
+        options = [a for a in argv if a not in (args.suite, "--report-only", "--dry-run", "--background")]
+        command = shlex.join(["python", "-m", "speechbrain_ext.suite", os.path.relpath(suite.path), *options])
+        return run_suite(suite, dry_run_only=args.dry_run, report_only=args.report_only,
+                         command=command if options else None)
     except SpeechBrainExtError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

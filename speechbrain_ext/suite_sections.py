@@ -117,11 +117,11 @@ class Projection(Section):
         from speechbrain_ext import emotion_report
 
         names = self.rows or list(dict.fromkeys([ctx.suite.reference, ctx.suite.compared[-1].name]))
-        rows = [ctx.suite.row(n) for n in names]
+        rows = [r for r in ctx.suite.rows if r.name in names]
         manifest = os.path.join(ctx.suite.runs, self.manifest)
         seed = next((s for s in ctx.suite.seeds if all(ctx.runs[(r.name, s)].metrics for r in rows)), None)
         lines = ["## Embeddings before / after", ""]
-        if seed is None or not os.path.isfile(manifest):
+        if not rows or seed is None or not os.path.isfile(manifest):
             return lines + [f"Not drawn: no seed where {', '.join(names)} all finished, or no {manifest}.", ""]
         png = os.path.join(ctx.figure_dir, f"{ctx.stem}_projection.png")
         folders = {f"{r.label}, seed {seed}": ctx.runs[(r.name, seed)].folder for r in rows}

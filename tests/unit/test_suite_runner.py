@@ -103,7 +103,7 @@ def test_a_failed_run_is_started_again_and_resumes(tmp_path):
     write_system(str(tmp_path / "systems"), "good", crash_once=1)
     suite = load_suite(path)
     out, say = lines()
-    assert suite_runner.train_suite(suite, say) == ["good/seed1", "good/seed2"]
+    assert sorted(suite_runner.train_suite(suite, say)) == ["good/seed1", "good/seed2"]
     assert any("FAILED (exit 3" in line for line in out)
     before = suite_runner.read_records(suite.runs)
     assert suite_runner.train_suite(suite, say) == []
@@ -180,3 +180,16 @@ def test_records_survive_as_json(tmp_path):
     (tmp_path / "runs" / suite_runner.RECORDS).write_text("{not json")
     with pytest.raises(SuiteError, match=r"suite_runs\.json: not readable JSON"):
         suite_runner.read_records(suite.runs)
+
+
+def test_a_new_null_key_is_no_change_and_the_report_refuses_a_stale_run(tmp_path):
+    from speechbrain_ext import suite_report
+
+    path = make_suite(tmp_path, rows=("base",), seeds=(1,))
+    suite_runner.train_suite(load_suite(path), lambda line: None)
+    with open(tmp_path / "systems" / "base.yaml", "a") as f:
+        f.write("new_switch: null\n")
+    assert suite_runner.train_suite(load_suite(path), lambda line: None) == []  # reused
+    write_system(str(tmp_path / "systems"), "base", quality=5.0)
+    with pytest.raises(SuiteError, match=r"run base/seed1 .* another configuration"):
+        suite_report.write_report(load_suite(path))
