@@ -477,6 +477,8 @@ def run_demo(suite, out=print, command=None):
                 out(f"failed: {', '.join(failed)} (their logs are above); fix the cause and run the same command "
                     "again: finished systems are kept and an interrupted one resumes from its last checkpoint")
                 return 1
+            for extra in sections:  # the sections' own work after training (e.g. a probe of every run)
+                extra.after_runs(suite, lambda line: out("    " + line))
             published = stage_publish(suite, eta, out, section)
             data = stage_report(suite, eta, out, sections, published, command)
     except KeyboardInterrupt:
