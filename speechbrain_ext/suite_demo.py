@@ -64,10 +64,12 @@ class Eta:
 
     The first guesses (``priors``, seconds) are for SynthEmo's base settings on a 2-core
     machine: the settings are sized for about 5 min of one core per plain-AAM system, a
-    CopyPaste system (2 inputs encoded per step) is expected to take twice that, and the corpus
-    target is <= 5 min; they are guesses until ``make demo`` is measured with the final
-    settings (then pass the measured stage times as ``priors``). Every measured stage or run
-    gives a ratio measured / guessed; the guesses still ahead are scaled by the mean ratio.
+    CopyPaste system (2 inputs encoded per step) is expected to take twice that, the corpus
+    target is <= 5 min, the anchor embeds the eval and ood utterances (4,000 at the default
+    corpus) at about 27 per second on one core (bench/README.md, "Resemblyzer anchor"). They
+    are guesses until ``make demo`` is measured with the final settings (then pass the measured
+    stage times as ``priors``). Every measured stage or run gives a ratio measured / guessed;
+    the guesses still ahead are scaled by the mean ratio.
     A row with a measured run (in this runs folder, this or an earlier invocation) is expected
     to take that long again.
 
