@@ -488,7 +488,7 @@ def terminal_summary(data, conditions=None):
             if row["condition"] == c or c in row["aliases"]:
                 m = row["metrics"]["eer"]
                 table.setdefault(row["system"], {})[(c, s)] = interval_cell("eer", m["value"], m["low"], m["high"])
-    width = max(len(n) for n in table)
+    width = max(len("EER % [95 % CI]"), *(len(n) for n in table))
     lines = [f"{'EER % [95 % CI]':<{width}}  " + "  ".join(f"{c} {s}".ljust(22) for c, s in columns)]
     for name, cells in table.items():
         lines.append(f"{name:<{width}}  " + "  ".join(cells.get(k, "n/a").ljust(22) for k in columns))
