@@ -17,10 +17,11 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet --no-deps resemblyzer==0.1.4
 	touch $(STAMP)
 
+# The baseline, both papers' systems and the recommended one on SynthEmo, the Resemblyzer anchor, the
+# report and the validation-best model (recipes/SynthEmo/demo.yaml). Resumable; a finished demo only
+# prints its summary again. ARGS="--jobs 1 --threads 2" changes the schedule.
 demo: $(STAMP)
-	OMP_NUM_THREADS=$(THREADS) $(PY) recipes/SynthEmo/train.py recipes/SynthEmo/hparams/ecapa_aam.yaml \
-		--output_folder $(DEMO_OUT)/experiment --report_folder $(DEMO_OUT)
-	$(PY) -m speechbrain_ext.publish export $(DEMO_OUT)/experiment $(DEMO_OUT)/model
+	$(PY) recipes/SynthEmo/demo.py --out $(DEMO_OUT) $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -33,13 +34,14 @@ test: $(STAMP) lint
 reliability: $(STAMP)
 	OMP_NUM_THREADS=1 SX_RELIABILITY_TABLE=results/reliability.md $(PY) -m pytest -q tests/reliability
 
-# Ablations on SynthEmo (3 seeds per row, <= 60 min each on 2 cores); resumable, the two share the
-# baseline runs. ARGS=--background detaches; ARGS=--dry-run prints the commands. See docs/ablations.md.
+# Ablations on SynthEmo: the suites recipes/SynthEmo/ablation/{contrastive,emotion}.yaml (5 seeds per
+# row); resumable, the two share the baseline runs. ARGS passes options: --jobs N, --background,
+# --dry-run, --report-only, --seeds, --rows, --variants ROW:key=value. See docs/ablations.md.
 ablation-contrastive: $(STAMP)
-	$(PY) bench/ablation.py --suite contrastive $(ARGS)
+	$(PY) recipes/SynthEmo/ablation/run.py contrastive $(ARGS)
 
 ablation-emotion: $(STAMP)
-	$(PY) bench/ablation.py --suite emotion $(ARGS)
+	$(PY) recipes/SynthEmo/ablation/run.py emotion $(ARGS)
 
 clean:
 	rm -rf results/demo results/SynthEmo

@@ -14,9 +14,10 @@ Measures, on the CPU, with an exported model (``python -m speechbrain_ext.publis
   (with and without ``--onnx``) then ``SpeakerRecognition.from_hparams`` + one embedding in a
   fresh process, wall time including Python start-up and imports (target <= 30 s).
 
-The model: ``--experiment DIR`` if given, else the demo experiment (``results/demo/experiment``,
-written by ``make demo``) if it exists, else an UNTRAINED experiment at the demo width (C=256),
-built from ``recipes/SynthEmo/hparams/ecapa_aam.yaml`` and saved with the recipe's Checkpointer
+The model: ``--experiment DIR`` if given, else the demo's baseline run
+(``results/demo/runs/ecapa_aam/seed1986``, written by ``make demo``) if it exists, else an UNTRAINED
+experiment at the demo width (C=256), built from ``recipes/SynthEmo/hparams/ecapa_aam.yaml`` and saved
+with the recipe's Checkpointer
 (speed does not depend on the weights; its card's metrics are placeholders and it is deleted
 afterwards). The section says which one was used.
 
@@ -48,7 +49,7 @@ sys.path.insert(0, ROOT)
 SECTION = "## Hub export and inference"
 README = os.path.join(ROOT, "bench", "README.md")
 RECIPE = os.path.join(ROOT, "recipes", "SynthEmo", "hparams", "ecapa_aam.yaml")
-DEMO_EXPERIMENT = os.path.join(ROOT, "results", "demo", "experiment")
+DEMO_EXPERIMENT = os.path.join(ROOT, "results", "demo", "runs", "ecapa_aam", "seed1986")
 RATE = 16000
 
 
@@ -211,7 +212,8 @@ def run(args):
         if args.experiment:
             experiment, origin = os.path.abspath(args.experiment), "the experiment given with --experiment"
         elif os.path.isdir(DEMO_EXPERIMENT):
-            experiment, origin = DEMO_EXPERIMENT, "the demo experiment (`results/demo/experiment`, `make demo`)"
+            experiment = DEMO_EXPERIMENT
+            origin = "the demo's baseline run (`results/demo/runs/ecapa_aam/seed1986`, `make demo`)"
         else:
             experiment = untrained_experiment(work, args.channels)
             origin = (f"an **untrained** ECAPA-TDNN at the demo width C={args.channels}, built from "

@@ -1,11 +1,16 @@
 """Resemblyzer, the external anchor: a pretrained speaker encoder that no one here wrote.
 
 Resemblyzer 0.1.4 (Resemble AI, 2019) is a 3-layer LSTM trained with the GE2E loss; its
-weights ship inside its wheel, so it runs offline. It is scored on the same trial lists, by
-the same scoring code, as the project's systems, and its ``metrics.json`` / ``report.md``
-have the same layout, so a report can show it as one more system::
+weights ship inside its wheel, so it runs offline. It goes through the evaluation stage of
+the project's systems (:func:`speechbrain_ext.evaluation.evaluate`, with its ``encode``): the
+same trial lists, scoring, intervals, ``metrics.json`` / ``report.md`` and per-trial
+``scores/<split>.npz``, so a comparison (:mod:`speechbrain_ext.compare`, a suite report)
+shows it as one more system on the same trials::
 
-    python -m speechbrain_ext.anchor <manifest.csv> <data_folder> <trials_dir> <out_dir>
+    python -m speechbrain_ext.anchor <out_dir> <recipe hparams.yaml> [--key value ...]
+
+scores every split of the recipe's ``eval_splits`` (with those overrides: the same
+manifests and trial folders as the recipe's runs; its data must be prepared already).
 
 Preprocessing. Resemblyzer's README embeds ``preprocess_wav(wav)`` output with
 ``VoiceEncoder().embed_utterance``, and ``embed_utterance`` documents its input as "a
@@ -27,13 +32,15 @@ skipped and why.
 
 Threads: Resemblyzer runs on torch and numpy, which follow ``OMP_NUM_THREADS``. Its LSTM
 gains nothing from a second thread on a shared machine and can lose much
-(``bench/bench_anchor.py``): run it with ``OMP_NUM_THREADS=1`` there.
+(``bench/bench_anchor.py``: 2 threads were 14x slower than 1 there): the command line runs
+it on one thread unless told otherwise (``--threads``).
 """
 
 import argparse
 import hashlib
 import importlib
 import importlib.metadata
+import json
 import logging
 import os
 import pickle
@@ -56,11 +63,12 @@ __all__ = [
     "AnchorUnavailable",
     "ResemblyzerEncoder",
     "anchor_skip_reason",
-    "cache_key",
+    "cache_path",
     "embed_manifest",
     "evaluate_anchor",
     "load_resemblyzer",
     "main",
+    "skip_reason",
     "status_line",
 ]
 
@@ -152,6 +160,7 @@ class ResemblyzerEncoder:
         self.preprocess = bool(preprocess)
         self.model = self.lib.VoiceEncoder(device=device, verbose=False).eval()
         self.embedded_untrimmed = 0
+        self.audio_seconds = 0.0  # of the utterances :meth:`encode` embedded
 
     def prepare(self, wav):
         """The waveform Resemblyzer embeds: ``preprocess_wav`` output (see the module notes).
@@ -203,26 +212,31 @@ class ResemblyzerEncoder:
         """
         lengths = torch.round(lens.detach().cpu() * wavs.shape[1]).long().tolist()
         signals = wavs.detach().cpu().float().numpy()
+        self.audio_seconds += sum(lengths) / SAMPLE_RATE
         embeddings = [self.embed(signal[:n]) for signal, n in zip(signals, lengths)]
         return torch.from_numpy(np.stack(embeddings)).float().unsqueeze(1)
 
 
-def cache_key(manifest, data_folder, version, preprocess):
-    """Key of an embedding cache: manifest content, data folder, Resemblyzer version, preprocessing.
+def _identity(data_folder, version, preprocess, cache_dir):
+    """The anchor's stand-in for the checkpoint path that :func:`evaluation.cache_key` names a cache by."""
+    folder = hashlib.sha256(os.path.abspath(data_folder).encode()).hexdigest()[:8]
+    kind = "preprocess" if preprocess else "raw"
+    return os.path.join(os.path.abspath(cache_dir), f"resemblyzer-{version}-{kind}-{folder}")
+
+
+def cache_path(cache_dir, name, manifest, data_folder, version, preprocess):
+    """The embedding cache of one split: the file the evaluation stage reads for it.
 
     Example
     -------
     >>> import tempfile
     >>> p = os.path.join(tempfile.mkdtemp(), "m.csv"); _ = open(p, "w").write("x")
-    >>> cache_key(p, "/d", "0.1.4", True) == cache_key(p, "/d", "0.1.4", True)
-    True
-    >>> len({cache_key(p, "/d", "0.1.4", True), cache_key(p, "/d", "0.1.5", True), cache_key(p, "/d", "0.1.4", False)})
-    3
+    >>> a = cache_path("/c", "eval", p, "/d", "0.1.4", True)
+    >>> a.startswith("/c/eval-"), a.endswith(".pt"), a == cache_path("/c", "eval", p, "/d", "0.1.5", True)
+    (True, True, False)
     """
-    digest = hashlib.sha256(f"{os.path.abspath(data_folder)}\x1f{version}\x1f{bool(preprocess)}\x1f".encode())
-    with open(manifest, "rb") as f:
-        digest.update(f.read())
-    return digest.hexdigest()[:16]
+    key = evaluation.cache_key(_identity(data_folder, version, preprocess, cache_dir), manifest)
+    return os.path.join(os.path.abspath(cache_dir), f"{name}-{key}.pt")
 
 
 def _read_cache(path):
@@ -234,11 +248,19 @@ def _read_cache(path):
         return None
 
 
-def embed_manifest(manifest, data_folder, cache_dir=None, encoder=None):
+def _make_loader(dataset, batch_size=8):
+    """Batches of whole utterances for :func:`speechbrain_ext.evaluation.extract_embeddings` (main process)."""
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=sx_data.collate_skipping)
+
+
+def embed_manifest(manifest, data_folder, cache_dir=None, encoder=None, name=None):
     """Resemblyzer embeddings of every readable utterance of a manifest, cached on disk.
 
-    Unreadable audio is skipped and counted as in the evaluation stage (a trial that
-    needs a skipped utterance then fails scoring with its file and line).
+    The embeddings come from :func:`speechbrain_ext.evaluation.extract_embeddings` with the
+    encoder's ``encode``; unreadable audio is skipped and counted as in the evaluation stage
+    (a trial that needs a skipped utterance then fails scoring with its file and line). The
+    cache is the file the evaluation stage looks for (:func:`cache_path`), with the counts
+    below added; a damaged cache is embedded again (with a warning).
 
     Arguments
     ---------
@@ -247,9 +269,11 @@ def embed_manifest(manifest, data_folder, cache_dir=None, encoder=None):
     data_folder : str
         Replacement of ``$data_root``.
     cache_dir : str or None
-        Where ``resemblyzer-<key>.pt`` is kept (:func:`cache_key`); ``None``: no cache.
+        Where the cache is kept; ``None``: no cache.
     encoder : ResemblyzerEncoder or None
         Default: a new one with preprocessing.
+    name : str or None
+        The split's name, first part of the cache file's name (default: the manifest's name).
 
     Returns
     -------
@@ -266,32 +290,27 @@ def embed_manifest(manifest, data_folder, cache_dir=None, encoder=None):
     >>> sf.write(os.path.join(d, "a.wav"), np.random.default_rng(0).normal(0, 0.1, 16000), 16000)
     >>> _ = open(os.path.join(d, "m.csv"), "w").write("ID,duration,wav,spk_id\\na,1.0,$data_root/a.wav,s\\n")
     >>> ids, emb, info = embed_manifest(os.path.join(d, "m.csv"), d, cache_dir=d)
-    >>> ids, emb.shape, info["utterances"], len([n for n in os.listdir(d) if n.startswith("resemblyzer-")])
+    >>> ids, emb.shape, info["utterances"], len([n for n in os.listdir(d) if n.startswith("m-")])
     (['a'], torch.Size([1, 256]), 1, 1)
     """
     encoder = encoder or ResemblyzerEncoder()
+    name = name or os.path.splitext(os.path.basename(manifest))[0]
     cache = None
     if cache_dir:
-        key = cache_key(manifest, data_folder, encoder.version, encoder.preprocess)
-        cache = os.path.join(cache_dir, f"resemblyzer-{key}.pt")
+        cache = cache_path(cache_dir, name, manifest, data_folder, encoder.version, encoder.preprocess)
         cached = _read_cache(cache) if os.path.isfile(cache) else None
         if cached is not None:
             return cached
-    issues, ids, rows, seconds = sx_data.AudioIssueCounter(), [], [], 0.0
-    untrimmed_before = encoder.embedded_untrimmed
-    for example in evaluation.utterance_dataset(manifest, data_folder, SAMPLE_RATE):
-        issues.update([example["audio_issue"]], [example["id"]])
-        if example["audio_issue"].startswith(sx_data.ERROR_PREFIX):
-            continue
-        rows.append(encoder.embed(example["sig"].numpy()))
-        ids.append(example["id"])
-        seconds += example["sig"].shape[0] / SAMPLE_RATE
-    embeddings = torch.from_numpy(np.stack(rows)).float() if rows else torch.zeros(0, 256)
+    dataset = evaluation.utterance_dataset(manifest, data_folder, SAMPLE_RATE)
+    before = (encoder.embedded_untrimmed, encoder.audio_seconds)
+    ids, embeddings = evaluation.extract_embeddings(encoder.encode, _make_loader, dataset, desc=name)
+    if not ids:
+        embeddings = torch.zeros(0, 256)
     info = {
         "utterances": len(ids),
-        "skipped_unreadable": issues.skipped,
-        "embedded_untrimmed": encoder.embedded_untrimmed - untrimmed_before,
-        "audio_seconds": round(seconds, 3),
+        "skipped_unreadable": len(dataset) - len(ids),
+        "embedded_untrimmed": encoder.embedded_untrimmed - before[0],
+        "audio_seconds": round(encoder.audio_seconds - before[1], 3),
     }
     if cache:
         with files.atomic_path(cache) as tmp:
@@ -299,77 +318,103 @@ def embed_manifest(manifest, data_folder, cache_dir=None, encoder=None):
     return ids, embeddings, info
 
 
+def skip_reason(out_dir):
+    """Why the anchor report in ``out_dir`` was skipped (its ``metrics.json``'s ``skipped``), else None.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp(); skip_reason(d) is None
+    True
+    >>> _ = _write_skipped(d, "t", "resemblyzer is not installed"); skip_reason(d)
+    'resemblyzer is not installed'
+    """
+    path = os.path.join(out_dir, report.METRICS_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("skipped")
+
+
 def _write_skipped(out_dir, title, reason):
     payload = {"conditions": {}, "system": SYSTEM, "skipped": reason}
-    files.atomic_write_json(os.path.join(out_dir, "metrics.json"), payload)
+    files.atomic_write_json(os.path.join(out_dir, report.METRICS_FILE), payload)
     with files.atomic_write(os.path.join(out_dir, "report.md")) as f:
         f.write(f"# {title}\n\n{status_line(payload)}\n")
     return payload
 
 
-def evaluate_anchor(manifest, data_folder, trials_dir, out_dir, cache_dir=None, title=None, preprocess=True):
-    """Score Resemblyzer on a trial folder and write its report, as for one of our systems.
+def evaluate_anchor(eval_splits, data_folder, out_dir, cache_dir=None, title=None, preprocess=True, n_draws=1000):
+    """Score Resemblyzer on every evaluation split and write its report, as for one of our systems.
 
-    Writes ``metrics.json``, ``report.md``, ``det.png`` and ``score_hist.png`` with
-    :func:`speechbrain_ext.report.write_report`. When Resemblyzer is not installed it writes
-    only ``metrics.json`` (``"skipped": <why>``, no conditions) and a ``report.md`` saying so,
-    and returns that payload: the caller prints :func:`status_line` and goes on.
+    Goes through :func:`speechbrain_ext.evaluation.evaluate` with the anchor's ``encode``:
+    ``metrics.json`` (EER and minDCF with speaker-bootstrap intervals), ``report.md``,
+    plots and the per-trial ``scores/<split>.npz`` of every split, so a comparison
+    (:mod:`speechbrain_ext.compare`) takes the anchor as one more system. The embeddings
+    are cached per split (:func:`embed_manifest`). When Resemblyzer is not installed it
+    writes only ``metrics.json`` (``"skipped": <why>``, no conditions) and a ``report.md``
+    saying so, and returns that payload: the caller prints :func:`status_line` and goes on.
 
     Arguments
     ---------
-    manifest, data_folder : str
-        The utterances of the trials (as for :func:`embed_manifest`).
-    trials_dir : str
-        Folder of ``<condition>.txt`` trial lists (and an optional ``enrol.map``).
+    eval_splits : list of speechbrain_ext.splits.Split
+        The splits (manifest and trial folder), e.g. a recipe's ``eval_splits``.
+    data_folder : str
+        Replacement of ``$data_root`` in the manifests.
     out_dir : str
         Where the report goes.
     cache_dir : str or None
         Embedding cache folder (default: ``<out_dir>/embeddings``).
     title : str or None
-        Report title (default: names Resemblyzer and the trial folder).
+        Report title (default: names Resemblyzer).
     preprocess : bool
         Resemblyzer's ``preprocess_wav`` (the default, as its README does).
+    n_draws : int
+        Speaker-bootstrap draws of the intervals.
 
     Returns
     -------
     dict
-        The ``metrics.json`` payload: ``{"conditions": {...}, "system": ..., ...}``.
+        ``{"conditions": <first split's>, "splits": {split: {condition: metrics}}, "system": ..., ...}``.
 
     Example
     -------
     >>> import tempfile, soundfile as sf
+    >>> from speechbrain_ext.splits import Split
     >>> d = tempfile.mkdtemp(); rng = np.random.default_rng(0)
-    >>> for u in ("a", "b", "c"):
+    >>> for u in ("a", "b", "c", "e"):
     ...     sf.write(os.path.join(d, u + ".wav"), rng.normal(0, 0.1, 16000), 16000)
-    >>> rows = "".join(f"{u},1.0,$data_root/{u}.wav,{u}\\n" for u in "abc")
+    >>> rows = "".join(f"{u},1.0,$data_root/{u}.wav,{s}\\n" for u, s in zip("abce", "AABB"))
     >>> _ = open(os.path.join(d, "m.csv"), "w").write("ID,duration,wav,spk_id\\n" + rows)
     >>> os.mkdir(os.path.join(d, "trials"))
-    >>> _ = open(os.path.join(d, "trials", "all.txt"), "w").write("1 a b\\n0 a c\\n")
-    >>> out = evaluate_anchor(os.path.join(d, "m.csv"), d, os.path.join(d, "trials"), os.path.join(d, "out"))
-    >>> out["system"], out["conditions"]["all"]["n_target"], sorted(os.listdir(os.path.join(d, "out")))[-2:]
-    ('Resemblyzer', 1, ['report.md', 'score_hist.png'])
+    >>> _ = open(os.path.join(d, "trials", "all.txt"), "w").write("1 a b\\n0 a c\\n1 c e\\n0 c a\\n")
+    >>> out = evaluate_anchor([Split("eval", os.path.join(d, "m.csv"), os.path.join(d, "trials"))], d,
+    ...                       os.path.join(d, "out"), n_draws=10)
+    >>> out["system"], out["conditions"]["all"]["n_target"], sorted(os.listdir(os.path.join(d, "out", "scores")))
+    ('Resemblyzer', 2, ['eval.npz'])
     """
-    title = title or f"{SYSTEM} (external anchor) — {os.path.basename(os.path.normpath(trials_dir))}"
+    title = title or f"{SYSTEM} (external anchor)"
     try:
         encoder = ResemblyzerEncoder(preprocess=preprocess)
     except AnchorUnavailable as err:
         logger.warning("anchor row skipped: %s", err)
         return _write_skipped(out_dir, title, str(err))
     cache_dir = os.path.join(out_dir, "embeddings") if cache_dir is None else cache_dir
-    ids, embeddings, info = embed_manifest(manifest, data_folder, cache_dir=cache_dir, encoder=encoder)
-    metrics, scores = evaluation.score_trial_dir(ids, embeddings, trials_dir, return_scores=True)
+    embedded = {split.name: embed_manifest(split.annotation, data_folder, cache_dir, encoder, split.name)[2]
+                for split in eval_splits}
     extra = {
         "system": SYSTEM,
         "resemblyzer_version": encoder.version,
         "preprocessing": PREPROCESSING[encoder.preprocess],
-        "manifest": os.path.abspath(manifest),
-        "trials_dir": os.path.abspath(trials_dir),
         "torch_threads": torch.get_num_threads(),
-        **info,
+        "embedded": embedded,
     }
-    split = os.path.basename(os.path.normpath(trials_dir))
-    report.write_report(out_dir, {split: metrics}, {split: scores}, title=title, extra=extra)
-    return {"conditions": metrics, **extra}
+    metrics = evaluation.evaluate(
+        encoder.encode, _make_loader, eval_splits, data_folder, out_dir, sample_rate=SAMPLE_RATE,
+        cache_dir=cache_dir, checkpoint_path=_identity(data_folder, encoder.version, encoder.preprocess, cache_dir),
+        n_draws=n_draws, title=title, extra=extra,
+    )
+    return {"conditions": metrics[eval_splits[0].name], "splits": metrics, **extra}
 
 
 def status_line(payload):
@@ -389,33 +434,52 @@ def status_line(payload):
     return f"anchor ({payload.get('system', SYSTEM)}): EER {100 * conditions[name]['eer']:.2f} % on {name}"
 
 
+def _recipe_splits(hparams_file, recipe_args):
+    """``(eval_splits, data_folder)`` of a recipe configuration (its manifests and trial folders checked)."""
+    from speechbrain_ext.hparams import load_hparams
+    from speechbrain_ext.recipe import parse_arguments
+    from speechbrain_ext.splits import check_splits
+
+    _, _, overrides = parse_arguments([hparams_file, *recipe_args])
+    hparams, _ = load_hparams(hparams_file, overrides)
+    return check_splits(hparams)[0], hparams["data_folder"]
+
+
 def main(argv=None):
     """Command line entry point; returns the exit status (0 also when the anchor row is skipped).
 
     Example
     -------
-    >>> main(["/nonexistent.csv", "/d", "/t", "/tmp/never"])  # the message goes to stderr
+    >>> main(["/tmp/never", "/nonexistent.yaml"])  # "error: hyperparameter file not found: ..." on stderr
     2
     """
     parser = argparse.ArgumentParser(
         prog="python -m speechbrain_ext.anchor",
-        description="Score Resemblyzer (external anchor) on a trial folder; writes metrics.json and report.md.",
+        description="Score Resemblyzer (external anchor) on every evaluation split of a recipe configuration; "
+                    "writes metrics.json, report.md and scores/<split>.npz. Further --key value arguments are "
+                    "overrides of the recipe's hparams (as for its train.py).",
     )
-    parser.add_argument("manifest", help="CSV manifest of the utterances the trials name")
-    parser.add_argument("data_folder", help="replacement of $data_root in the manifest")
-    parser.add_argument("trials_dir", help="folder of <condition>.txt trial lists")
-    parser.add_argument("out_dir", help="where metrics.json, report.md and the plots go")
+    parser.add_argument("out_dir", help="where metrics.json, report.md, the plots and scores/ go")
+    parser.add_argument("hparams", help="a recipe's hparams file: its eval_splits and data_folder are scored")
     parser.add_argument("--cache-dir", help="embedding cache folder (default: <out_dir>/embeddings)")
     parser.add_argument("--no-preprocess", action="store_true", help="skip Resemblyzer's preprocess_wav")
-    args = parser.parse_args(argv)
+    parser.add_argument("--draws", type=int, default=1000, help="speaker-bootstrap draws (default 1000)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see the module notes)")
+    args, recipe_args = parser.parse_known_args(argv)
+    torch.set_num_threads(args.threads)
     try:
-        payload = evaluate_anchor(args.manifest, args.data_folder, args.trials_dir, args.out_dir,
-                                  cache_dir=args.cache_dir, preprocess=not args.no_preprocess)
+        reason = anchor_skip_reason()
+        if reason is not None:
+            payload = _write_skipped(args.out_dir, f"{SYSTEM} (external anchor)", reason)
+        else:
+            eval_splits, data_folder = _recipe_splits(args.hparams, recipe_args)
+            payload = evaluate_anchor(eval_splits, data_folder, args.out_dir, cache_dir=args.cache_dir,
+                                      preprocess=not args.no_preprocess, n_draws=args.draws)
     except (SpeechBrainExtError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not payload.get("skipped"):
-        print(report.format_metrics_table(payload["conditions"]))
+        print(report.format_splits(payload["splits"]))
     print(status_line(payload))
     print(f"report: {os.path.join(args.out_dir, 'report.md')}")
     return 0

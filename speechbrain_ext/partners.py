@@ -6,6 +6,8 @@ so every DataLoader worker and a resumed run agree (methods.md B.1).
 :func:`add_parallel_item` is the data-pipeline step built on it: partner pick →
 partner crop → :class:`~speechbrain_ext.copypaste.CopyPaste` → ``parallel_sig``, plus
 the kind of the pick (``partner_kind``), computed in the DataLoader workers.
+:class:`SelfPartners` is the equal-compute control's picker: every utterance is its own
+partner and is read again as a second, independent crop.
 """
 
 import math
@@ -19,8 +21,10 @@ from speechbrain_ext.seeding import keyed_draw
 __all__ = [
     "ALL_PARTNER_KINDS",
     "PARTNER_KINDS",
+    "SELF_CROP",
     "UNREADABLE_PARTNER",
     "CopyPastePartners",
+    "SelfPartners",
     "add_parallel_item",
     "copypaste_seed",
     "make_partners",
@@ -30,8 +34,10 @@ __all__ = [
 PARTNER_KINDS = ("other_emotion", "same_emotion_fallback", "speaker_only_fallback", "self_fallback")
 #: ``partner_kind`` of an example whose partner audio could not be read: ``x`` itself was used.
 UNREADABLE_PARTNER = "unreadable_partner_fallback"
+#: ``partner_kind`` of :class:`SelfPartners`: the utterance itself, by design (not a fallback).
+SELF_CROP = "self_crop"
 #: Every value ``partner_kind`` can take, in reporting order.
-ALL_PARTNER_KINDS = (*PARTNER_KINDS, UNREADABLE_PARTNER)
+ALL_PARTNER_KINDS = (*PARTNER_KINDS, SELF_CROP, UNREADABLE_PARTNER)
 
 
 class CopyPastePartners:
@@ -285,6 +291,43 @@ class CopyPastePartners:
         return (self.ids[partner], kind) if return_kind else self.ids[partner]
 
 
+class SelfPartners:
+    """Every utterance is its own CopyPaste partner (kind :data:`SELF_CROP`): the equal-compute control.
+
+    With :func:`add_parallel_item` the partner is read again as a crop of its own (keyed
+    ``"<id>><id>"``, so at another position than ``x``'s crop), and with a CopyPaste whose
+    share of ``x`` is 0 (``min_ratio = max_ratio = 0``) ``x'`` is that whole second crop:
+    two independent crops of each utterance, the same encoder inputs per step as CopyPaste.
+
+    Arguments
+    ---------
+    ids : sequence of str
+        Utterance ids.
+
+    Example
+    -------
+    >>> p = SelfPartners(["a", "b"])
+    >>> p.pick("b", epoch=3, return_kind=True), p.kind_totals[SELF_CROP], len(p)
+    (('b', 'self_crop'), 2, 2)
+    """
+
+    def __init__(self, ids):
+        self.ids = [str(i) for i in ids]
+        self.kind_totals = {SELF_CROP: len(self.ids)}
+        self.counts = {SELF_CROP: 0}
+
+    def __len__(self):
+        """Number of utterances."""
+        return len(self.ids)
+
+    def pick(self, index_or_id, epoch=0, return_kind=False, count=True):
+        """The utterance itself (the arguments are those of :meth:`CopyPastePartners.pick`)."""
+        utt = self.ids[index_or_id] if isinstance(index_or_id, (int, np.integer)) else str(index_or_id)
+        if count:
+            self.counts[SELF_CROP] += 1
+        return (utt, SELF_CROP) if return_kind else utt
+
+
 def copypaste_seed(seed, epoch, utt_id):
     """Seed of the CopyPaste draw of one utterance, from ``(seed, epoch, id)`` only.
 
@@ -303,11 +346,12 @@ def copypaste_seed(seed, epoch, utt_id):
     return keyed_draw(seed, epoch, utt_id, "copypaste") & (2**63 - 1)
 
 
-def make_partners(dataset, seed, require_emotion=True, manifest="<manifest>"):
-    """The :class:`CopyPastePartners` of a loaded training set (columns ``spk_id`` and ``emotion``).
+def make_partners(dataset, seed, require_emotion=True, manifest="<manifest>", partner=None):
+    """The partner picker of a loaded training set (columns ``spk_id`` and ``emotion``).
 
-    Without an ``emotion`` column, ``require_emotion=True`` raises the ``ValueError``
-    of :class:`CopyPastePartners` naming the column and the manifest.
+    ``partner=None`` (the method, methods.md B.1): :class:`CopyPastePartners`; without an
+    ``emotion`` column, ``require_emotion=True`` raises its ``ValueError`` naming the column
+    and the manifest. ``partner="self"``: :class:`SelfPartners` (the equal-compute control).
 
     Example
     -------
@@ -318,8 +362,18 @@ def make_partners(dataset, seed, require_emotion=True, manifest="<manifest>"):
     >>> ds = DynamicItemDataset({"a": {"spk_id": "s"}, "b": {"spk_id": "s"}})
     >>> make_partners(ds, seed=0, require_emotion=False).kind_of("a")
     'speaker_only_fallback'
+    >>> make_partners(ds, seed=0, partner="self").pick("a")
+    'a'
+    >>> make_partners(ds, seed=0, partner="other")
+    Traceback (most recent call last):
+    ...
+    ValueError: copypaste_partner must be null (same speaker, other emotion) or 'self', got 'other'
     """
     ids = list(dataset.data_ids)
+    if partner == "self":
+        return SelfPartners(ids)
+    if partner is not None:
+        raise ValueError(f"copypaste_partner must be null (same speaker, other emotion) or 'self', got {partner!r}")
     speakers = data.manifest_column(dataset, "spk_id")
     has_emotion = bool(ids) and all("emotion" in dataset.data[i] for i in ids)
     emotions = [dataset.data[i]["emotion"] for i in ids] if has_emotion else None
@@ -335,10 +389,12 @@ def add_parallel_item(dataset, partners, reader, copypaste, seed):
     ``reader.epoch``: the partner ``u`` from ``partners`` (deterministic in
     ``(seed, epoch, id)``), read with the same ``reader`` (its crop keyed by
     ``"<id>><partner id>"``, so it is not the partner's own crop of the epoch), then
-    ``copypaste(x, u)`` seeded with :func:`copypaste_seed`. ``partner_kind`` is the kind
-    of the pick, or :data:`UNREADABLE_PARTNER` when ``u`` could not be read and ``x``
-    itself was used. An unreadable ``x`` gives an empty ``parallel_sig`` (the example is
-    dropped by :func:`~speechbrain_ext.data.collate_skipping` anyway).
+    ``copypaste(x, u)`` seeded with :func:`copypaste_seed`. A ``self_fallback`` partner
+    (a speaker with one utterance) is ``x``'s own crop; a :data:`SELF_CROP` partner is read
+    as a crop of its own. ``partner_kind`` is the kind of the pick, or
+    :data:`UNREADABLE_PARTNER` when ``u`` could not be read and ``x`` itself was used. An
+    unreadable ``x`` gives an empty ``parallel_sig`` (the example is dropped by
+    :func:`~speechbrain_ext.data.collate_skipping` anyway).
 
     Example
     -------
@@ -365,7 +421,7 @@ def add_parallel_item(dataset, partners, reader, copypaste, seed):
             yield sig
             yield kind
             return
-        if partner == utt_id:
+        if partner == utt_id and kind != SELF_CROP:
             partner_sig = sig
         else:
             partner_sig, issue = reader(wav_of[partner], f"{utt_id}>{partner}")

@@ -30,8 +30,8 @@ from speechbrain_ext.report_tables import format_metrics_table, format_splits
 from speechbrain_ext.scoring import det_curve, split_by_label
 
 __all__ = [
-    "METRICS_FILE", "MetricsError", "format_metrics_table", "format_splits", "read_metrics", "split_conditions",
-    "write_report",
+    "METRICS_FILE", "MetricsError", "format_metrics_table", "format_splits", "plot_det", "read_metrics",
+    "split_conditions", "write_report",
 ]
 
 #: The file name of the metrics in a report folder.
@@ -165,20 +165,25 @@ def _save_figure(fig, path):
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _plot_det(split, metrics, title, path):
-    curves = {name: det_curve(pos, neg) for name, (pos, neg) in split.items()}
-    hi = 0.5
-    # Axis floor: the smallest non-zero rate any curve shows inside the plotted square, so a
-    # good system is not squeezed into a corner nor a poor one given empty decades.
+def _det_floor(curves, hi):
+    """Axis floor: the smallest non-zero rate any curve shows inside the plotted square, so a
+    good system is not squeezed into a corner nor a poor one given empty decades.
+    """
     seen = [0.01]
     for p_fa, p_miss, _ in curves.values():
         seen += [
             p_miss[(p_miss > 0) & (p_fa <= hi)].min(initial=1.0),
             p_fa[(p_fa > 0) & (p_miss <= hi)].min(initial=1.0),
         ]
-    lo = max(1e-4, min(seen))
+    return max(1e-4, min(seen))
+
+
+def _draw_det(ax, split, metrics, title):
+    """One DET panel on ``ax``: a curve per entry of ``split`` (``{name: (pos, neg)}``)."""
+    curves = {name: det_curve(pos, neg) for name, (pos, neg) in split.items()}
+    hi = 0.5
+    lo = _det_floor(curves, hi)
     lo_z, hi_z = _ndtri(lo * 0.8), _ndtri(hi)
-    fig, ax = _pyplot().subplots(figsize=(6, 6))
     for name, (p_fa, p_miss, _) in curves.items():
         x = np.clip(_ndtri(p_fa), lo_z, hi_z + 1)
         y = np.clip(_ndtri(p_miss), lo_z, hi_z + 1)
@@ -207,7 +212,43 @@ def _plot_det(split, metrics, title, path):
     ax.set_title(f"DET — {title}")
     ax.grid(True, linewidth=0.4, alpha=0.6)
     ax.legend(loc="best", fontsize=8)
+
+
+def _plot_det(split, metrics, title, path):
+    fig, ax = _pyplot().subplots(figsize=(6, 6))
+    _draw_det(ax, split, metrics, title)
     _save_figure(fig, path)
+
+
+def plot_det(panels, path):
+    """One figure of DET panels side by side, a curve per entry: several systems on the same trials.
+
+    Arguments
+    ---------
+    panels : list of (str, dict, dict or None)
+        ``(title, {label: (scores, labels)}, {label: EER fraction} or None)`` per panel
+        (labels 1 target, 0 non-target); the EERs are shown in the legend and marked.
+    path : str
+        The PNG to write (atomically).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> lab = np.array([1, 0, 0, 1, 0, 0])
+    >>> curves = {"a": (np.array([.9, .1, .2, .8, .3, .6]), lab), "b": (np.array([.6, .7, .1, .9, .2, .3]), lab)}
+    >>> p = os.path.join(tempfile.mkdtemp(), "det.png")
+    >>> plot_det([("eval", curves, {"a": 0.25}), ("ood", curves, None)], p)
+    >>> os.path.getsize(p) > 1000
+    True
+    """
+    if not panels:
+        raise ValueError("no DET panel to plot")
+    fig, axes = _pyplot().subplots(1, len(panels), figsize=(6 * len(panels), 6), squeeze=False)
+    for ax, (title, curves, eers) in zip(axes.flat, panels):
+        split = {label: split_by_label(label, scores, labels) for label, (scores, labels) in curves.items()}
+        _draw_det(ax, split, {label: {"eer": eer} for label, eer in (eers or {}).items()}, title)
+    fig.tight_layout()
+    _save_figure(fig, os.fspath(path))
 
 
 def _plot_hist(split, metrics, title, path):

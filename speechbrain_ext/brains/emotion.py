@@ -63,6 +63,9 @@ class EmotionInvariantBrain(SpeakerBrain):
       :class:`SpeakerBrain` (no parallel sample, no extra term);
     - ``require_emotion`` (default True): a training manifest without an ``emotion``
       column is an error naming the column; False falls back to speaker-only partners;
+    - ``copypaste_partner``: null (same speaker, other emotion: the method) or ``self``
+      (the utterance itself, read as a second crop: the equal-compute control,
+      :class:`~speechbrain_ext.partners.SelfPartners`);
     - ``parallel_cos_loss``: a :class:`~speechbrain_ext.losses.ParallelCosineLoss`; its
       term ``"parallel_cos"`` is weighted by the balancer (λ); null drops the term;
     - ``emotion_mask``: an :class:`~speechbrain_ext.augment.EnergyEmotionMask`; its
@@ -108,10 +111,10 @@ class EmotionInvariantBrain(SpeakerBrain):
             return
         self.partners = make_partners(
             dataset, seed=self.hparams.seed, require_emotion=self.hparams.require_emotion,
-            manifest=self.hparams.train_annotation,
+            manifest=self.hparams.train_annotation, partner=self.hparams.copypaste_partner,
         )
         add_parallel_item(dataset, self.partners, self.crop_reader, self.hparams.copypaste, self.hparams.seed)
-        if self.partners.kind_totals["other_emotion"] < len(self.partners):
+        if self.partners.kind_totals.get("other_emotion", 0) < len(self.partners):
             logger.info("CopyPaste partner kinds over the training manifest: %s", self.partners.kind_totals)
 
     def train_output_keys(self):
@@ -212,7 +215,7 @@ class EmotionInvariantBrain(SpeakerBrain):
         for kind in ALL_PARTNER_KINDS:
             if counts.get(kind):
                 stats[f"partners_{kind}"] = counts[kind]
-        fallbacks = total - counts.get("other_emotion", 0)
+        fallbacks = sum(n for kind, n in counts.items() if kind.endswith("_fallback"))
         stats["partner_fallback_share"] = round(fallbacks / total, 6) if total else 0.0
         return stats
 

@@ -33,9 +33,10 @@ def test_paper_row_trains_one_epoch_and_reports_emotion_conditions(run_synthemo_
     embeddings = os.listdir(os.path.join(exp, "embeddings"))
     assert any(name.startswith("eval-") and name.endswith(".pt") for name in embeddings)
 
-    # The valid-split probe of bench/ablation.py: unmasked, it reproduces the selected checkpoint's
+    # The valid-split probe of the emotion ablation: unmasked, it reproduces the selected checkpoint's
     # validation EER; every selection hides the same number of frames; the result is cached.
-    spec = importlib.util.spec_from_file_location("em_probe", os.path.join(ROOT, "bench", "em_probe.py"))
+    spec = importlib.util.spec_from_file_location(
+        "em_probe", os.path.join(ROOT, "recipes", "SynthEmo", "ablation", "em_probe.py"))
     em_probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(em_probe)
     probe = em_probe.probe_run(exp, ratios=(0.2,))

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from speechbrain_ext import anchor, evaluation
+from speechbrain_ext import anchor, evaluation, report, trial_scores
+from speechbrain_ext.splits import Split
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODULES = ("resemblyzer", "resemblyzer.audio", "resemblyzer.hparams", "resemblyzer.voice_encoder")
@@ -102,20 +103,42 @@ def test_synthemo_trials_same_speaker_scores_higher(synthemo_embeddings, tiny_sy
     assert metrics["all"]["eer"] < 0.5
 
 
-def test_evaluate_anchor_writes_a_system_report(synthemo_embeddings, tiny_synthemo, tmp_path, monkeypatch):
+def _splits(manifests):
+    return [Split(name, os.path.join(manifests, f"{name}.csv"), os.path.join(manifests, "trials", name))
+            for name in ("eval", "ood")]
+
+
+def test_evaluate_anchor_goes_through_the_evaluation_stage(synthemo_embeddings, tiny_synthemo, tmp_path,
+                                                          monkeypatch):
     manifest, cache_dir, ids, embeddings, _ = synthemo_embeddings
     data_folder, manifests = tiny_synthemo
-    trials_dir = os.path.join(manifests, "trials", "eval")
-    monkeypatch.setattr(anchor.ResemblyzerEncoder, "embed", lambda self, wav: pytest.fail("cache not used"))
-    out = anchor.evaluate_anchor(manifest, data_folder, trials_dir, str(tmp_path / "out"), cache_dir=cache_dir)
-    written = json.load(open(tmp_path / "out" / "metrics.json"))
+    real_evaluate, seen = evaluation.evaluate, {}
+
+    def spy(encode, make_loader, eval_splits, *args, **kwargs):
+        seen.update(encode=encode, splits=[s.name for s in eval_splits])
+        return real_evaluate(encode, make_loader, eval_splits, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate", spy)
+    out_dir = tmp_path / "out"
+    out = anchor.evaluate_anchor(_splits(manifests), data_folder, str(out_dir), cache_dir=cache_dir, n_draws=50)
+    assert seen["splits"] == ["eval", "ood"] and seen["encode"].__func__ is anchor.ResemblyzerEncoder.encode
+    written = report.read_metrics(str(out_dir))
     assert written["system"] == "Resemblyzer" and written["resemblyzer_version"] == "0.1.4"
-    assert written["conditions"] == json.loads(json.dumps(out["conditions"]))
-    assert set(written["conditions"]) == set(evaluation.trial_lists(trials_dir))
+    assert set(written["splits"]) == {"eval", "ood"}
+    assert written["conditions"] == written["splits"]["eval"]["conditions"]
+    trials_dir = os.path.join(manifests, "trials", "eval")
     expected = evaluation.score_trial_dir(ids, embeddings, trials_dir)
-    assert written["conditions"]["all"]["eer"] == pytest.approx(expected["all"]["eer"])
-    assert "| all |" in (tmp_path / "out" / "report.md").read_text()
+    assert written["conditions"]["all"]["eer"] == pytest.approx(expected["all"]["eer"])  # the cached eval embeddings
+    low, high = written["conditions"]["all"]["eer_ci"]  # a speaker-bootstrap interval, as for our systems
+    assert low <= written["conditions"]["all"]["eer"] <= high
+    for split in ("eval", "ood"):
+        scores = trial_scores.load_trial_scores(trial_scores.scores_path(str(out_dir), split))
+        assert scores.meta["system"] == "Resemblyzer" and scores.seed is None
+        assert set(scores.conditions) >= {"all", "neutral_emotional"}
+        n_rows = sum(1 for _ in open(os.path.join(manifests, f"{split}.csv"))) - 1
+        assert written["embedded"][split]["utterances"] == n_rows
     assert anchor.status_line(out).startswith("anchor (Resemblyzer): EER ")
+    assert anchor.skip_reason(str(out_dir)) is None
 
 
 def test_cache_reused_and_invalidated_by_manifest(synthemo_embeddings, tiny_synthemo, tmp_path, monkeypatch, caplog):
@@ -131,13 +154,13 @@ def test_cache_reused_and_invalidated_by_manifest(synthemo_embeddings, tiny_synt
     lines = open(manifest).read().splitlines(keepends=True)
     smaller = tmp_path / "eval.csv"
     smaller.write_text("".join(lines[:4]))  # header + 3 utterances
-    ids3, emb3, _ = anchor.embed_manifest(str(smaller), data_folder, cache_dir=cache_dir, encoder=enc)
-    assert len(calls) == 3 and len(ids3) == 3
+    ids3, emb3, info3 = anchor.embed_manifest(str(smaller), data_folder, cache_dir=cache_dir, encoder=enc)
+    assert len(calls) == 3 and len(ids3) == 3 and info3["utterances"] == 3 and info3["audio_seconds"] > 0
     assert torch.allclose(emb3, embeddings[[ids.index(u) for u in ids3]], atol=1e-6)
-    assert len([n for n in os.listdir(cache_dir) if n.startswith("resemblyzer-")]) == 2
+    assert len([n for n in os.listdir(cache_dir) if n.startswith("eval-")]) == 2
 
-    key = anchor.cache_key(str(smaller), data_folder, enc.version, enc.preprocess)
-    with open(os.path.join(cache_dir, f"resemblyzer-{key}.pt"), "wb") as f:
+    cache = anchor.cache_path(cache_dir, "eval", str(smaller), data_folder, enc.version, enc.preprocess)
+    with open(cache, "wb") as f:
         f.write(b"not a torch file")
     ids4, _, _ = anchor.embed_manifest(str(smaller), data_folder, cache_dir=cache_dir, encoder=enc)
     assert ids4 == ids3 and len(calls) == 6
@@ -152,12 +175,27 @@ def test_missing_resemblyzer_skips_the_anchor_row(tmp_path, monkeypatch, capsys)
     reason = anchor.anchor_skip_reason()
     assert reason.startswith("resemblyzer is not installed") and anchor.REQUIREMENT in reason
     out_dir = tmp_path / "anchor"
-    status = anchor.main(["unused.csv", str(tmp_path), str(tmp_path), str(out_dir)])
+    status = anchor.main([str(out_dir), os.path.join(ROOT, "recipes", "SynthEmo", "hparams", "ecapa_aam.yaml")])
     printed = capsys.readouterr().out
     assert status == 0
     assert f"anchor row skipped: {reason}" in printed
     assert json.load(open(out_dir / "metrics.json")) == {"conditions": {}, "system": "Resemblyzer", "skipped": reason}
     assert f"anchor row skipped: {reason}" in (out_dir / "report.md").read_text()
+    assert anchor.skip_reason(str(out_dir)) == reason
+    payload = anchor.evaluate_anchor(_splits(str(tmp_path)), str(tmp_path), str(tmp_path / "api"))
+    assert payload["skipped"] == reason
+
+
+def test_command_line_scores_a_recipe_configuration(tiny_synthemo, tmp_path, capsys):
+    _require_resemblyzer()
+    data_folder, manifests = tiny_synthemo
+    out_dir = tmp_path / "anchor"
+    hparams = os.path.join(ROOT, "recipes", "SynthEmo", "hparams", "ecapa_aam.yaml")
+    status = anchor.main([str(out_dir), hparams, "--draws", "20", "--data_folder", data_folder,
+                          "--manifest_folder", manifests, "--output_folder", str(tmp_path / "unused")])
+    assert status == 0, capsys.readouterr().err
+    assert sorted(os.listdir(out_dir / "scores")) == ["eval.npz", "ood.npz"]
+    assert "ood:" in capsys.readouterr().out
 
 
 def test_missing_webrtcvad_names_the_module(monkeypatch):

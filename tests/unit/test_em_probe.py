@@ -1,13 +1,15 @@
-"""bench/em_probe.py: what it refuses, and the shift measure on hand-computed values."""
+"""recipes/SynthEmo/ablation/em_probe.py: what it refuses, the shift measure on hand-computed values, its cache."""
 
 import importlib.util
+import json
 import os
 
 import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location("em_probe", os.path.join(ROOT, "bench", "em_probe.py"))
+_spec = importlib.util.spec_from_file_location(
+    "em_probe", os.path.join(ROOT, "recipes", "SynthEmo", "ablation", "em_probe.py"))
 em_probe = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(em_probe)
 
@@ -28,3 +30,18 @@ def test_relative_shift_is_shift_over_separation():
 def test_one_speaker_has_no_separation():
     out = em_probe.relative_emotion_shift(["a"], torch.ones(1, 2), {"a": ("s1", "neutral")})
     assert out["separation"] != out["separation"]  # nan, not a division by zero
+
+
+def test_a_cached_probe_is_reused_only_for_its_settings_and_checkpoint(tmp_path):
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "metrics.json").write_text(json.dumps({"conditions": {"all": {"eer": 0.1}},
+                                                                  "checkpoint": "save/CKPT+2"}))
+    settings = em_probe.probe_settings([0.2])
+    cached = {"settings": settings, "checkpoint": "CKPT+2", "results": {}}
+    (tmp_path / "report" / "em_probe.json").write_text(json.dumps(cached))
+    assert em_probe.cached_probe(str(tmp_path), settings) == cached
+    assert em_probe.probe_run(str(tmp_path), [0.2]) == cached  # no brain loaded: nothing else is in the folder
+    assert em_probe.cached_probe(str(tmp_path), em_probe.probe_settings([0.1])) is None
+    (tmp_path / "report" / "metrics.json").write_text(json.dumps({"conditions": {"all": {"eer": 0.1}},
+                                                                  "checkpoint": "save/CKPT+3"}))
+    assert em_probe.cached_probe(str(tmp_path), settings) is None

@@ -361,3 +361,49 @@ def test_combined_brain_trains_one_step(tmp_path, corpus):
     assert np.isfinite(float(brain.fit_batch(batch)))
     summary = brain.epoch_stats.summary()
     assert {"contrastive", "aam_parallel", "parallel_cos", "alpha", "em_masked_share"} <= set(summary)
+
+
+# ---------------------------------------------------------------------------- the equal-compute control
+
+CONTROL_ROW = "ecapa_aam_twocrop.yaml"
+
+
+def encoded_rows_per_step(tmp_path, corpus, row):
+    """Rows the encoder sees in one training step of ``row`` (a forward hook on the embedding model)."""
+    brain = make_brain(tmp_path / row, corpus, row=row)
+    _, batch = first_batch(brain)
+    brain.on_fit_start()
+    seen = []
+    hook = brain.modules.embedding_model.register_forward_hook(lambda module, args, out: seen.append(out.shape[0]))
+    brain.fit_batch(batch)
+    hook.remove()
+    return sum(seen), brain
+
+
+def test_the_control_encodes_as_many_inputs_per_step_as_copypaste(tmp_path, corpus):
+    baseline, _ = encoded_rows_per_step(tmp_path, corpus, "ecapa_aam.yaml")
+    copypaste, _ = encoded_rows_per_step(tmp_path, corpus, "ecapa_aam_copypaste.yaml")
+    control, brain = encoded_rows_per_step(tmp_path, corpus, CONTROL_ROW)
+    assert baseline == 4 and copypaste == control == 2 * baseline
+    assert brain.hparams.loss_balancer.weights == {"aam": 1.0, "aam_parallel": 1.0, "parallel_cos": 0.0}
+    stats = brain.extra_train_stats()
+    assert stats["partners_self_crop"] == 4 and stats["partner_fallback_share"] == 0.0
+
+
+def test_the_control_second_input_is_another_crop_of_the_same_utterance(tmp_path, corpus):
+    brain = make_brain(tmp_path, corpus, row=CONTROL_ROW)
+    train, batch = first_batch(brain)
+    n, crop = 4, int(CROP * 16000)
+    assert list(batch.partner_kind) == ["self_crop"] * n
+    whole = sx_data.AudioReader(16000)  # the full utterance, to find where each crop comes from
+
+    def position(piece, signal):
+        starts = np.flatnonzero(signal[: signal.size - crop + 1] == piece[0])
+        return next(int(s) for s in starts if np.array_equal(signal[s : s + crop], piece))
+
+    for i, utt in enumerate(batch.id):
+        x, x2 = batch.sig.data[i].numpy(), batch.parallel_sig.data[i].numpy()
+        assert x.shape == x2.shape == (crop,)
+        signal = whole(train.data[utt]["wav"], utt)[0].numpy()
+        # both are crops of this utterance (StopIteration otherwise), at different positions
+        assert position(x, signal) != position(x2, signal) and not np.array_equal(x, x2)

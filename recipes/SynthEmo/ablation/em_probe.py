@@ -20,13 +20,16 @@ than their share of the speaker information. A run trained with EM should lose l
 ``highest`` masking than the baseline (it learnt without them).
 
 Only the first validation split of ``valid_splits`` is read (its manifest and trial lists):
-nothing here looks at the evaluation trials. Results are cached per run in ``<run>/report/em_probe.json`` (keyed by the
-checkpoint and the probe settings) and read by ``bench/ablation.py --suite emotion``.
+nothing here looks at the evaluation trials. Results are cached per run in
+``<run>/report/em_probe.json`` (keyed by the checkpoint and the probe settings). The emotion
+ablation (``emotion.yaml`` next to this file) runs it as a report section,
+:class:`EmProbeSection`: after training it probes the finished runs of the rows and seeds it
+is given, then tabulates them.
 
 Usage::
 
-    .venv/bin/python bench/em_probe.py results/ablation/emotion_runs/ecapa_aam/seed1986 [more runs] \\
-        [--ratios 0.1 0.2 0.4] [--threads 1]
+    .venv/bin/python recipes/SynthEmo/ablation/em_probe.py results/ablation/SynthEmo/ecapa_aam/seed1986 \\
+        [more runs] [--ratios 0.1 0.2 0.4] [--threads 1]
 """
 
 import argparse
@@ -34,6 +37,7 @@ import csv
 import io
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,13 +45,11 @@ import time
 import ruamel.yaml
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from speechbrain_ext import emotion_report, evaluation, selection, splits  # noqa: E402
-from speechbrain_ext.augment import SELECTIONS, EnergyEmotionMask  # noqa: E402
-from speechbrain_ext.hparams import load_hparams  # noqa: E402
+from speechbrain_ext import emotion_report, evaluation, report, selection, splits
+from speechbrain_ext.augment import SELECTIONS, EnergyEmotionMask
+from speechbrain_ext.files import atomic_write_json
+from speechbrain_ext.hparams import load_hparams
+from speechbrain_ext.suite_report import Section, fmt, mean_std
 
 RATIOS = (0.1, 0.2, 0.4)
 CONDITIONS = ("all", "neutral_emotional")
@@ -156,14 +158,11 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
         ``{"checkpoint", "valid_EER_selected", "results": {"none": {condition: {"eer", "min_dcf"}},
         "<select>@<rho>": {...}}, "seconds"}``.
     """
-    cache = os.path.join(run_folder, CACHE)
-    settings = {"format": FORMAT, "ratios": [float(r) for r in ratios], "seed": seed, "conditions": list(CONDITIONS)}
+    settings = probe_settings(ratios, seed)
+    cached = None if refresh else cached_probe(run_folder, settings)
+    if cached is not None:
+        return cached
     brain, checkpoint = load_run(run_folder)
-    if os.path.isfile(cache) and not refresh:
-        with open(cache) as f:
-            cached = json.load(f)
-        if cached.get("settings") == settings and cached.get("checkpoint") == os.path.basename(checkpoint.path):
-            return cached
     hp = brain.hparams
     valid = splits.parse_splits(hp.valid_splits, "valid_splits")[0]
     # "all" is required; the emotional condition only where the corpus's validation trials have it
@@ -192,11 +191,37 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
         "valid_EER_selected": checkpoint.meta.get("EER"), "results": results, "emotion_shift": shift,
         "seconds": round(time.time() - start, 1),
     }
-    os.makedirs(os.path.dirname(cache), exist_ok=True)
-    with open(cache + ".tmp", "w") as f:
-        json.dump(out, f, indent=1)
-    os.replace(cache + ".tmp", cache)
+    atomic_write_json(os.path.join(run_folder, CACHE), out, indent=1)
     return out
+
+
+def probe_settings(ratios=RATIOS, seed=0):
+    """What a cached probe must have been run with to be reused.
+
+    Example
+    -------
+    >>> probe_settings([0.2])["ratios"]
+    [0.2]
+    """
+    return {"format": FORMAT, "ratios": [float(r) for r in ratios], "seed": seed, "conditions": list(CONDITIONS)}
+
+
+def cached_probe(run_folder, settings):
+    """The run's cached probe when it has these settings and the checkpoint its ``metrics.json`` names, else None.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> cached_probe(tempfile.mkdtemp(), probe_settings()) is None
+    True
+    """
+    path = os.path.join(run_folder, CACHE)
+    if not os.path.isfile(path) or not os.path.isfile(os.path.join(run_folder, "report", report.METRICS_FILE)):
+        return None
+    with open(path) as f:
+        cached = json.load(f)
+    checkpoint = os.path.basename(str(report.read_metrics(os.path.join(run_folder, "report")).get("checkpoint")))
+    return cached if cached.get("settings") == settings and cached.get("checkpoint") == checkpoint else None
 
 
 def _has_emotions(manifest):
@@ -237,6 +262,84 @@ def relative_emotion_shift(ids, embeddings, labels):
     n = cos.shape[0]
     separation = float((1.0 - cos).sum() / (n * (n - 1)))  # the diagonal adds 0
     return {"shift": shift, "separation": separation, "ratio": shift / separation}
+
+
+class EmProbeSection(Section):
+    """The probe as a suite report section: probe the finished runs after training, then tabulate them.
+
+    Arguments
+    ---------
+    rows : list of str or None
+        Rows probed (default: every row of the suite, variants included).
+    seeds : int
+        How many of the suite's seeds are probed (the first ones): the probe embeds the
+        validation utterances once per mask, so it costs about ``1 + 3 x len(ratios)``
+        validation passes per run.
+    ratios : list of float
+        Shares of hidden frames.
+
+    Example
+    -------
+    >>> EmProbeSection(rows=["ecapa_aam"], seeds=1, ratios=[0.2]).settings["ratios"]
+    [0.2]
+    """
+
+    def __init__(self, rows=None, seeds=1, ratios=(0.2,)):
+        self.rows, self.n_seeds, self.settings = rows, int(seeds), probe_settings(ratios)
+
+    def _runs(self, suite):
+        rows = [r for r in suite.rows if self.rows is None or r.name in self.rows]
+        return [(row, seed) for row in rows for seed in suite.seeds[: self.n_seeds]]
+
+    def after_runs(self, suite, out=print):
+        """Probe, ``suite.jobs`` processes at a time, every finished run without a current probe."""
+        todo = [suite.run_folder(row, seed) for row, seed in self._runs(suite)
+                if os.path.isfile(os.path.join(suite.run_folder(row, seed), "report", report.METRICS_FILE))
+                and cached_probe(suite.run_folder(row, seed), self.settings) is None]
+        if not todo:
+            return
+        out(f"[{time.strftime('%H:%M:%S')}] test-time masking probe of {len(todo)} run(s) (validation speakers)")
+        env = {**os.environ, "OMP_NUM_THREADS": str(suite.threads)}
+        ratios = [str(r) for r in self.settings["ratios"]]
+        commands = [[sys.executable, os.path.abspath(__file__), *todo[i :: suite.jobs], "--threads",
+                     str(suite.threads), "--ratios", *ratios] for i in range(min(suite.jobs, len(todo)))]
+        procs = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for c in commands]
+        for proc in procs:
+            _, err = proc.communicate()
+            if proc.returncode != 0:
+                out(f"probe failed (exit {proc.returncode}):\n{err[-2000:]}")
+
+    def render(self, ctx):
+        """Validation EER per mask, mean ± std over the probed seeds, and the emotion shift."""
+        probed = {}
+        for row, seed in self._runs(ctx.suite):
+            result = cached_probe(ctx.suite.run_folder(row, seed), self.settings)
+            if result is not None:
+                probed.setdefault(row, []).append(result)
+        lines = ["## Validation probe: which frames carry the speaker?", ""]
+        if not probed:
+            return lines + ["No probed run (the probe runs after training; not with `--report-only`).", ""]
+        names = [f"{select}@{rho:g}" for rho in self.settings["ratios"] for select in SELECTIONS]
+        lines += [
+            "Each selected checkpoint embeds the VALIDATION utterances with a share rho of its frames hidden at "
+            "test time by the same `EnergyEmotionMask` as training (mean fill): the `highest`-energy frames (what "
+            "EM hides in training), as many `random` frames, or the `lowest`-energy ones. Validation EER (%), "
+            f"`all` trials, mean ± std over the first {self.n_seeds} seed(s) "
+            f"(`{os.path.relpath(os.path.abspath(__file__))}`; a diagnostic, not an evaluation figure):", "",
+            "| system | runs | no mask | " + " | ".join(n.replace("@", " ") for n in names)
+            + " | emotion shift | speaker separation | shift / separation |",
+            "|:---|---:|---:|" + "---:|" * len(names) + "---:|---:|---:|"]
+        for row, results in probed.items():
+            cells = [fmt(*mean_std([100 * r["results"][k]["all"]["eer"] for r in results if k in r["results"]]))
+                     for k in ["none", *names]]
+            cells += [fmt(*mean_std([(r.get("emotion_shift") or {}).get(k) for r in results]), 3)
+                      for k in ("shift", "separation", "ratio")]
+            lines.append(f"| {row.label} | {len(results)} | " + " | ".join(cells) + " |")
+        return lines + ["", "Read across a row: `highest` far above `random` at the same rho means the "
+                        "highest-energy frames carry more than their share of the speaker information. Emotion "
+                        "shift: mean 1 − cos between a speaker's emotional and neutral centroids; separation: "
+                        "between two speakers' neutral centroids (validation speakers, no mask).", ""]
 
 
 def main(argv=None):

@@ -1,0 +1,112 @@
+"""Smoke of both SynthEmo ablation suites end to end on the tiny corpus (2 rows x 2 seeds, 1 epoch each).
+
+The same path as `make ablation-contrastive` / `make ablation-emotion`: recipes/SynthEmo/ablation/run.py,
+the package's suite runner, the recipe in subprocesses, the anchor, the report and its sections.
+"""
+
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import ROOT, TINY_CORPUS
+
+RUN = os.path.join(ROOT, "recipes", "SynthEmo", "ablation", "run.py")
+ROWS = {"contrastive": ["ecapa_aam", "ecapa_aam_amsupcon_caa_mgda"],
+        "emotion": ["ecapa_aam", "ecapa_aam_copypaste_cos_em"]}
+VERDICT = re.compile(r"([-+]?\d+\.\d+) \[([-+]?\d+\.\d+), ([-+]?\d+\.\d+)\] \*\*([a-z ]+)\*\*")
+
+
+def has_resemblyzer():
+    try:
+        importlib.metadata.version("resemblyzer")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def run_suite(name, data_folder, tmp_path):
+    settings = [f"data_folder={data_folder}", f"n_train_speakers={TINY_CORPUS['n_train']}",
+                f"n_valid_speakers={TINY_CORPUS['n_valid']}", f"n_eval_speakers={TINY_CORPUS['n_eval']}",
+                f"n_sentences={TINY_CORPUS['n_sentences']}", "channels=32", "speakers_per_batch=4",
+                "number_of_epochs=1", "bootstrap_draws=100"]
+    command = [sys.executable, RUN, name, "--rows", *ROWS[name], "--seeds", "1986", "1987", "--jobs", "2",
+               "--threads", "1", "--draws", "200", "--runs", str(tmp_path / "runs"),
+               "--report", str(tmp_path / f"ablation_{name}.md"), "--set", *settings]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout, (tmp_path / f"ablation_{name}.md").read_text()
+
+
+def check_verdicts(text):
+    cells = VERDICT.findall(text)
+    assert cells, "no paired difference with an interval and a verdict"
+    for _, low, high, word in cells:
+        low, high = float(low), float(high)
+        assert word == ("better" if high < 0 else "worse" if low > 0 else "not resolved")
+
+
+def test_both_suites_run_end_to_end_share_the_baseline_and_resume(tiny_synthemo, tmp_path):
+    data_folder, _ = tiny_synthemo
+    out, text = run_suite("contrastive", data_folder, tmp_path)
+    progress = [line for line in out.splitlines() if re.search(r"\] \d/\d ", line)]
+    expected_jobs = 4 + has_resemblyzer()
+    assert len(progress) == expected_jobs and "left for" in out and progress[-1].endswith("all done")
+    assert re.search(r"\| AAM \+ AM-SupCon \+ CAA \+ MGDA \(paper A\) \| 2 \| \d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\]", text)
+    assert "| system | runs | `all` eval | `all` ood |" in text and "## Loss balancing" in text
+    check_verdicts(text)
+    if has_resemblyzer():
+        assert "| Resemblyzer (external anchor) | 1 |" in text
+    else:
+        assert "anchor row skipped" in text
+
+    out, text = run_suite("emotion", data_folder, tmp_path)
+    records = json.load(open(tmp_path / "runs" / "suite_runs.json"))
+    assert records["ecapa_aam/seed1986"]["finished"] < records["ecapa_aam_copypaste_cos_em/seed1986"]["finished"]
+    assert len([line for line in out.splitlines() if re.search(r"\] \d/\d ", line)]) == 2  # the baseline is shared
+    check_verdicts(text)
+    for png in ("ablation_emotion_gap_eval.png", "ablation_emotion_gap_ood.png", "ablation_emotion_projection.png"):
+        assert (tmp_path / png).stat().st_size > 0
+    assert "## Emotion gap" in text and "| system | neutral | angry | fear | happy | sad |" in text
+    probe = text.split("## Validation probe", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"\| \+ CopyPaste \+ L_cos \+ EM \(paper B\) \| 1 \| \d+\.\d\d ± 0\.00 \|", probe)
+
+    report = tmp_path / "ablation_emotion.md"
+    os.utime(report, (0, 0))
+    out, again = run_suite("emotion", data_folder, tmp_path)
+    assert "every run of" in out and not re.search(r"\] \d/\d ", out) and "test-time masking probe" not in out
+    assert json.load(open(tmp_path / "runs" / "suite_runs.json")) == records
+    assert report.stat().st_mtime > 0 and again.split("## Systems")[1] == text.split("## Systems")[1]
+
+
+def test_suite_files_name_existing_systems_and_the_ablation_rows():
+    from speechbrain_ext.suite import load_suite
+
+    for name in ("contrastive", "emotion"):
+        path = os.path.join(ROOT, "recipes", "SynthEmo", "ablation", f"{name}.yaml")
+        suite = load_suite(path)
+        assert len(suite.seeds) >= 5 and suite.jobs == 2 and suite.threads == 1 and suite.reference == "ecapa_aam"
+        assert all(os.path.isfile(r.hparams) for r in suite.rows) and suite.anchor == "resemblyzer"
+        assert suite.splits == ("eval", "ood")
+        # the recipe's own settings: no per-suite training override
+        assert dict(suite.settings) == {"data_folder": "data/SynthEmo"}
+        assert yaml.safe_load(open(path))["runs"] == "results/ablation/SynthEmo"
+    emotion = load_suite(os.path.join(ROOT, "recipes", "SynthEmo", "ablation", "emotion.yaml"))
+    assert [r.name for r in emotion.rows] == [
+        "ecapa_aam", "ecapa_aam_twocrop", "ecapa_aam_copypaste", "ecapa_aam_copypaste_cos",
+        "ecapa_aam_copypaste_cos_em", "ecapa_aam_amsupcon_caa_mgda_copypaste_cos_em"]
+    from speechbrain_ext.suite_report import resolve_sections
+
+    assert [type(s).__name__ for s in resolve_sections(emotion)] == ["EmotionGap", "Projection", "EmProbeSection"]
+
+
+@pytest.mark.parametrize("target", ["ablation-contrastive", "ablation-emotion"])
+def test_make_targets_run_the_suites(target):
+    done = subprocess.run(["make", "-n", target, "ARGS=--dry-run --jobs 1"], capture_output=True, text=True,
+                          cwd=ROOT)
+    name = target.split("-")[1]
+    assert f"recipes/SynthEmo/ablation/run.py {name} --dry-run --jobs 1" in done.stdout
