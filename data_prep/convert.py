@@ -297,12 +297,12 @@ class Tally:
                 self.stopped = f"the output disk is full ({outcome.message})"
 
     def summary(self):
-        """The counts, the failed files by kind (first :data:`MAX_LISTED`) and why the run stopped early."""
+        """The counts, the failed files by kind (the first :data:`MAX_LISTED` by path) and why the run stopped early."""
         return {
             "files": self.total,
             "converted": self.counts["converted"],
             "skipped_already_done": self.counts["skipped"],
-            "failed": {k: {"count": len(v), "files": v[:MAX_LISTED]} for k, v in sorted(self.failures.items())},
+            "failed": {k: {"count": len(v), "files": sorted(v)[:MAX_LISTED]} for k, v in sorted(self.failures.items())},
             "not_started": self.total - sum(self.counts.values()),
             "audio_hours_written": round(self.seconds / 3600, 4),
             "stopped": self.stopped or None,

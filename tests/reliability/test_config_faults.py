@@ -70,7 +70,7 @@ def test_output_folder_of_another_experiment_is_refused(corpus, tmp_path, scenar
         before = f.read()
     completed = run_recipe(corpus, out, "--number_of_epochs", 3, check=False)
     line = error_line(completed)
-    assert folder in line and "lr (0.01 -> 0.002)" in line and "aam_margin (0.3 -> 0.2)" in line
+    assert folder in line and "lr (0.01 -> 0.002)" in line and "aam_margin (0.3 -> 0.1)" in line
     assert "--allow_config_change True" in line and "number_of_epochs" not in line
     with open(os.path.join(folder, FINGERPRINT)) as f:
         assert f.read() == before
@@ -86,12 +86,12 @@ def test_allow_config_change_continues(baseline, corpus, tmp_path, scenario):
     )
     out = copy_experiment(baseline[0], str(tmp_path / "out"))
     refused = run_recipe(corpus, out, "--number_of_epochs", 2, "--aam_margin", 0.3, check=False)
-    assert "aam_margin (0.2 -> 0.3)" in error_line(refused)
+    assert "aam_margin (0.1 -> 0.3)" in error_line(refused)
     completed = run_recipe(corpus, out, "--number_of_epochs", 2, "--aam_margin", 0.3, "--allow_config_change", True)
-    assert "resuming" in completed.output and "aam_margin (0.2 -> 0.3)" in completed.output
+    assert "resuming" in completed.output and "aam_margin (0.1 -> 0.3)" in completed.output
     assert checkpoints(out)
-    row.observed = "first refused ('aam_margin (0.2 -> 0.3)'); with the flag: warning 'resuming ... with a " \
-        "changed configuration (allow_config_change): aam_margin (0.2 -> 0.3)', evaluation finished"
+    row.observed = "first refused ('aam_margin (0.1 -> 0.3)'); with the flag: warning 'resuming ... with a " \
+        "changed configuration (allow_config_change): aam_margin (0.1 -> 0.3)', evaluation finished"
 
 
 @pytest.mark.parametrize("override, named", [
