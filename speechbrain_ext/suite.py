@@ -106,6 +106,11 @@ class Row:
     overrides: tuple = ()
     variant: bool = False
 
+    def cost_weight(self):
+        """2 for a system that encodes two inputs per step (a CopyPaste partner), else 1: its expected cost."""
+        node = ruamel.yaml.YAML().load(compose_hparams(self.hparams)) or {}
+        return 2.0 if node.get("copypaste") is not None else 1.0
+
 
 @dataclasses.dataclass(frozen=True)
 class Suite:

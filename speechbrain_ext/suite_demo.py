@@ -29,13 +29,17 @@ import re
 import subprocess
 import time
 
-import ruamel.yaml
-
 from speechbrain_ext.files import atomic_write_json
-from speechbrain_ext.hparams import compose_hparams
 from speechbrain_ext.suite import SuiteError, config_digest
 from speechbrain_ext.suite_publish import PUBLISHED, Publish, choose, export, shown, verify_command
-from speechbrain_ext.suite_runner import format_duration, is_finished, prepare_command, read_records, train_suite
+from speechbrain_ext.suite_runner import (
+    format_duration,
+    is_finished,
+    prepare_command,
+    read_records,
+    scheduled_rows,
+    train_suite,
+)
 
 __all__ = ["Eta", "makespan", "run_demo", "seed_eta", "state_digest", "tail"]
 
@@ -69,7 +73,8 @@ class Eta:
     corpus) at about 27 per second on one core (bench/README.md, "Resemblyzer anchor"). They
     are guesses until ``make demo`` is measured with the final settings (then pass the measured
     stage times as ``priors``). Every measured stage or run gives a ratio measured / guessed;
-    the guesses still ahead are scaled by the mean ratio.
+    a guess still ahead is scaled by the mean ratio of its own kind once one is measured (the
+    corpus generation's speed says little about training's), else by the mean of all ratios.
     A row with a measured run (in this runs folder, this or an earlier invocation) is expected
     to take that long again.
 
@@ -80,25 +85,28 @@ class Eta:
     30.0
     >>> eta.observe("report", 60.0); eta.guess("export")  # this machine is 2x slower
     60.0
+    >>> eta.observe("corpus", 240.0); eta.guess("run"), eta.guess("report")  # runs: mean of both kinds
+    (450.0, 60.0)
     """
 
     PRIORS = {"corpus": 240.0, "corpus_ready": 10.0, "run": 300.0, "anchor": 180.0, "export": 30.0, "report": 30.0}
 
     def __init__(self, jobs, priors=None):
-        self.jobs, self.priors, self.ratios, self.measured = jobs, {**self.PRIORS, **(priors or {})}, [], {}
+        self.jobs, self.priors, self.measured = jobs, {**self.PRIORS, **(priors or {})}, {}
+        self.ratios = {}  # kind -> measured / guessed ratios
 
-    @property
-    def speed(self):
-        """Mean measured / guessed ratio (1 before any measurement)."""
-        return sum(self.ratios) / len(self.ratios) if self.ratios else 1.0
+    def speed(self, kind=None):
+        """Mean measured / guessed ratio of ``kind`` if measured, else of every kind (1 before any)."""
+        ratios = self.ratios.get(kind) or [r for values in self.ratios.values() for r in values]
+        return sum(ratios) / len(ratios) if ratios else 1.0
 
     def guess(self, kind, weight=1.0):
-        """The expected seconds of a stage or run kind (``weight`` x its prior x :attr:`speed`)."""
-        return weight * self.priors[kind] * self.speed
+        """The expected seconds of a stage or run kind (``weight`` x its prior x :meth:`speed`)."""
+        return weight * self.priors[kind] * self.speed(kind)
 
     def observe(self, kind, seconds, weight=1.0, key=None):
         """Record a measured stage (``key``: a row name, expected to take as long again)."""
-        self.ratios.append(seconds / (weight * self.priors[kind]))
+        self.ratios.setdefault(kind, []).append(seconds / (weight * self.priors[kind]))
         if key is not None:
             self.measured.setdefault(key, []).append(seconds)
 
@@ -194,12 +202,6 @@ def finished_summary(suite, model):
 
 
 # ---------------------------------------------------------------------------- stages
-def _weight(row):
-    """2 for a system that encodes two inputs per step (a CopyPaste partner), else 1."""
-    node = ruamel.yaml.YAML().load(compose_hparams(row.hparams)) or {}
-    return 2.0 if node.get("copypaste") is not None else 1.0
-
-
 def _error_line(log):
     found = [line for line in tail(log, 200).splitlines() if re.match(r"^[\w.]*(Error|Exception): ", line)]
     return found[-1].split(": ", 1)[1] if found else None
@@ -240,10 +242,10 @@ def _pending_jobs(suite):
     if suite.anchor and not (os.path.isfile(os.path.join(suite.anchor_folder, "metrics.json"))
                              and anchor.skip_reason(suite.anchor_folder) is None):
         jobs.append((suite.anchor, suite.anchor, "anchor", 1.0))
-    for row in suite.rows:
+    for row in scheduled_rows(suite):
         for seed in suite.seeds:
             if not is_finished(suite, row, seed):
-                jobs.append((suite.run_key(row, seed), row.name, "run", _weight(row)))
+                jobs.append((suite.run_key(row, seed), row.name, "run", row.cost_weight()))
     return jobs
 
 
@@ -322,7 +324,7 @@ class _Training:
 
 def seed_eta(suite, eta):
     """Let the runs this runs folder already finished (an earlier invocation) inform the time left."""
-    weights = {row.name: _weight(row) for row in suite.rows}
+    weights = {row.name: row.cost_weight() for row in suite.rows}
     for record in read_records(suite.runs).values() if os.path.isdir(suite.runs) else ():
         row = record.get("row")
         if record.get("returncode") == 0 and (row in weights or row == suite.anchor):

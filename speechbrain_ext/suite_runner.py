@@ -271,12 +271,20 @@ class _Job:
     seed: int = None
 
 
+def scheduled_rows(suite):
+    """The rows in the order their runs start: the costliest first (:meth:`Row.cost_weight`), else as listed.
+
+    Starting the long jobs first keeps the pool's last job short, so the runs end together.
+    """
+    return sorted(suite.rows, key=lambda row: -row.cost_weight())
+
+
 def _jobs(suite):
-    """What is left to do, the anchor first (finished runs are checked, then skipped)."""
+    """What is left to do, the anchor first, then :func:`scheduled_rows` (finished runs are checked, then skipped)."""
     jobs = []
     if suite.anchor and not _anchor_done(suite):
         jobs.append(_Job(suite.anchor, suite.anchor, anchor_command(suite), 1))
-    for row in suite.rows:
+    for row in scheduled_rows(suite):
         for seed in suite.seeds:
             if is_finished(suite, row, seed):
                 check_finished(suite, row, seed)
