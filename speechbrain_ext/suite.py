@@ -145,6 +145,7 @@ class Suite:
     draws: int = 1000
     bootstrap_seed: int = 0
     prepare: bool = True
+    left_out: tuple = ()  # names of the suite file's rows that --rows left out
 
     def row(self, name):
         """The row called ``name`` (a :class:`SuiteError` naming the suite file otherwise)."""
@@ -467,6 +468,7 @@ def load_suite(path, *, seeds=None, rows=None, variants=(), settings=None, runs=
         splits=tuple(data.get("splits", ["eval"])), conditions=tuple(data.get("conditions", ["all"])),
         sections=_sections(path, data.get("sections", [])), anchor=anchor, draws=values["draws"],
         bootstrap_seed=bootstrap.get("seed", 0), prepare=data.get("prepare", True),
+        left_out=tuple(r.name for r in all_rows if r not in chosen),
     )
 
 

@@ -421,7 +421,9 @@ def _header(ctx, command):
     settings = ", ".join(f"`{k}={v}`" for k, v in suite.settings) or "none (the recipe's own settings)"
     lines += [f"**Settings.** Recipe `{os.path.relpath(suite.recipe)}`; seeds {', '.join(map(str, suite.seeds))}; "
               f"overrides of every run: {settings}; {suite.jobs} run(s) at a time, "
-              f"`OMP_NUM_THREADS={suite.threads}`.", ""]
+              f"`OMP_NUM_THREADS={suite.threads}`."
+              + (f" **Rows of the suite file not run for this report** (`--rows`): {', '.join(suite.left_out)}."
+                 if suite.left_out else ""), ""]
     records = [r.record for r in ctx.runs.values() if r.metrics is not None and r.record.get("returncode") == 0]
     if records:
         wall, cpu = sum(r["wall_seconds"] for r in records), sum(r["cpu_seconds"] for r in records)

@@ -185,3 +185,13 @@ def test_second_invocation_only_rebuilds_the_report(tmp_path):
 
 def test_systems_of_the_fixture_are_known():
     assert set(SYSTEMS) == {"base", "good", "same"}
+
+
+def test_a_report_of_some_rows_names_the_rows_left_out(trained, tmp_path):
+    root, path = trained
+    suite = load_suite(path, rows=["base", "good"], report=str(tmp_path / "some.md"))
+    assert suite.left_out == ("same", "worse", "odd")
+    text = open(suite_report.write_report(suite, suite_report.resolve_sections(suite))["report"]).read()
+    assert "**Rows of the suite file not run for this report** (`--rows`): same, worse, odd." in text
+    _, full, _ = build(root, path)
+    assert "not run for this report" not in full
