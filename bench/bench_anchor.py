@@ -41,11 +41,11 @@ def worker(manifest, data_folder, limit):
     start = time.perf_counter()
     import torch
 
-    from speechbrain_ext import anchor, evaluation
+    from speechbrain_ext import anchor, extraction
 
     encoder = anchor.ResemblyzerEncoder()
     loaded = time.perf_counter() - start
-    signals = [ex["sig"].numpy() for ex in evaluation.utterance_dataset(manifest, data_folder, anchor.SAMPLE_RATE)]
+    signals = [ex["sig"].numpy() for ex in extraction.utterance_dataset(manifest, data_folder, anchor.SAMPLE_RATE)]
     signals = signals[:limit]
     first = time.perf_counter()
     encoder.embed(signals[0])

@@ -41,7 +41,7 @@ import warnings
 
 import numpy as np
 import torch
-from readme_sections import write_section
+from readme_sections import show_and_write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -291,10 +291,7 @@ def main(argv=None):
     parser.add_argument("--write", action="store_true", help=f"write the section '{SECTION}' in {README}")
     args = parser.parse_args(argv)
     body = run(args)
-    print(body)
-    if args.write:
-        write_section(SECTION, body, README)
-        print(f"\nwritten to {README}")
+    show_and_write(SECTION, body, args.write, README)
 
 
 if __name__ == "__main__":

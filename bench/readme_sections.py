@@ -24,7 +24,8 @@ two
 """
 
 import os
-import tempfile
+
+from speechbrain_ext.files import atomic_write
 
 README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md")
 INTRO = (
@@ -51,8 +52,13 @@ def replace_section(document, header, body):
 def write_section(header, body, path=README):
     """Write ``body`` as the section ``header`` of ``path`` (created with an intro if missing)."""
     document = open(path, encoding="utf-8").read() if os.path.exists(path) else INTRO
-    new = replace_section(document, header, body)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".README.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(new)
-    os.replace(tmp, path)
+    with atomic_write(path, encoding="utf-8") as f:
+        f.write(replace_section(document, header, body))
+
+
+def show_and_write(header, body, write, path=README):
+    """Print a bench script's section; with ``write``, also set it in ``path`` (:func:`write_section`)."""
+    print(body)
+    if write:
+        write_section(header, body, path)
+        print(f"\nwritten to {path}")

@@ -53,6 +53,7 @@ import torch
 from speechbrain_ext import data as sx_data
 from speechbrain_ext import (
     evaluation,  # the evaluation stage: the one import of it here
+    extraction,
     files,
     report,
 )
@@ -218,7 +219,7 @@ class ResemblyzerEncoder:
 
 
 def _identity(data_folder, version, preprocess, cache_dir):
-    """The anchor's stand-in for the checkpoint path that :func:`evaluation.cache_key` names a cache by."""
+    """The anchor's stand-in for the checkpoint path that :func:`extraction.cache_key` names a cache by."""
     folder = hashlib.sha256(os.path.abspath(data_folder).encode()).hexdigest()[:8]
     kind = "preprocess" if preprocess else "raw"
     return os.path.join(os.path.abspath(cache_dir), f"resemblyzer-{version}-{kind}-{folder}")
@@ -235,7 +236,7 @@ def cache_path(cache_dir, name, manifest, data_folder, version, preprocess):
     >>> a.startswith("/c/eval-"), a.endswith(".pt"), a == cache_path("/c", "eval", p, "/d", "0.1.5", True)
     (True, True, False)
     """
-    key = evaluation.cache_key(_identity(data_folder, version, preprocess, cache_dir), manifest)
+    key = extraction.cache_key(_identity(data_folder, version, preprocess, cache_dir), manifest)
     return os.path.join(os.path.abspath(cache_dir), f"{name}-{key}.pt")
 
 
@@ -249,14 +250,14 @@ def _read_cache(path):
 
 
 def _make_loader(dataset, batch_size=8):
-    """Batches of whole utterances for :func:`speechbrain_ext.evaluation.extract_embeddings` (main process)."""
+    """Batches of whole utterances for :func:`speechbrain_ext.extraction.extract_embeddings` (main process)."""
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=sx_data.collate_skipping)
 
 
 def embed_manifest(manifest, data_folder, cache_dir=None, encoder=None, name=None):
     """Resemblyzer embeddings of every readable utterance of a manifest, cached on disk.
 
-    The embeddings come from :func:`speechbrain_ext.evaluation.extract_embeddings` with the
+    The embeddings come from :func:`speechbrain_ext.extraction.extract_embeddings` with the
     encoder's ``encode``; unreadable audio is skipped and counted as in the evaluation stage
     (a trial that needs a skipped utterance then fails scoring with its file and line). The
     cache is the file the evaluation stage looks for (:func:`cache_path`), with the counts
@@ -301,9 +302,9 @@ def embed_manifest(manifest, data_folder, cache_dir=None, encoder=None, name=Non
         cached = _read_cache(cache) if os.path.isfile(cache) else None
         if cached is not None:
             return cached
-    dataset = evaluation.utterance_dataset(manifest, data_folder, SAMPLE_RATE)
+    dataset = extraction.utterance_dataset(manifest, data_folder, SAMPLE_RATE)
     before = (encoder.embedded_untrimmed, encoder.audio_seconds)
-    ids, embeddings = evaluation.extract_embeddings(encoder.encode, _make_loader, dataset, desc=name)
+    ids, embeddings = extraction.extract_embeddings(encoder.encode, _make_loader, dataset, desc=name)
     if not ids:
         embeddings = torch.zeros(0, 256)
     info = {

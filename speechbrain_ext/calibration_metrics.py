@@ -318,12 +318,8 @@ def min_cllr(scores, labels, use_scipy=True):
 
     Arguments
     ---------
-    scores : array-like
-        1-D finite scores.
-    labels : array-like
-        1 target, 0 non-target.
-    use_scipy : bool
-        False forces the numpy PAV.
+    scores, labels, use_scipy
+        As in :func:`pav_llr`.
 
     Returns
     -------
@@ -368,16 +364,10 @@ def actual_dcf(llr, labels, p_target=0.01, c_miss=1.0, c_fa=1.0):
 
     Arguments
     ---------
-    llr : array-like
-        1-D LLRs in nats (±inf allowed).
-    labels : array-like
-        1 target, 0 non-target.
-    p_target : float
-        Prior of a target trial, in (0, 1).
-    c_miss : float
-        Cost of a miss (> 0).
-    c_fa : float
-        Cost of a false alarm (> 0).
+    llr, labels
+        As in :func:`cllr`.
+    p_target, c_miss, c_fa : float
+        Prior of a target trial in (0, 1), costs of a miss and of a false alarm (> 0).
 
     Returns
     -------

@@ -14,8 +14,6 @@ calibration fitted on the first validation split
 ``metrics.json``, ``report.md`` and the plots (:mod:`speechbrain_ext.report`).
 """
 
-import glob
-import hashlib
 import logging
 import os
 import time
@@ -23,36 +21,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from speechbrain_ext import data as sx_data
 from speechbrain_ext import report, score_norm, scoring, split_metrics, trial_scores
-from speechbrain_ext.files import TMP_PREFIX, atomic_path, atomic_write_json
+from speechbrain_ext.extraction import cache_key, extract_embeddings, utterance_dataset
+from speechbrain_ext.files import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
 ENROL_MAP = "enrol.map"
 CALIBRATION_FILE = "calibration.json"
-
-
-def utterance_dataset(manifest, data_folder, sample_rate):
-    """Whole utterances of a manifest, longest first (little padding, early out-of-memory).
-
-    Example
-    -------
-    >>> import tempfile, os, soundfile as sf
-    >>> d = tempfile.mkdtemp()
-    >>> for name, n in (("a", 800), ("b", 1600)):
-    ...     sf.write(os.path.join(d, name + ".wav"), np.zeros(n, dtype="float32"), 16000)
-    >>> p = os.path.join(d, "m.csv")
-    >>> _ = open(p, "w").write("ID,duration,wav,spk_id\\na,0.05,$data_root/a.wav,s\\nb,0.1,$data_root/b.wav,s\\n")
-    >>> [ex["id"] for ex in utterance_dataset(p, d, 16000)]
-    ['b', 'a']
-    """
-    dataset = sx_data.load_dataset(manifest, data_folder)
-    sx_data.add_audio(dataset, sx_data.AudioReader(sample_rate))
-    dataset.set_output_keys(["id", "sig", "audio_issue"])
-    return dataset.filtered_sorted(sort_key="duration", reverse=True)
 
 
 def trial_lists(trials_dir):
@@ -155,107 +132,6 @@ def score_trial_dir(ids, embeddings, trials_dir, conditions=None, cohort=None, t
     _, scores_by_condition, _ = score_lists(ids, embeddings, trials_dir, conditions, cohort, top_n)
     metrics = scoring.evaluate_conditions(scores_by_condition)
     return (metrics, scores_by_condition) if return_scores else metrics
-
-
-def extract_embeddings(encode, make_loader, dataset, cache_path=None, desc="embeddings"):
-    """Embeddings of every readable utterance of ``dataset``.
-
-    Arguments
-    ---------
-    encode : callable
-        ``encode(wavs [B, S], lens [B]) -> [B, 1, D]``: the encoder, ready for
-        inference (eval mode, on its device).
-    make_loader : callable
-        ``make_loader(dataset)``: an iterable of batches collated by
-        :func:`~speechbrain_ext.data.collate_skipping`.
-    dataset : DynamicItemDataset
-        With output keys ``id``, ``sig``, ``audio_issue``.
-    cache_path : str or None
-        Where to cache the result; reused when it exists.
-    desc : str
-        Progress-bar label.
-
-    Returns
-    -------
-    ids : list of str
-    embeddings : torch.Tensor
-        ``[N, D]`` float32 on the CPU.
-
-    Example
-    -------
-    >>> ds = [{"id": "a", "sig": torch.ones(4), "audio_issue": ""}, {"id": "b", "sig": torch.zeros(0),
-    ...        "audio_issue": "error: x"}]
-    >>> def make_loader(dataset):
-    ...     return [sx_data.collate_skipping(dataset)]
-    >>> ids, emb = extract_embeddings(lambda w, lens: w.sum(1, keepdim=True)[:, None], make_loader, ds)
-    >>> ids, emb.tolist()
-    (['a'], [[4.0]])
-    """
-    if cache_path and os.path.isfile(cache_path):
-        cached = torch.load(cache_path, weights_only=True)
-        return cached["ids"], cached["embeddings"]
-    ids, chunks, issues = [], [], sx_data.AudioIssueCounter()
-    with torch.no_grad():
-        for batch in tqdm(make_loader(dataset), desc=desc, dynamic_ncols=True):
-            issues.update(batch.all_issues, batch.all_ids)
-            if not batch.batchsize:
-                continue
-            wavs, lens = batch.sig
-            chunks.append(encode(wavs, lens)[:, 0].float().cpu())
-            ids.extend(batch.id)
-    if issues.skipped:
-        logger.warning(
-            "%d utterance(s) could not be read and have no embedding: %s", issues.skipped, issues.first_errors
-        )
-    embeddings = torch.cat(chunks) if chunks else torch.zeros(0, 0)
-    if cache_path:
-        write_cache(cache_path, ids, embeddings)
-    return ids, embeddings
-
-
-def write_cache(cache_path, ids, embeddings):
-    """Write the embedding cache atomically (:func:`speechbrain_ext.files.atomic_path`).
-
-    A reader never sees a partial cache; when the write fails (disk full, size limit)
-    the temporary file is removed, a warning names the cache, and the run goes on
-    with the embeddings it holds in memory (the cache is only a shortcut).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> p = os.path.join(tempfile.mkdtemp(), "emb", "eval.pt")
-    >>> write_cache(p, ["a"], torch.ones(1, 2))
-    True
-    >>> sorted(os.listdir(os.path.dirname(p)))
-    ['eval.pt']
-    """
-    folder, name = os.path.split(os.path.abspath(cache_path))
-    for stale in glob.glob(os.path.join(glob.escape(folder), f"{TMP_PREFIX}*-{glob.escape(name)}")):
-        os.remove(stale)  # left by a killed run
-    try:
-        with atomic_path(cache_path) as tmp:
-            torch.save({"ids": list(ids), "embeddings": embeddings}, tmp)
-        return True
-    except (OSError, RuntimeError) as err:  # torch's writer raises RuntimeError for a failed write
-        logger.warning("could not write the embedding cache %s (%s: %s); continuing without it",
-                       cache_path, type(err).__name__, err)
-        return False
-
-
-def cache_key(checkpoint_path, manifest):
-    """A short key naming (checkpoint, manifest content) for the embedding cache.
-
-    Example
-    -------
-    >>> import tempfile, os
-    >>> p = os.path.join(tempfile.mkdtemp(), "m.csv"); _ = open(p, "w").write("x")
-    >>> cache_key("/ckpt/a", p) == cache_key("/ckpt/a", p), cache_key("/ckpt/a", p) == cache_key("/ckpt/b", p)
-    (True, False)
-    """
-    digest = hashlib.sha256(str(os.path.abspath(checkpoint_path) if checkpoint_path else "none").encode())
-    with open(manifest, "rb") as f:
-        digest.update(f.read())
-    return digest.hexdigest()[:16]
 
 
 def speaker_cohort(encode, make_loader, manifest, data_folder, sample_rate, max_per_speaker="all", seed=0,
@@ -421,6 +297,20 @@ def _training_statistics(encode, make_loader, manifest, data_folder, sample_rate
     return (cohort if kind == "as-norm" else None), (mean if subtract_mean else None)
 
 
+def _write_outputs(out_dir, results, scores, n_draws, title, extra):
+    """``calibration.json`` (or none: an earlier evaluation's is not this checkpoint's) and the report."""
+    info = dict(extra or {})
+    calibration_path = os.path.join(out_dir, CALIBRATION_FILE)
+    if results.calibration is not None:
+        atomic_write_json(calibration_path, results.calibration.to_dict(), indent=1)
+    elif os.path.isfile(calibration_path):
+        os.remove(calibration_path)
+    if results.calibration_info is not None:
+        info["calibration"] = results.calibration_info
+    info["bootstrap"] = {"n_draws": int(n_draws), "level": 0.95, "resampled": "test speakers"}
+    report.write_report(out_dir, results.metrics, scores, title=title, extra=info, aliases=results.aliases)
+
+
 def evaluate(encode, make_loader, eval_splits, data_folder, out_dir, *, sample_rate=16000, cache_dir=None,
              checkpoint_path=None, calibration_split=None, calibration_quality="duration_norm",
              calibration_p_target=0.5, cohort_manifest=None, score_norm_kind="none", subtract_mean=False,
@@ -482,17 +372,14 @@ def evaluate(encode, make_loader, eval_splits, data_folder, out_dir, *, sample_r
                                         cache_dir, checkpoint_path)
 
     def scored(split, conditions=None):
-        cache = None
-        if cache_dir is not None:
-            cache = os.path.join(cache_dir, f"{split.name}-{cache_key(checkpoint_path, split.annotation)}.pt")
+        cache = cache_dir and os.path.join(cache_dir, f"{split.name}-{cache_key(checkpoint_path, split.annotation)}.pt")
         return score_split(split, encode, make_loader, data_folder, sample_rate, cache, cohort, top_n, conditions,
                            mean)
 
     splits = {split.name: scored(split) for split in eval_splits}
     calibration = None if calibration_split is None else scored(calibration_split, [calibration_split.condition])
     scored_seconds = time.perf_counter() - start
-    score_kind = "cosine" if cohort is None else f"as-norm top-{top_n}"
-    score_kind += " mean-subtracted" if subtract_mean else ""
+    score_kind = ("cosine" if cohort is None else f"as-norm top-{top_n}") + (" mean-subtracted" * subtract_mean)
     meta = {k: v for k, v in (extra or {}).items() if k in ("system", "seed", "checkpoint", "epoch")}
     results = split_metrics.split_results(
         splits, calibration, calibration_quality, calibration_p_target, score_kind, n_draws,
@@ -500,17 +387,7 @@ def evaluate(encode, make_loader, eval_splits, data_folder, out_dir, *, sample_r
             trial_scores.scores_path(out_dir, name), splits[name].scores, speakers,
             {**meta, "split": name, "score_norm": score_kind}),
     )
-    info = dict(extra or {})
-    calibration_path = os.path.join(out_dir, CALIBRATION_FILE)
-    if results.calibration is not None:
-        atomic_write_json(calibration_path, results.calibration.to_dict(), indent=1)
-    elif os.path.isfile(calibration_path):
-        os.remove(calibration_path)  # an earlier evaluation's: not this checkpoint's
-    if results.calibration_info is not None:
-        info["calibration"] = results.calibration_info
-    info["bootstrap"] = {"n_draws": int(n_draws), "level": 0.95, "resampled": "test speakers"}
-    report.write_report(out_dir, results.metrics, {n: s.scores for n, s in splits.items()}, title=title,
-                        extra=info, aliases=results.aliases)
+    _write_outputs(out_dir, results, {n: s.scores for n, s in splits.items()}, n_draws, title, extra)
     logger.info("evaluation: %.1f s to extract and score, %.1f s for intervals, calibration, score files and report",
                 scored_seconds, time.perf_counter() - start - scored_seconds)
     return results.metrics

@@ -203,10 +203,8 @@ def det_curve(positive_scores, negative_scores):
 
     Arguments
     ---------
-    positive_scores : array-like or torch.Tensor
-        1-D target-trial scores.
-    negative_scores : array-like or torch.Tensor
-        1-D non-target-trial scores.
+    positive_scores, negative_scores : array-like or torch.Tensor
+        1-D target-trial and non-target-trial scores (as in :func:`compute_min_dcf`).
 
     Returns
     -------

@@ -13,7 +13,8 @@ them into the checkpoint's selection EER.
 from speechbrain.dataio.dataset import DynamicItemDataset
 
 from speechbrain_ext import data as sx_data
-from speechbrain_ext.evaluation import score_trial_dir, utterance_dataset
+from speechbrain_ext.evaluation import score_trial_dir
+from speechbrain_ext.extraction import utterance_dataset
 
 __all__ = ["SegmentBatches", "score_valid_splits", "validation_dataset"]
 

@@ -161,7 +161,7 @@ def test_disk_full_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, sc
 CACHE_UNDER_LIMIT = textwrap.dedent("""
     import resource, signal, sys
     import torch
-    from speechbrain_ext.evaluation import write_cache
+    from speechbrain_ext.extraction import write_cache
     path = sys.argv[1]
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
@@ -177,7 +177,7 @@ def test_disk_full_while_writing_the_embedding_cache(tmp_path, scenario):
         "never exists",
         group="checkpoint faults",
     )
-    from speechbrain_ext.evaluation import write_cache
+    from speechbrain_ext.extraction import write_cache
 
     path = tmp_path / "embeddings" / "eval-x.pt"
     assert write_cache(str(path), ["old"], torch.ones(1, 192))

@@ -9,7 +9,7 @@ import pytest
 import torch
 from fake_corpus import encode, make_loader, write_split
 
-from speechbrain_ext import compare, evaluation
+from speechbrain_ext import compare, evaluation, extraction
 from speechbrain_ext.calibration import Calibration
 from speechbrain_ext.report import read_metrics
 from speechbrain_ext.trial_scores import load_trial_scores, scores_path
@@ -106,7 +106,7 @@ def test_evaluate_with_a_cohort_as_normalises(corpus, tmp_path):
                  calibration_quality="qmf")
     cohort = evaluation.speaker_cohort(encode, make_loader, valid_split.annotation, root, 16000, max_per_speaker=2)
     assert cohort.shape == (5, 8) and torch.allclose(cohort.norm(dim=1), torch.ones(5, dtype=cohort.dtype))
-    ids, emb = evaluation.extract_embeddings(encode, make_loader, evaluation.utterance_dataset(
+    ids, emb = extraction.extract_embeddings(encode, make_loader, extraction.utterance_dataset(
         eval_split.annotation, root, 16000))
     _, scores = evaluation.score_trial_dir(ids, emb, eval_split.trials, cohort=cohort, top_n=3, return_scores=True)
     expected = evaluation.scoring.evaluate_conditions(scores)

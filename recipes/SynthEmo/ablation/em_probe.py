@@ -45,7 +45,7 @@ import time
 import ruamel.yaml
 import torch
 
-from speechbrain_ext import emotion_report, evaluation, report, selection, splits
+from speechbrain_ext import emotion_report, evaluation, extraction, report, selection, splits
 from speechbrain_ext.augment import SELECTIONS, EnergyEmotionMask
 from speechbrain_ext.files import atomic_write_json
 from speechbrain_ext.hparams import load_hparams
@@ -167,7 +167,7 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
     valid = splits.parse_splits(hp.valid_splits, "valid_splits")[0]
     # "all" is required; the emotional condition only where the corpus's validation trials have it
     conditions = [c for c in CONDITIONS if c == "all" or c in evaluation.trial_lists(valid.trials)]
-    dataset = evaluation.utterance_dataset(valid.annotation, hp.data_folder, hp.sample_rate)
+    dataset = extraction.utterance_dataset(valid.annotation, hp.data_folder, hp.sample_rate)
     options = brain.valid_loader_options()
     options["num_workers"] = 0
     encode, make_loader = brain.inference_functions(options)
@@ -181,7 +181,7 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
     for name, mask in probes:
         brain.probe_mask = mask
         torch.manual_seed(seed)  # the random selection: the same frames for every run
-        ids, embeddings = evaluation.extract_embeddings(encode, make_loader, dataset, desc=name)
+        ids, embeddings = extraction.extract_embeddings(encode, make_loader, dataset, desc=name)
         metrics = evaluation.score_trial_dir(ids, embeddings, valid.trials, conditions=conditions)
         results[name] = {c: {"eer": metrics[c]["eer"], "min_dcf": metrics[c]["min_dcf"]} for c in conditions}
         if mask is None and _has_emotions(valid.annotation):
