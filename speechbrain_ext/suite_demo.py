@@ -66,38 +66,36 @@ def makespan(running, pending, jobs):
 class Eta:
     """Time left: first guesses per stage, scaled by what this machine measured so far.
 
-    The first guesses (``priors``, seconds) are for SynthEmo's base settings on a 2-core
-    machine: the settings are sized for about 5 min of one core per plain-AAM system, a
-    CopyPaste system (2 inputs encoded per step) is expected to take twice that, the corpus
-    target is <= 5 min, the anchor embeds the eval and ood utterances (4,000 at the default
-    corpus) at about 27 per second on one core (bench/README.md, "Resemblyzer anchor"). They
-    are guesses until ``make demo`` is measured with the final settings (then pass the measured
-    stage times as ``priors``). Every measured stage or run gives a ratio measured / guessed;
-    a guess still ahead is scaled by the mean ratio of its own kind once one is measured (the
-    corpus generation's speed says little about training's), else by the mean of all ratios.
-    A row with a measured run (in this runs folder, this or an earlier invocation) is expected
-    to take that long again.
+    The first guesses (``priors``, seconds) are the stage times of ``make demo`` measured on
+    this project's 2-core machine with SynthEmo's base settings (README, "Demo results"): the
+    corpus 70 s, the Resemblyzer anchor 90 s, about 330 s per plain-AAM run on one core (a
+    CopyPaste system, 2 inputs encoded per step, about twice that), export and report a few
+    seconds. Every measured stage or run gives a ratio measured / guessed; a guess still ahead
+    is scaled by the mean ratio of its own kind once one is measured, else it stays the prior
+    (the corpus generation's or the anchor's speed says little about training's). A row with a
+    measured run (in this runs folder, this or an earlier invocation) is expected to take that
+    long again.
 
     Example
     -------
     >>> eta = Eta(jobs=2)
     >>> eta.guess("report")
-    30.0
-    >>> eta.observe("report", 60.0); eta.guess("export")  # this machine is 2x slower
-    60.0
-    >>> eta.observe("corpus", 240.0); eta.guess("run"), eta.guess("report")  # runs: mean of both kinds
-    (450.0, 60.0)
+    10.0
+    >>> eta.observe("report", 20.0); eta.guess("report"), eta.guess("export")  # report 2x slower here
+    (20.0, 10.0)
+    >>> eta.observe("run", 660.0); eta.guess("run", weight=2.0)
+    1320.0
     """
 
-    PRIORS = {"corpus": 240.0, "corpus_ready": 10.0, "run": 300.0, "anchor": 180.0, "export": 30.0, "report": 30.0}
+    PRIORS = {"corpus": 70.0, "corpus_ready": 10.0, "run": 330.0, "anchor": 90.0, "export": 10.0, "report": 10.0}
 
     def __init__(self, jobs, priors=None):
         self.jobs, self.priors, self.measured = jobs, {**self.PRIORS, **(priors or {})}, {}
         self.ratios = {}  # kind -> measured / guessed ratios
 
-    def speed(self, kind=None):
-        """Mean measured / guessed ratio of ``kind`` if measured, else of every kind (1 before any)."""
-        ratios = self.ratios.get(kind) or [r for values in self.ratios.values() for r in values]
+    def speed(self, kind):
+        """Mean measured / guessed ratio of ``kind`` (1 before one is measured)."""
+        ratios = self.ratios.get(kind, [])
         return sum(ratios) / len(ratios) if ratios else 1.0
 
     def guess(self, kind, weight=1.0):

@@ -27,6 +27,7 @@ TINY_CORPUS = _CONFTEST.TINY_CORPUS
 DEMO = os.path.join(ROOT, "recipes", "SynthEmo", "demo.py")
 SUITE = os.path.join(ROOT, "recipes", "SynthEmo", "demo.yaml")
 ROWS = ("ecapa_aam", "ecapa_aam_amsupcon_caa_mgda")
+PAPER_A = "paper A = recommended (AM-SupCon + CAA + MGDA)"
 
 
 def settings(data_folder, epochs=2):
@@ -84,7 +85,7 @@ def test_demo_trains_reports_and_publishes_the_validation_best_system(demo):
         assert os.path.getsize(os.path.join(out, figure)) > 1000
     # the rule, recomputed here from the validation EERs of each run only
     runs = {label: os.path.join(out, "runs", name, "seed1986", "report")
-            for label, name in (("baseline (ECAPA + AAM)", ROWS[0]), ("paper A = recommended (AM-SupCon + CAA + MGDA)", ROWS[1]))}
+            for label, name in (("baseline (ECAPA + AAM)", ROWS[0]), (PAPER_A, ROWS[1]))}
     expected = choose_system({k: validation_eers(v) for k, v in runs.items()}, "baseline (ECAPA + AAM)").system
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert metrics["published"]["label"] == expected
@@ -97,7 +98,7 @@ def test_demo_trains_reports_and_publishes_the_validation_best_system(demo):
     assert json.load(open(os.path.join(model, "published.json")))["label"] == expected
     # the summary: a row per system and the anchor, the paths, the verify example naming the model
     tail = stdout[stdout.index("demo 5/5 done"):]
-    for line in ("baseline (ECAPA + AAM)", "paper A = recommended (AM-SupCon + CAA + MGDA)", "Resemblyzer (external anchor)",
+    for line in ("baseline (ECAPA + AAM)", PAPER_A, "Resemblyzer (external anchor)",
                  f"published: {expected}", "report:", "metrics:", "python -m speechbrain_ext.verify a.wav b.wav "
                  f"--model {model} --prior 0.01"):
         assert line in tail
