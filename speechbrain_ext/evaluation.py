@@ -346,8 +346,7 @@ def evaluate(encode, make_loader, eval_splits, data_folder, out_dir, *, sample_r
     score_norm_kind : str
         ``"none"`` (raw cosine) or ``"as-norm"`` (needs ``cohort_manifest``).
     subtract_mean : bool
-        Subtract the training mean embedding from every embedding before scoring
-        (WeSpeaker's ``--cal_mean``; needs ``cohort_manifest``).
+        Subtract the training mean embedding before scoring (WeSpeaker's ``--cal_mean``).
     cohort_per_speaker : int or "all"
         Training utterances per speaker embedded for the cohort and the mean.
     cohort_seed : int
@@ -379,7 +378,8 @@ def evaluate(encode, make_loader, eval_splits, data_folder, out_dir, *, sample_r
     splits = {split.name: scored(split) for split in eval_splits}
     calibration = None if calibration_split is None else scored(calibration_split, [calibration_split.condition])
     scored_seconds = time.perf_counter() - start
-    score_kind = ("cosine" if cohort is None else f"as-norm top-{top_n}") + (" mean-subtracted" * subtract_mean)
+    norm = "cosine" if cohort is None else f"as-norm top-{top_n}"
+    score_kind = f"{norm} mean-subtracted" if subtract_mean else norm
     meta = {k: v for k, v in (extra or {}).items() if k in ("system", "seed", "checkpoint", "epoch")}
     results = split_metrics.split_results(
         splits, calibration, calibration_quality, calibration_p_target, score_kind, n_draws,

@@ -38,6 +38,7 @@ are :mod:`speechbrain_ext.suite_runner` and :mod:`speechbrain_ext.suite_report`.
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -106,8 +107,12 @@ class Row:
     overrides: tuple = ()
     variant: bool = False
 
+    @functools.cached_property
     def cost_weight(self):
-        """2 for a system that encodes two inputs per step (a CopyPaste partner), else 1: its expected cost."""
+        """2 for a system that encodes two inputs per step (a CopyPaste partner), else 1: its expected cost.
+
+        Composed once per row (the runner and the time-left estimate ask for it at every job).
+        """
         node = ruamel.yaml.YAML().load(compose_hparams(self.hparams)) or {}
         return 2.0 if node.get("copypaste") is not None else 1.0
 

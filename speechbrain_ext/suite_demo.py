@@ -243,7 +243,7 @@ def _pending_jobs(suite):
     for row in scheduled_rows(suite):
         for seed in suite.seeds:
             if not is_finished(suite, row, seed):
-                jobs.append((suite.run_key(row, seed), row.name, "run", row.cost_weight()))
+                jobs.append((suite.run_key(row, seed), row.name, "run", row.cost_weight))
     return jobs
 
 
@@ -322,7 +322,7 @@ class _Training:
 
 def seed_eta(suite, eta):
     """Let the runs this runs folder already finished (an earlier invocation) inform the time left."""
-    weights = {row.name: row.cost_weight() for row in suite.rows}
+    weights = {row.name: row.cost_weight for row in suite.rows}
     for record in read_records(suite.runs).values() if os.path.isdir(suite.runs) else ():
         row = record.get("row")
         if record.get("returncode") == 0 and (row in weights or row == suite.anchor):

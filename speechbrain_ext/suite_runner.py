@@ -272,11 +272,11 @@ class _Job:
 
 
 def scheduled_rows(suite):
-    """The rows in the order their runs start: the costliest first (:meth:`Row.cost_weight`), else as listed.
+    """The rows in the order their runs start: the costliest first (:attr:`Row.cost_weight`), else as listed.
 
     Starting the long jobs first keeps the pool's last job short, so the runs end together.
     """
-    return sorted(suite.rows, key=lambda row: -row.cost_weight())
+    return sorted(suite.rows, key=lambda row: -row.cost_weight)
 
 
 def _jobs(suite):
