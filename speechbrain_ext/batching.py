@@ -154,6 +154,13 @@ def supports_masking(compute_features, mean_var_norm, embedding_model):
     return isinstance(mean_var_norm, InputNormalization) and invariant_encoder(embedding_model) is not None
 
 
+def _bare(module):
+    """The module a data-parallel wrapper holds (what the recipe configured), else ``module``."""
+    if isinstance(module, nn.parallel.DistributedDataParallel | nn.DataParallel):
+        return module.module
+    return module
+
+
 def _check_eval(modules):
     for name, module in modules.items():
         if module.training:
@@ -304,6 +311,9 @@ def embed_batch(compute_features, mean_var_norm, embedding_model, wavs, wav_lens
     >>> out.shape, bool((out[1] - alone[0]).abs().max() < 1e-5)
     (torch.Size([3, 1, 8]), True)
     """
+    compute_features, mean_var_norm, embedding_model = (
+        _bare(m) for m in (compute_features, mean_var_norm, embedding_model)
+    )
     _check_eval({"mean_var_norm": mean_var_norm, "embedding_model": embedding_model})
     with torch.no_grad():
         if supports_masking(compute_features, mean_var_norm, embedding_model):

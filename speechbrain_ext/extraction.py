@@ -128,8 +128,13 @@ def write_cache(cache_path, ids, embeddings):
         return False
 
 
+#: Part of every cache key: a cache written by another extraction (version 1: SpeechBrain's
+#: padded batches, before :func:`speechbrain_ext.batching.embed_batch`) is not reused.
+EXTRACTION_VERSION = 2
+
+
 def cache_key(checkpoint_path, manifest):
-    """A short key naming (checkpoint, manifest content) for the embedding cache.
+    """A short key naming (extraction version, checkpoint, manifest content) for the embedding cache.
 
     Example
     -------
@@ -138,7 +143,8 @@ def cache_key(checkpoint_path, manifest):
     >>> cache_key("/ckpt/a", p) == cache_key("/ckpt/a", p), cache_key("/ckpt/a", p) == cache_key("/ckpt/b", p)
     (True, False)
     """
-    digest = hashlib.sha256(str(os.path.abspath(checkpoint_path) if checkpoint_path else "none").encode())
+    digest = hashlib.sha256(f"v{EXTRACTION_VERSION}".encode())
+    digest.update(str(os.path.abspath(checkpoint_path) if checkpoint_path else "none").encode())
     with open(manifest, "rb") as f:
         digest.update(f.read())
     return digest.hexdigest()[:16]

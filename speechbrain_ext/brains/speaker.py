@@ -28,7 +28,7 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process
 
-from speechbrain_ext import compat, epoch_log, selection, splits, validation
+from speechbrain_ext import batching, compat, epoch_log, selection, splits, validation
 from speechbrain_ext import data as sx_data
 from speechbrain_ext import distributed as sx_distributed
 from speechbrain_ext.errors import SpeechBrainExtError
@@ -172,7 +172,7 @@ class SpeakerBrain(compat.Brain):
     def inference_functions(self, loader_options=None):
         """``(encode, make_loader)`` of the current model, for :mod:`speechbrain_ext.evaluation`.
 
-        The modules are put in eval mode; ``encode(wavs, lens)`` runs :meth:`encode` on the
+        The modules are put in eval mode; ``encode(wavs, lens)`` runs :meth:`embed` on the
         Brain's device; ``make_loader(dataset)`` builds a test-stage loader with
         ``loader_options`` (default: :meth:`valid_loader_options`).
         """
@@ -180,7 +180,7 @@ class SpeakerBrain(compat.Brain):
         options = self.valid_loader_options() if loader_options is None else dict(loader_options)
 
         def encode(wavs, lens):
-            return self.encode(wavs.to(self.device), lens.to(self.device))
+            return self.embed(wavs.to(self.device), lens.to(self.device))
 
         def make_loader(dataset):
             return self.make_dataloader(dataset, stage=sb.Stage.TEST, ckpt_prefix=None, **options)
@@ -204,9 +204,23 @@ class SpeakerBrain(compat.Brain):
         return self.modules.mean_var_norm(feats, lens)
 
     def encode(self, wavs, lens, stage=sb.Stage.TEST):
-        """Embeddings ``[B, 1, D]`` of a padded batch of waveforms."""
+        """Embeddings ``[B, 1, D]`` of a padded batch of waveforms, as training computes them (see :meth:`embed`)."""
         feats = self.compute_features(wavs, lens, stage)
         return self.modules.embedding_model(feats, lens)
+
+    def embed(self, wavs, lens):
+        """Hook: inference embeddings ``[B, 1, D]``, each utterance's as if it were alone in its batch.
+
+        Validation and evaluation extract through this: :func:`speechbrain_ext.batching.embed_batch`
+        on the ``compute_features``, ``mean_var_norm`` and ``embedding_model`` modules, so an
+        embedding (hence a score, an EER, the selected checkpoint) does not depend on the batch
+        size or on what the utterance was batched with (SpeechBrain #1374). :meth:`encode` on
+        a padded batch does not have that property. A subclass whose inference features are
+        not those modules' overrides this hook.
+        """
+        modules = self.modules
+        return batching.embed_batch(modules.compute_features, modules.mean_var_norm, modules.embedding_model,
+                                    wavs, lens)
 
     def compute_forward(self, batch, stage):
         """Waveforms → embeddings (and cosine logits in training)."""
@@ -332,7 +346,7 @@ class SpeakerBrain(compat.Brain):
         """Validation: collect embeddings, the loss is the EER computed at the end of the stage."""
         if batch.batchsize:
             wavs, lens = batch.to(self.device).sig
-            self.valid_embeddings.append(self.encode(wavs, lens, stage)[:, 0].float().cpu())
+            self.valid_embeddings.append(self.embed(wavs, lens)[:, 0].float().cpu())
             self.valid_ids.extend(batch.id)
         return torch.tensor(0.0)
 

@@ -9,6 +9,7 @@ comparison fails without the mechanism.
 import math
 import os
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -151,3 +152,50 @@ def test_equal_length_batches_plan():
     assert sorted(i for batch in plan for i in batch) == list(range(6))
     with pytest.raises(BatchingError, match="batch_size must be at least 1"):
         equal_length_batches([1], batch_size=0)
+
+
+# ---------------------------------------------------------------------------- the Brain's extraction
+def _brain(tmp_path, corpus, row):
+    from test_emotion_brain import make_brain
+
+    brain = make_brain(tmp_path, corpus, row=row)
+    brain.modules.eval()
+    perturb_batchnorm(brain.modules.embedding_model)
+    return brain
+
+
+@pytest.mark.parametrize("row", ["ecapa_aam.yaml", "ecapa_aam_copypaste_cos_em.yaml"])
+def test_brain_inference_and_validation_embed_each_utterance_as_alone(tmp_path, tiny_synthemo, row):
+    """The evaluation's ``encode`` and the validation's batches give an utterance its alone embedding."""
+    import speechbrain as sb
+
+    brain = _brain(tmp_path, tiny_synthemo, row)
+    encode, _ = brain.inference_functions()
+    wavs, lens = speech_like(SIZES)
+    batched = encode(wavs, lens)[:, 0]
+    alone = torch.cat([encode(wavs[i : i + 1, :n], torch.ones(1))[:, 0] for i, n in enumerate(SIZES)])
+    assert (batched - alone).abs().max() <= TOLERANCE
+    # what the Brain's training-time encode gives the same padded batch: the test can fail
+    with torch.no_grad():
+        naive = brain.encode(wavs, lens)[:, 0]
+    assert (naive - alone).abs().max() > TOLERANCE
+
+    brain.on_stage_start(sb.Stage.VALID, 1)
+    brain.evaluate_batch(SimpleNamespace(batchsize=len(SIZES), id=list("abcd"), to=lambda device: SimpleNamespace(
+        sig=(wavs, lens))), sb.Stage.VALID)
+    assert (brain.valid_embeddings[0] - alone).abs().max() <= TOLERANCE
+
+
+def test_embedding_cache_key_names_the_extraction(tmp_path):
+    """A cache written by SpeechBrain's padded batches (version 1) is not reused."""
+    from speechbrain_ext import extraction
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("ID\n")
+    key = extraction.cache_key("/ckpt", str(manifest))
+    extraction_version = extraction.EXTRACTION_VERSION
+    try:
+        extraction.EXTRACTION_VERSION = extraction_version - 1
+        assert extraction.cache_key("/ckpt", str(manifest)) != key
+    finally:
+        extraction.EXTRACTION_VERSION = extraction_version
