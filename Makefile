@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT := results/demo
 THREADS ?= 2
 
-.PHONY: demo test lint unit reliability bench ablation-contrastive ablation-emotion clean
+.PHONY: demo test lint unit reliability bench ablation-contrastive ablation-emotion ablation-extensions clean
 
 # Resemblyzer (the reports' external anchor) goes in without its declared deps: setup.cfg's
 # `anchor` extra brings the ones it needs (webrtcvad-wheels in place of the source-only webrtcvad).
@@ -34,14 +34,17 @@ test: $(STAMP) lint
 reliability: $(STAMP)
 	OMP_NUM_THREADS=1 SX_RELIABILITY_TABLE=results/reliability.md $(PY) -m pytest -q tests/reliability
 
-# Ablations on SynthEmo: the suites recipes/SynthEmo/ablation/{contrastive,emotion}.yaml (5 seeds per
-# row); resumable, the two share the baseline runs. ARGS passes options: --jobs N, --background,
+# Ablations on SynthEmo: the suites recipes/SynthEmo/ablation/{contrastive,emotion,extensions}.yaml (5 seeds
+# per row); resumable, they share the baseline runs. ARGS passes options: --jobs N, --background,
 # --dry-run, --report-only, --seeds, --rows, --variants ROW:key=value. See docs/ablations.md.
 ablation-contrastive: $(STAMP)
 	$(PY) recipes/SynthEmo/ablation/run.py contrastive $(ARGS)
 
 ablation-emotion: $(STAMP)
 	$(PY) recipes/SynthEmo/ablation/run.py emotion $(ARGS)
+
+ablation-extensions: $(STAMP)
+	$(PY) recipes/SynthEmo/ablation/run.py extensions $(ARGS)
 
 clean:
 	rm -rf results/demo results/SynthEmo

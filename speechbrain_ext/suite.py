@@ -20,6 +20,8 @@ specific to a corpus or a method::
       - hparams: ../hparams/ecapa_aam.yaml
         name: ecapa_aam_lr1e-3                    # optional; default: the file name without .yaml
         overrides: {lr: 0.001}                    # optional recipe overrides of this row
+      - hparams: ../hparams/ecapa_aam_lm.yaml     # a second stage: continues the run of the same seed
+        continues: ecapa_aam                      # of that row (its init_from; trained after it)
     splits: [eval, ood]                           # evaluation splits reported side by side
     conditions: [all, neutral_emotional]          # headline trial conditions (the report has all)
     sections: [emotion_gap, em_probe.py:EmProbeSection]   # extra report sections (optional)
@@ -30,7 +32,10 @@ specific to a corpus or a method::
 Run ``(row, seed)`` trains in ``<runs>/<row name>/seed<seed>`` with
 ``python <recipe> <hparams> --seed <seed> --output_root <runs> --output_folder <folder>``
 plus the settings and the row's overrides, so two suites with the same runs folder and
-settings share the runs of a row they both have. :func:`load_suite` checks the file
+settings share the runs of a row they both have. A row that ``continues`` another gets
+``--init_from <runs>/<that row>/seed<seed>`` (its system file must have the key
+``init_from``, e.g. ``recipes/shared_hparams/large_margin.yaml``); the runner trains it
+after that run. :func:`load_suite` checks the file
 (unknown keys, missing files, override keys the system file does not have) and names
 the suite file and key of anything wrong (:class:`SuiteError`). Running and reporting
 are :mod:`speechbrain_ext.suite_runner` and :mod:`speechbrain_ext.suite_report`.
@@ -49,6 +54,7 @@ import ruamel.yaml
 
 from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.hparams import HparamsError, compose_hparams, yaml_tag
+from speechbrain_ext.suite_values import override_args, parse_value, value_text  # noqa: F401 (their old home)
 
 __all__ = [
     "RESERVED_KEYS", "Row", "Suite", "SuiteError", "config_digest", "load_suite", "parse_value", "parse_variant",
@@ -60,7 +66,7 @@ _KEYS = {
     "conditions": list, "sections": list, "anchor": (str, type(None)), "bootstrap": dict, "prepare": bool,
 }
 _REQUIRED = ("title", "recipe", "runs", "report", "seeds", "reference", "rows")
-_ROW_KEYS = {"hparams": str, "name": str, "label": str, "overrides": dict}
+_ROW_KEYS = {"hparams": str, "name": str, "label": str, "overrides": dict, "continues": str}
 _BOOTSTRAP_KEYS = {"draws": int, "seed": int}
 #: Recipe keys the runner sets itself (from ``seeds`` and ``runs``).
 RESERVED_KEYS = ("seed", "output_root", "output_folder")
@@ -94,6 +100,8 @@ class Row:
         ``((key, value), ...)`` recipe overrides of this row (values as YAML gives them).
     variant : bool
         Trained for the validation diagnostics only (``--variants``): not in the evaluation tables.
+    continues : str or None
+        The row whose run of the same seed this row's run continues (its ``init_from``).
 
     Example
     -------
@@ -106,6 +114,7 @@ class Row:
     label: str
     overrides: tuple = ()
     variant: bool = False
+    continues: str = None
 
     @functools.cached_property
     def cost_weight(self):
@@ -172,10 +181,17 @@ class Suite:
         """``<row name>/seed<seed>``: how progress lines and records name a run."""
         return f"{row.name}/seed{seed}"
 
+    def source(self, row, seed):
+        """``(run key, run folder)`` of the run that run ``(row, seed)`` continues; None if it continues none."""
+        return (f"{row.continues}/seed{seed}", os.path.join(self.runs, row.continues, f"seed{seed}")) \
+            if row.continues else None
+
     def overrides(self, row, seed):
         """The recipe overrides of one run: settings, then the row's, then seed and folders."""
         values = dict(self.settings)
         values.update(row.overrides)
+        if row.continues:
+            values["init_from"] = self.source(row, seed)[1]
         values.update(seed=seed, output_root=self.runs, output_folder=self.run_folder(row, seed))
         return values
 
@@ -196,42 +212,6 @@ class Suite:
     def anchor_folder(self):
         """Run folder of the external anchor (``<runs>/<anchor>``): its ``metrics.json`` and ``scores/``."""
         return os.path.join(self.runs, self.anchor) if self.anchor else None
-
-
-def parse_value(text):
-    """A command-line value as YAML reads it (``"0.1"`` -> 0.1, ``"[5, 25]"`` -> [5, 25], ``"abc"`` -> 'abc').
-
-    Example
-    -------
-    >>> parse_value("0.1"), parse_value("[5, 25]"), parse_value("data/x"), parse_value("True")
-    (0.1, [5, 25], 'data/x', True)
-    """
-    value = ruamel.yaml.YAML(typ="safe", pure=True).load(text)
-    return text if value is None and text.strip() not in ("null", "~") else value
-
-
-def value_text(value):
-    """A value as one command-line argument that YAML reads back to the same value.
-
-    Example
-    -------
-    >>> value_text(0.1), value_text([5.0, 25]), value_text("data/x"), value_text("1e-3"), value_text(None)
-    ('0.1', '[5.0, 25]', 'data/x', '"1e-3"', 'null')
-    """
-    if isinstance(value, str):
-        return value if parse_value(value) == value else json.dumps(value)
-    return json.dumps(value)
-
-
-def override_args(values):
-    """``{key: value}`` as ``["--key", "value", ...]`` (:func:`value_text`).
-
-    Example
-    -------
-    >>> override_args({"lr": 0.1, "flag": True})
-    ['--lr', '0.1', '--flag', 'true']
-    """
-    return [item for key, value in values.items() for item in (f"--{key}", value_text(value))]
 
 
 def parse_variant(spec, rows):
@@ -259,7 +239,7 @@ def parse_variant(spec, rows):
     overrides = tuple((k, parse_value(v)) for k, _, v in pairs)
     tag = ",".join(f"{k}={v}" for k, _, v in pairs)
     return Row(f"{base.name}@{tag}", base.hparams, f"{base.label} [{tag.replace(',', ', ')}]",
-               base.overrides + overrides, variant=True)
+               base.overrides + overrides, variant=True, continues=base.continues)
 
 
 def _plain(node):
@@ -348,7 +328,13 @@ def _check_overrides(suite_path, row, values, where):
     if missing:
         raise SuiteError(f"{suite_path}: row {row.name!r}: {row.hparams} has no key {missing[0]!r} "
                          "(the runner sets seed, output_root and output_folder)")
+    if row.continues and "init_from" not in known:
+        raise SuiteError(f"{suite_path}: row {row.name!r}: continues {row.continues!r}, but its system file "
+                         f"{row.hparams} has no key 'init_from' (a stage that continues a run has one)")
     for key in values:
+        if row.continues and key == "init_from":
+            raise SuiteError(f"{suite_path}: {where}: 'init_from' of row {row.name!r} is set by its "
+                             f"'continues: {row.continues}'")
         if key in RESERVED_KEYS:
             raise SuiteError(f"{suite_path}: {where}: {key!r} is set by the runner (from seeds and runs)")
         if key not in known:
@@ -370,10 +356,28 @@ def _rows(path, data):
             raise SuiteError(f"{path}: {where}: name {name!r} is not a folder name (letters, digits, _.+-=,@)")
         if name in [r.name for r in rows]:
             raise SuiteError(f"{path}: {where}: row name {name!r} is used twice (give one a 'name')")
-        rows.append(Row(name, hparams, spec.get("label", name), tuple(spec.get("overrides", {}).items())))
+        rows.append(Row(name, hparams, spec.get("label", name), tuple(spec.get("overrides", {}).items()),
+                        continues=spec.get("continues")))
     if not rows:
         raise SuiteError(f"{path}: rows: no row")
+    _check_continues(path, rows)
     return rows
+
+
+def _check_continues(path, rows):
+    """Every ``continues`` names another row, and following them never comes back to a row."""
+    by_name = {r.name: r for r in rows}
+    for i, row in enumerate(rows):
+        if row.continues is not None and row.continues not in by_name:
+            raise SuiteError(f"{path}: rows[{i}] ({row.name}): continues: no row {row.continues!r}"
+                             f"{_suggest(row.continues, by_name)}")
+        chain, current = [row.name], row
+        while current.continues is not None:
+            if current.continues in chain:
+                what = "itself" if chain == [row.name] else "a cycle: " + " -> ".join([*chain, current.continues])
+                raise SuiteError(f"{path}: rows[{i}] ({row.name}): continues: the row continues {what}")
+            chain.append(current.continues)
+            current = by_name[current.continues]
 
 
 def _sections(path, specs):

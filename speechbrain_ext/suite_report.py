@@ -14,7 +14,7 @@ without its log or score files is an error naming the run. :func:`write_report` 
 - the external anchor (the suite's ``anchor``) as one more system on the same trials;
 - the suite's extra sections (:class:`Section`; built-in ones in :mod:`speechbrain_ext.suite_sections`);
 - training cost per row (wall and CPU seconds of the runner's records; train, step and
-  loader-wait seconds from the JSONL);
+  loader-wait seconds from the JSONL; a row that continues another: its own stage only);
 - validation: the checkpoint evaluated is ``metrics.json``'s ``epoch`` (chosen by
   :mod:`speechbrain_ext.selection`, never re-derived here) and the per-epoch validation EER
   of every valid split from the JSONL;
@@ -343,7 +343,8 @@ def _systems(ctx):
              "(metrics.json) |", "|:---|:---|:---|:---|:---|"]
     for row in suite.rows:
         runs = ctx.finished(row)
-        overrides = ", ".join(f"`{k}={v}`" for k, v in row.overrides) or "—"
+        stage = [f"continues the `{row.continues}` run of the same seed"] if row.continues else []
+        overrides = ", ".join([*stage, *(f"`{k}={v}`" for k, v in row.overrides)]) or "—"
         epochs = ", ".join(f"{r.seed}: {r.metrics.get('epoch', 'n/a')}" for r in runs) or "—"
         label = f"{row.label} (variant: validation only)" if row.variant else row.label
         lines.append(f"| {label} | `{os.path.relpath(row.hparams)}` | {overrides} "
@@ -371,6 +372,8 @@ def _cost(ctx):
             f"| {row.label} | {wall} | {cpu} | {fmt(mean_std([len(r.epochs) for r in runs])[0], digits=0)} "
             f"| {fmt(*mean_std(ctx.log_values(row, 'train', 'seconds')), 1)} | {fmt(*mean_std(steps), 1)} | {share} "
             f"| {fmt(*mean_std(valid), 1)} |")
+    for row in (r for r in ctx.rows if r.continues):
+        lines += ["", f"{row.label}: times of its fine-tuning stage only; it continues {row.continues} (add its)."]
     jobs = sorted({r.record.get("jobs") for k, r in ctx.runs.items() if r.record.get("jobs")})
     if jobs and max(jobs) > 1:
         lines += ["", f"Runs were trained {max(jobs)} at a time (`jobs`): their wall times include waiting for a core."]

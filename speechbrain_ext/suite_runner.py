@@ -9,6 +9,8 @@
   started again and the recipe resumes it from its last checkpoint. A finished run is
   reused only when it was trained with the same overrides and system file (recorded in
   ``<run>/suite_run.json``); otherwise the runner stops and names the run.
+- A row that ``continues`` another starts after that row's run of the same seed has
+  finished; when that run fails, it is not started and is recorded as failed.
 - One runner per runs folder: an exclusive lock (``<runs>/.suite.lock``); a second one
   prints whom it waits for, waits, then skips what the first finished.
 - Before the runs, the data are prepared once (the reference row's ``prepare_data``,
@@ -29,7 +31,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import fcntl
-import json
 import os
 import shlex
 import subprocess
@@ -39,17 +40,24 @@ import time
 
 from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.files import atomic_write_json
-from speechbrain_ext.suite import SuiteError, config_digest, load_suite, override_args, parse_value
+from speechbrain_ext.suite import SuiteError, load_suite
+from speechbrain_ext.suite_records import (  # noqa: F401 (RECORDS, RUN_RECORD: their old home)
+    RECORDS,
+    RUN_RECORD,
+    check_finished,
+    is_finished,
+    read_records,
+    run_identity,
+    update_record,
+)
+from speechbrain_ext.suite_values import override_args, parse_value
 
 __all__ = [
     "RECORDS", "RUN_RECORD", "check_finished", "estimate_left", "format_duration", "is_finished", "main",
     "prepare", "run_suite", "suite_lock", "train_suite",
 ]
 
-RECORDS = "suite_runs.json"
-RUN_RECORD = "suite_run.json"
 LOCK = ".suite.lock"
-_records_lock = threading.Lock()
 
 
 def _now():
@@ -109,62 +117,6 @@ def estimate_left(pending, running, durations, jobs, now):
     work = sum(expected(row) for row in pending)
     work += sum(max(0.0, expected(row) - (now - start)) for row, start in running)
     return work / jobs
-
-
-# ---------------------------------------------------------------------------- records
-def read_records(runs):
-    """``{run key: record}`` of ``<runs>/suite_runs.json`` (empty when there is none)."""
-    path = os.path.join(runs, RECORDS)
-    if not os.path.isfile(path):
-        return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except ValueError as err:
-        raise SuiteError(f"{path}: not readable JSON ({err}); move it away to start the records again") from err
-
-
-def _update_record(runs, key, record):
-    with _records_lock:
-        records = read_records(runs)
-        records[key] = record
-        atomic_write_json(os.path.join(runs, RECORDS), records, indent=1, sort_keys=True)
-
-
-def _run_identity(suite, row, seed):
-    """What a finished run must have been trained with to be reused."""
-    overrides = {k: v for k, v in suite.overrides(row, seed).items() if k not in ("output_root", "output_folder")}
-    return {"hparams": os.path.relpath(row.hparams), "config": config_digest(row.hparams), "overrides": overrides}
-
-
-def is_finished(suite, row, seed):
-    """True when the run wrote its ``report/metrics.json``."""
-    return os.path.isfile(os.path.join(suite.run_folder(row, seed), "report", "metrics.json"))
-
-
-def check_finished(suite, row, seed):
-    """Refuse to reuse a finished run trained with other overrides or another system file (names the run).
-
-    A run without a ``suite_run.json`` (trained by hand) is reused as it is.
-    """
-    path = os.path.join(suite.run_folder(row, seed), RUN_RECORD)
-    if not os.path.isfile(path):
-        return
-    with open(path, encoding="utf-8") as f:
-        recorded = json.load(f)
-    current = json.loads(json.dumps(_run_identity(suite, row, seed), default=str))
-    if recorded.get("config") != current["config"]:
-        what = f"its system file {current['hparams']} (or a base of it) has changed since"
-    elif recorded.get("overrides") != current["overrides"]:
-        keys = sorted(k for k in {**recorded.get("overrides", {}), **current["overrides"]}
-                      if recorded.get("overrides", {}).get(k) != current["overrides"].get(k))
-        what = f"the overrides differ: {', '.join(keys)}"
-    else:
-        return
-    raise SuiteError(
-        f"{suite.path}: run {suite.run_key(row, seed)} in {suite.runs} was trained with another configuration "
-        f"({what}); move that run folder away to train it again, or use another runs folder (--runs)"
-    )
 
 
 # ---------------------------------------------------------------------------- the lock
@@ -269,18 +221,41 @@ class _Job:
     command: list
     threads: int
     seed: int = None
+    source: str = None  # the run key this run continues, when that run is a job of this invocation too
+
+
+def _stage(suite, row):
+    """0 for a row that continues none; else one more than the row it continues (when that is in the suite)."""
+    names = {r.name: r for r in suite.rows}
+    return 1 + _stage(suite, names[row.continues]) if row.continues in names else int(bool(row.continues))
 
 
 def scheduled_rows(suite):
-    """The rows in the order their runs start: the costliest first (:attr:`Row.cost_weight`), else as listed.
+    """The rows in the order their runs start: sources before the rows that continue them, then the costliest
+    first (:attr:`Row.cost_weight`), else as listed.
 
-    Starting the long jobs first keeps the pool's last job short, so the runs end together.
+    Starting the long jobs first keeps the pool's last job short, so the runs end together. A
+    continuing run waits for its source; the pool takes jobs in order, so that source is then
+    already running or done and the wait always ends (with one job at a time too).
     """
-    return sorted(suite.rows, key=lambda row: -row.cost_weight)
+    return sorted(suite.rows, key=lambda row: (_stage(suite, row), -row.cost_weight))
+
+
+def _check_sources(suite):
+    """A continuing run whose source is unfinished and not a run of this invocation (``--rows``) is an error."""
+    names = {r.name for r in suite.rows}
+    for row in suite.rows:
+        for seed in suite.seeds:
+            if row.continues and row.continues not in names and not is_finished(suite, row, seed) \
+                    and not os.path.isfile(os.path.join(suite.source(row, seed)[1], "report", "metrics.json")):
+                raise SuiteError(
+                    f"{suite.path}: run {suite.run_key(row, seed)} continues run {suite.source(row, seed)[0]}, "
+                    f"which is not finished and not among the rows to run (--rows): add {row.continues} to --rows")
 
 
 def _jobs(suite):
     """What is left to do, the anchor first, then :func:`scheduled_rows` (finished runs are checked, then skipped)."""
+    _check_sources(suite)
     jobs = []
     if suite.anchor and not _anchor_done(suite):
         jobs.append(_Job(suite.anchor, suite.anchor, anchor_command(suite), 1))
@@ -289,8 +264,10 @@ def _jobs(suite):
             if is_finished(suite, row, seed):
                 check_finished(suite, row, seed)
             else:
-                jobs.append(_Job(suite.run_key(row, seed), row.name, suite.run_command(row, seed), suite.threads, seed))
-    return jobs
+                jobs.append(_Job(suite.run_key(row, seed), row.name, suite.run_command(row, seed), suite.threads, seed,
+                                 row.continues and suite.source(row, seed)[0]))
+    keys = {job.key for job in jobs}
+    return [dataclasses.replace(job, source=job.source if job.source in keys else None) for job in jobs]
 
 
 def _durations(records):
@@ -327,7 +304,7 @@ class _Progress:
                 state = f"in {format_duration(record['wall_seconds'])} (CPU {format_duration(record['cpu_seconds'])})"
             else:
                 self.failed.append(key)
-                state = f"FAILED (exit {record['returncode']}; log {record['log']})"
+                state = "FAILED (" + (record.get("error") or f"exit {record['returncode']}; log {record['log']}") + ")"
             left = estimate_left(list(self.pending.values()), list(self.running.values()), self.durations,
                                  self.suite.jobs, time.time())
             eta = "" if left is None else (
@@ -348,7 +325,7 @@ def train_suite(suite, out=print):
         if jobs and suite.prepare:
             out(f"[{_now()}] preparing the data (the reference row's prepare_data)")
             record = _execute(suite.runs, "prepare", prepare_command(suite), _env(suite.threads))
-            _update_record(suite.runs, "prepare", record)
+            update_record(suite.runs, "prepare", record)
             if record["returncode"] != 0:
                 raise SuiteError(f"{suite.path}: data preparation failed (exit {record['returncode']}); "
                                  f"see {record['log']}")
@@ -357,15 +334,36 @@ def train_suite(suite, out=print):
         out(f"[{_now()}] {len(jobs)} job(s) to run, {suite.jobs} at a time, OMP_NUM_THREADS={suite.threads} "
             f"(the anchor: 1); logs in {os.path.join(suite.runs, 'logs')}")
 
+        done = {job.key: threading.Event() for job in jobs}
+        succeeded = set()
+
         def one(job):
+            try:
+                if job.source is not None:
+                    done[job.source].wait()
+                if job.source is not None and job.source not in succeeded:
+                    progress.start(job.key)
+                    record = {"returncode": None, "wall_seconds": 0.0, "cpu_seconds": 0.0, "row": job.row,
+                              "error": f"not started: the run it continues, {job.source}, failed", "log": None,
+                              "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+                    update_record(suite.runs, job.key, record)
+                    progress.finish(job.key, record)
+                    return
+                run(job)
+            finally:
+                done[job.key].set()
+
+        def run(job):
             if job.seed is not None:
                 row = suite.row(job.row)
                 atomic_write_json(os.path.join(suite.run_folder(row, job.seed), RUN_RECORD),
-                                  _run_identity(suite, row, job.seed), indent=1, default=str)
+                                  run_identity(suite, row, job.seed), indent=1, default=str)
             progress.start(job.key)
             record = {**_execute(suite.runs, job.key, job.command, _env(job.threads)), "row": job.row,
                       "jobs": suite.jobs, "threads": job.threads}
-            _update_record(suite.runs, job.key, record)
+            update_record(suite.runs, job.key, record)
+            if record["returncode"] == 0:
+                succeeded.add(job.key)
             progress.finish(job.key, record)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=suite.jobs) as pool:
@@ -387,6 +385,8 @@ def dry_run(suite, out=print):
     for row in suite.rows:
         for seed in suite.seeds:
             state = "finished, skipped" if is_finished(suite, row, seed) else "to run"
+            if row.continues and state == "to run":
+                state += f" after {suite.source(row, seed)[0]} (init_from {suite.source(row, seed)[1]})"
             out(f"# {suite.run_key(row, seed)}: {state}\n" + env + shlex.join(suite.run_command(row, seed)))
 
 

@@ -74,3 +74,14 @@ def test_paper_scale_files_build_the_published_sizes(corpus):
         assert hp["classifier"].weight.shape[1] == emb_dim
         assert hp["modules"]["embedding_model"] is encoder
         assert hp["checkpointer"].recoverables["embedding_model"] is encoder
+
+
+def test_synthemo_files_are_sized_to_the_baseline_cost():
+    # bench/README.md, "Encoder training-step cost (SynthEmo)": 3.0x and 4.0x the baseline's step
+    sized = {"resnet34_aam": ("ResNet34", 207_212), "campp_aam": ("CAMPPlus", 481_224)}
+    for system, (cls, n_params) in sized.items():
+        hp, _ = load_hparams(os.path.join(ROOT, "recipes", "SynthEmo", "hparams", f"{system}.yaml"),
+                             {"data_folder": "/nonexistent"})
+        assert type(hp["embedding_model"]).__name__ == cls and hp["classifier"].weight.shape[1] == 192
+        assert sum(p.numel() for p in hp["embedding_model"].parameters()) == n_params
+    assert hp["campp_block_layers"] == [12, 24, 16]  # the published depth

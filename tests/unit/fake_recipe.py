@@ -5,6 +5,8 @@ It writes, in a fraction of a second, what a recipe run leaves: ``train_log.json
 ``ood``, with scores whose separation is the hparams' ``quality`` (known answers).
 ``crash_once: 1`` makes the first attempt fail after its first epoch (a marker in
 ``save/``); the next attempt notes that it resumed. ``sleep`` holds it for a while.
+``init_from`` (a stage continuing a run): that run must have finished (exit 4 otherwise),
+and its folder is noted in ``metrics.json``. Each attempt's checkpoint name is new.
 """
 
 import json
@@ -55,6 +57,10 @@ def main(argv):
     hp = arguments(argv)
     out, seed = hp["output_folder"], int(hp["seed"])
     os.makedirs(os.path.join(out, "save"), exist_ok=True)
+    source = hp.get("init_from")
+    if source and not os.path.isfile(os.path.join(source, "report", "metrics.json")):
+        print(f"init_from {source}: not a finished run", file=sys.stderr)
+        return 4
     time.sleep(float(hp.get("sleep", 0)))
     marker = os.path.join(out, "save", "crashed")
     epochs = [{"epoch": e, "lr": 0.001, "train": {"loss": 1.0 / e, "seconds": 2.0, "step_seconds": 1.5,
@@ -83,7 +89,8 @@ def main(argv):
                           {"seed": seed, "split": split, "system": hp["system"]})
         splits[split] = {"conditions": {c: {"eer": 0.1, "min_dcf": 0.5} for c in data}}
     metrics = {"splits": splits, "conditions": splits["eval"]["conditions"], "epoch": hp["evaluated_epoch"],
-               "valid_EER": hp["valid_eers"][hp["evaluated_epoch"] - 1], "seed": seed, "system": hp["system"]}
+               "valid_EER": hp["valid_eers"][hp["evaluated_epoch"] - 1], "seed": seed, "system": hp["system"],
+               "checkpoint": f"save/CKPT+{time.time_ns()}", "init_from": source}
     with open(os.path.join(report, "metrics.json"), "w") as f:
         json.dump(metrics, f)
     return 0

@@ -26,16 +26,21 @@ def write_system(folder, name, **values):
     return path
 
 
-def make_suite(tmp_path, rows=("base", "good"), seeds=(1, 2), name="suite", **top):
-    """Write system files and a suite file in ``tmp_path``; returns the suite file's path."""
+def make_suite(tmp_path, rows=("base", "good"), seeds=(1, 2), name="suite", continues=None, **top):
+    """Write system files and a suite file in ``tmp_path``; returns the suite file's path.
+
+    ``continues``: ``{row: row it continues}`` (those rows' system files get an ``init_from`` key).
+    """
+    continues = continues or {}
     systems = tmp_path / "systems"
     systems.mkdir(exist_ok=True)
     for row in rows:
-        write_system(str(systems), row)
+        write_system(str(systems), row, **({"init_from": None} if row in continues else {}))
     spec = {
         "title": "A fabricated suite", "recipe": FAKE_RECIPE, "runs": str(tmp_path / "runs"),
         "report": str(tmp_path / "report.md"), "seeds": list(seeds), "jobs": 2, "threads": 1,
-        "reference": rows[0], "rows": [{"hparams": f"systems/{r}.yaml", "label": f"system {r}"} for r in rows],
+        "reference": rows[0], "rows": [{"hparams": f"systems/{r}.yaml", "label": f"system {r}",
+                  **({"continues": continues[r]} if r in continues else {})} for r in rows],
         "splits": ["eval", "ood"], "conditions": ["all", "neutral_emotional"], "bootstrap": {"draws": 200},
         "prepare": False, **top,
     }

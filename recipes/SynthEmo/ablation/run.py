@@ -3,8 +3,9 @@
 
     python recipes/SynthEmo/ablation/run.py contrastive     # make ablation-contrastive
     python recipes/SynthEmo/ablation/run.py emotion         # make ablation-emotion
+    python recipes/SynthEmo/ablation/run.py extensions      # make ablation-extensions
 
-The suites are data (``contrastive.yaml``, ``emotion.yaml`` next to this file; a path to any
+The suites are data (``contrastive.yaml``, ``emotion.yaml``, ``extensions.yaml`` next to this file; a path to any
 other suite file works too); every option of ``python -m speechbrain_ext.suite`` applies:
 ``--jobs N``, ``--background``, ``--dry-run``, ``--report-only``, ``--seeds ...``,
 ``--rows ...``, ``--variants ROW:key=value,...``, ``--set key=value ...``. See docs/ablations.md.

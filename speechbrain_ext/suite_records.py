@@ -1,0 +1,120 @@
+"""What a suite's runs leave for the runner (:mod:`speechbrain_ext.suite_runner`) and the report.
+
+- ``<runs>/suite_runs.json``: ``{run key: record}`` of every job (exit status, wall and CPU
+  seconds, log), written by the runner after each job (:func:`read_records`, :func:`update_record`).
+- ``<run>/suite_run.json``: what the run was trained with (:func:`run_identity`: system
+  file digest and overrides; for a row that ``continues`` another, that row's name and the
+  checkpoint its run had selected). :func:`check_finished` refuses to reuse a finished run
+  whose configuration changed since, or whose source run was trained again after it.
+"""
+
+import json
+import os
+import threading
+
+from speechbrain_ext.files import atomic_write_json
+from speechbrain_ext.suite import SuiteError, config_digest
+
+__all__ = ["RECORDS", "RUN_RECORD", "check_finished", "is_finished", "read_records", "run_identity",
+           "source_checkpoint", "update_record"]
+
+RECORDS = "suite_runs.json"
+RUN_RECORD = "suite_run.json"
+_records_lock = threading.Lock()
+
+
+def read_records(runs):
+    """``{run key: record}`` of ``<runs>/suite_runs.json`` (empty when there is none)."""
+    path = os.path.join(runs, RECORDS)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError as err:
+        raise SuiteError(f"{path}: not readable JSON ({err}); move it away to start the records again") from err
+
+
+def update_record(runs, key, record):
+    """Set ``key``'s record in ``<runs>/suite_runs.json`` (atomically; threads of one runner take turns)."""
+    with _records_lock:
+        records = read_records(runs)
+        records[key] = record
+        atomic_write_json(os.path.join(runs, RECORDS), records, indent=1, sort_keys=True)
+
+
+def source_checkpoint(folder):
+    """The checkpoint a finished run evaluated (its ``report/metrics.json``'s ``checkpoint``); None before.
+
+    A run trained again selects a checkpoint of another name (the names carry their time).
+
+    Example
+    -------
+    >>> source_checkpoint("/nonexistent/run") is None
+    True
+    """
+    path = os.path.join(folder, "report", "metrics.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("checkpoint")
+
+
+def run_identity(suite, row, seed):
+    """What a finished run must have been trained with to be reused.
+
+    A continuing row's ``init_from`` is recorded as the row it continues (so a moved runs
+    folder changes nothing) and the checkpoint that source run had then.
+    """
+    dropped = ("output_root", "output_folder", *(("init_from",) if row.continues else ()))
+    overrides = {k: v for k, v in suite.overrides(row, seed).items() if k not in dropped}
+    identity = {"hparams": os.path.relpath(row.hparams), "config": config_digest(row.hparams), "overrides": overrides}
+    if row.continues:
+        identity.update(continues=row.continues, source_checkpoint=source_checkpoint(suite.source(row, seed)[1]))
+    return identity
+
+
+def is_finished(suite, row, seed):
+    """True when the run wrote its ``report/metrics.json``."""
+    return os.path.isfile(os.path.join(suite.run_folder(row, seed), "report", "metrics.json"))
+
+
+def _difference(recorded, current):
+    """Why a run recorded as ``recorded`` is not the run ``current`` asks for (None when it is)."""
+    if recorded.get("config") != current["config"]:
+        return f"its system file {current['hparams']} (or a base of it) has changed since"
+    if recorded.get("overrides") != current["overrides"]:
+        keys = sorted(k for k in {**recorded.get("overrides", {}), **current["overrides"]}
+                      if recorded.get("overrides", {}).get(k) != current["overrides"].get(k))
+        return f"the overrides differ: {', '.join(keys)}"
+    if recorded.get("continues") != current.get("continues"):
+        return f"it continued {recorded.get('continues') or 'no run'}, not {current.get('continues') or 'no run'}"
+    return None
+
+
+def check_finished(suite, row, seed):
+    """Refuse to reuse a finished run trained with other overrides or another system file (names the run).
+
+    For a row that continues another: also refuse when the source run (same seed) has
+    finished since with another checkpoint (trained again after this run started from it).
+    A run without a ``suite_run.json`` (trained by hand) is reused as it is.
+    """
+    path = os.path.join(suite.run_folder(row, seed), RUN_RECORD)
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        recorded = json.load(f)
+    current = json.loads(json.dumps(run_identity(suite, row, seed), default=str))
+    what = _difference(recorded, current)
+    key = suite.run_key(row, seed)
+    if what is not None:
+        raise SuiteError(
+            f"{suite.path}: run {key} in {suite.runs} was trained with another configuration "
+            f"({what}); move that run folder away to train it again, or use another runs folder (--runs)")
+    now = current.get("source_checkpoint")
+    if row.continues and now is not None and recorded.get("source_checkpoint") != now:
+        source = suite.source(row, seed)[0]
+        raise SuiteError(
+            f"{suite.path}: run {key} in {suite.runs} continued run {source}, which was trained again since "
+            f"(checkpoint {recorded.get('source_checkpoint')} then, {now} now); move {key} away to train it "
+            f"again from the new {source}")
