@@ -33,6 +33,7 @@ Command line::
         baseline=runs/b1,runs/b2 supcon=runs/s1,runs/s2 --split eval ood --out report.md
 """
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -132,7 +133,7 @@ def load_run(run, split="eval"):
     if scores.seed is None and os.path.isdir(os.fspath(run)):
         seed = _seed_from_hyperparams(os.fspath(run))
         if seed is not None:
-            scores = TrialScores(scores.path, scores.speakers, scores.conditions, {**scores.meta, "seed": seed})
+            scores = dataclasses.replace(scores, meta={**scores.meta, "seed": seed})
     return scores
 
 
@@ -223,7 +224,8 @@ class SplitComparison:
         missing = [c for c in conditions if c not in run.conditions]
         if missing:
             raise ComparisonError(f"system {name!r}: run {run.path} has no condition {missing[0]!r}")
-        return TrialScores(run.path, run.speakers, {c: run.conditions[c] for c in conditions}, run.meta)
+        return dataclasses.replace(run, conditions={c: run.conditions[c] for c in conditions},
+                                   llrs={k: {c: v[c] for c in conditions} for k, v in run.llrs.items()})
 
     @staticmethod
     def check_same_trials(a, b, condition, context="runs"):
