@@ -99,7 +99,7 @@ def run(n_eval=200, n_valid=100, n_draws=1000):
             values.update(intervals[cond])
     times["(b) per-trial score files"] = t_files
     times[f"(c) speaker-bootstrap intervals, {n_draws} draws"] = t_boot
-    (_, cal_metrics, info), t = timed(split_metrics.calibrate_splits, calibration, splits, "duration_norm", 0.5,
+    (_, cal_metrics, info, _), t = timed(split_metrics.calibrate_splits, calibration, splits, "duration_norm", 0.5,
                                       "cosine")
     times["(d) calibration: fit + Cllr / min Cllr / actual DCF of every condition"] = t
     for name, conditions in cal_metrics.items():

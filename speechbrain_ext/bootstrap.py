@@ -43,6 +43,7 @@ from .trial_scores import check_trials
 __all__ = [
     "BootstrapError",
     "SpeakerTrials",
+    "check_counts",
     "metric_keys",
     "one_trial_steps",
     "percentile_interval",
@@ -116,6 +117,30 @@ def speaker_draws(n_speakers, n_draws, seed=0):
     picks = rng.integers(0, n_speakers, size=(n_draws, n_speakers))
     picks += np.arange(n_draws)[:, None] * n_speakers
     return np.bincount(picks.ravel(), minlength=n_draws * n_speakers).reshape(n_draws, n_speakers).astype(np.int32)
+
+
+def check_counts(counts, trials_per_speaker, name="trials"):
+    """Draws as ``[n_draws, n_speakers]`` non-negative integers whose error counts stay exact in float64.
+
+    Example
+    -------
+    >>> check_counts([[1, 2]], np.array([3.0, 1.0])).tolist()
+    [[1, 2]]
+    >>> check_counts([[1, -1]], np.array([3.0, 1.0]), "run a")
+    Traceback (most recent call last):
+    ...
+    speechbrain_ext.bootstrap.BootstrapError: run a: draws must be non-negative integer counts
+    """
+    counts = np.asarray(counts)
+    n_speakers = len(trials_per_speaker)
+    if counts.ndim != 2 or counts.shape[1] != n_speakers or counts.shape[0] == 0:
+        raise BootstrapError(f"{name}: draws must be [n_draws >= 1, {n_speakers} speakers], got shape {counts.shape}")
+    if not np.issubdtype(counts.dtype, np.integer) or counts.min() < 0:
+        raise BootstrapError(f"{name}: draws must be non-negative integer counts")
+    bound = float((counts @ trials_per_speaker).max())
+    if bound * bound >= _EXACT_F64:
+        raise BootstrapError(f"{name}: draws too heavy to count exactly in float64 (bound {bound:.3g})")
+    return counts
 
 
 def percentile_interval(values, level=0.95, axis=-1):
@@ -253,17 +278,7 @@ class SpeakerTrials:
         return {key: np.concatenate([p[key] for p in parts]) for key in metric_keys(p_targets)}
 
     def _check_counts(self, counts):
-        counts = np.asarray(counts)
-        if counts.ndim != 2 or counts.shape[1] != self.n_speakers or counts.shape[0] == 0:
-            raise BootstrapError(
-                f"{self.name}: draws must be [n_draws >= 1, {self.n_speakers} speakers], got shape {counts.shape}"
-            )
-        if not np.issubdtype(counts.dtype, np.integer) or counts.min() < 0:
-            raise BootstrapError(f"{self.name}: draws must be non-negative integer counts")
-        bound = float((counts @ self._trials_per_speaker).max())
-        if bound * bound >= _EXACT_F64:
-            raise BootstrapError(f"{self.name}: draws too heavy to count exactly in float64 (bound {bound:.3g})")
-        return counts
+        return check_counts(counts, self._trials_per_speaker, self.name)
 
     def _chunk(self, counts, p_targets, c_miss, c_fa):
         n_cp = len(self._checkpoints)

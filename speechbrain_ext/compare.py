@@ -33,6 +33,7 @@ Command line::
         baseline=runs/b1,runs/b2 supcon=runs/s1,runs/s2 --split eval ood --out report.md
 """
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -132,7 +133,7 @@ def load_run(run, split="eval"):
     if scores.seed is None and os.path.isdir(os.fspath(run)):
         seed = _seed_from_hyperparams(os.fspath(run))
         if seed is not None:
-            scores = TrialScores(scores.path, scores.speakers, scores.conditions, {**scores.meta, "seed": seed})
+            scores = dataclasses.replace(scores, meta={**scores.meta, "seed": seed})
     return scores
 
 
@@ -223,7 +224,8 @@ class SplitComparison:
         missing = [c for c in conditions if c not in run.conditions]
         if missing:
             raise ComparisonError(f"system {name!r}: run {run.path} has no condition {missing[0]!r}")
-        return TrialScores(run.path, run.speakers, {c: run.conditions[c] for c in conditions}, run.meta)
+        return dataclasses.replace(run, conditions={c: run.conditions[c] for c in conditions},
+                                   llrs={k: {c: v[c] for c in conditions} for k, v in run.llrs.items()})
 
     @staticmethod
     def check_same_trials(a, b, condition, context="runs"):
@@ -284,8 +286,19 @@ class SplitComparison:
                 aliases.setdefault(same, []).append(c)
         return kept, aliases
 
-    def replicates(self, system, condition):
+    def replicates(self, system, condition, values=None, tag="scores"):
         """Per-run metrics of ``system`` on ``condition``: full list and every draw.
+
+        Arguments
+        ---------
+        system, condition : str
+            Which runs and trial list.
+        values : callable or None
+            ``values(run, condition, counts) -> {key: float64 [len(counts)]}``: another metric
+            of each run (e.g. Cllr of its LLRs) under per-speaker counts; None: EER and
+            minDCF of the scores.
+        tag : str
+            Names what ``values`` computes (the cache key).
 
         Returns
         -------
@@ -302,20 +315,29 @@ class SplitComparison:
         >>> point["eer"].tolist(), draws["eer"].shape
         ([0.0], (1, 5))
         """
-        key = (system, condition)
+        key = (system, condition, tag)
         if key not in self._cache:
             counts = np.vstack([np.ones((1, len(self.speakers)), self.counts.dtype), self.counts])
-            per_run = []
-            for run in self.systems[system]:
-                scores, labels, spk = run.conditions[condition]
-                trials = bootstrap.SpeakerTrials(
-                    scores, labels, spk, len(self.speakers), f"{run.path}: condition {condition!r}"
-                )
-                per_run.append(trials.metrics(counts, self.p_targets))
-            point = {k: np.array([m[k][0] for m in per_run]) for k in self.keys}
-            draws = {k: np.stack([m[k][1:] for m in per_run]) for k in self.keys}
+            per_run = [(values or self._score_metrics)(run, condition, counts) for run in self.systems[system]]
+            point = {k: np.array([m[k][0] for m in per_run]) for k in per_run[0]}
+            draws = {k: np.stack([m[k][1:] for m in per_run]) for k in per_run[0]}
             self._cache[key] = (point, draws)
         return self._cache[key]
+
+    def _score_metrics(self, run, condition, counts):
+        scores, labels, spk = run.conditions[condition]
+        name = f"{run.path}: condition {condition!r}"
+        trials = bootstrap.SpeakerTrials(scores, labels, spk, len(self.speakers), name)
+        return trials.metrics(counts, self.p_targets)
+
+    def system_interval(self, system, draws):
+        """Two-level interval of per-run draws ``[R, n_draws]`` of ``system`` (seeds resampled as in :meth:`summary`).
+
+        Runs' values under the same speaker draw, e.g. a within-run difference of two of
+        their metrics, get the system's interval over speakers and seeds.
+        """
+        picks = self._seed_draws(len(self.systems[system]), "system", system)
+        return self._interval(self._resampled_mean(draws, picks))
 
     def _seed_draws(self, n_runs, *key):
         """``[n_draws, n_runs]`` indices of the runs drawn in each draw (all runs once when R = 1)."""
@@ -346,12 +368,11 @@ class SplitComparison:
                 if cond not in runs[0].conditions:
                     continue
                 point, draws = self.replicates(name, cond)
-                picks = self._seed_draws(len(runs), "system", name)
                 metrics = {}
                 # A draw without targets or non-targets has no value for any metric.
                 undefined = int(np.count_nonzero(np.isnan(draws["eer"][0])))
                 for k in self.keys:
-                    low, high = self._interval(self._resampled_mean(draws[k], picks))
+                    low, high = self.system_interval(name, draws[k])
                     metrics[k] = {"value": float(point[k].mean()), "low": low, "high": high,
                                   "per_run": point[k].tolist()}
                 labels = runs[0].conditions[cond][1]

@@ -383,9 +383,9 @@ def evaluate(encode, make_loader, eval_splits, data_folder, out_dir, *, sample_r
     meta = {k: v for k, v in (extra or {}).items() if k in ("system", "seed", "checkpoint", "epoch")}
     results = split_metrics.split_results(
         splits, calibration, calibration_quality, calibration_p_target, score_kind, n_draws,
-        lambda name, speakers: trial_scores.save_trial_scores(
+        lambda name, speakers, llrs: trial_scores.save_trial_scores(
             trial_scores.scores_path(out_dir, name), splits[name].scores, speakers,
-            {**meta, "split": name, "score_norm": score_kind}),
+            {**meta, "split": name, "score_norm": score_kind}, llrs),
     )
     _write_outputs(out_dir, results, {n: s.scores for n, s in splits.items()}, n_draws, title, extra)
     logger.info("evaluation: %.1f s to extract and score, %.1f s for intervals, calibration, score files and report",

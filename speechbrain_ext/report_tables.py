@@ -11,10 +11,13 @@ import numpy as np
 
 __all__ = ["format_metrics_table", "format_splits", "markdown"]
 
+# The (plain) columns appear only when the metrics have them (a quality-measure calibration).
 _CAL_COLUMNS = (
-    ("Cllr (raw)", "raw_cllr", 3), ("Cllr", "cllr", 3), ("min Cllr", "min_cllr", 3),
+    ("Cllr (raw)", "raw_cllr", 3), ("Cllr", "cllr", 3), ("Cllr (plain)", "plain_cllr", 3), ("min Cllr", "min_cllr", 3),
     ("actDCF(0.01) (raw)", "raw_act_dcf@0.01", 3), ("actDCF(0.01)", "act_dcf@0.01", 3),
+    ("actDCF(0.01) (plain)", "plain_act_dcf@0.01", 3),
     ("actDCF(0.05) (raw)", "raw_act_dcf@0.05", 3), ("actDCF(0.05)", "act_dcf@0.05", 3),
+    ("actDCF(0.05) (plain)", "plain_act_dcf@0.05", 3),
 )
 
 
@@ -166,13 +169,15 @@ def _calibration(metrics_by_split, shown, info):
         f"{info['n_nontarget']} non-target trials; quality measures: {', '.join(info['quality']) or 'none'}; "
         f"effective prior {info['p_target']:g}), applied to every split; `{info['file']}`. Cllr in bits "
         "(1 = uninformative); actual DCF at the Bayes threshold, normalised like minDCF; (raw) reads the raw "
-        "scores as if they were LLRs.",
+        "scores as if they were LLRs" + ("; (plain) is the score-only calibration fitted on the same trials, "
+                                          "for contrast with the quality measures." if info.get("plain") else "."),
         "",
     ]
     for split, conditions in metrics_by_split.items():
-        rows = [[c] + [_cell(conditions[c], k, d, interval=False) for _, k, d in _CAL_COLUMNS]
+        columns = [c for c in _CAL_COLUMNS if any(c[1] in m for m in conditions.values())]
+        rows = [[c] + [_cell(conditions[c], k, d, interval=False) for _, k, d in columns]
                 for c in shown if c in conditions]
-        out += [f"### {split}", "", *_table(["condition", *[h for h, _, _ in _CAL_COLUMNS]], rows)]
+        out += [f"### {split}", "", *_table(["condition", *[h for h, _, _ in columns]], rows)]
     return out
 
 

@@ -15,7 +15,11 @@ For every split and condition (:func:`split_results`):
   ``act_dcf@0.01``, ``act_dcf@0.05`` of the calibrated LLRs, ``llr_eer`` and
   ``llr_min_dcf@<p>`` of the LLRs (equal to the raw ones unless quality measures
   reorder the trials), and ``raw_cllr``, ``raw_min_cllr``, ``raw_act_dcf@<p>``: the raw
-  scores read as if they were LLRs, for contrast. A calibration that cannot be fitted
+  scores read as if they were LLRs, for contrast. When the calibration uses quality
+  measures, the plain (score-only) calibration is fitted on the same trials as well and
+  every condition gains ``plain_cllr`` and ``plain_act_dcf@<p>`` of its LLRs (quality vs
+  plain); the score files hold both calibrations' LLRs per trial
+  (:mod:`speechbrain_ext.trial_scores`, kinds ``calibrated`` and ``plain``). A calibration that cannot be fitted
   (too few calibration trials, one class only...) is skipped with a warning: the other
   metrics are reported and ``calibration_info["error"]`` names the cause.
 """
@@ -28,7 +32,7 @@ import numpy as np
 from speechbrain_ext import quality as sx_quality
 from speechbrain_ext import scoring
 from speechbrain_ext.calibration import fit_calibration
-from speechbrain_ext.calibration_metrics import CalibrationError, calibration_report
+from speechbrain_ext.calibration_metrics import CalibrationError, actual_dcf, calibration_report, cllr
 from speechbrain_ext.compare import SplitComparison
 
 __all__ = ["P_TARGETS", "SplitResults", "check_calibration", "speaker_intervals", "split_results"]
@@ -157,8 +161,27 @@ def _calibration_set(scored, condition, names):
                                       names, scored.enrol_map)
 
 
+def _plain(fit_on, p_target, score_kind):
+    """The score-only calibration on the same trials (contrast of a quality calibration), or None if it fails."""
+    try:
+        return fit_calibration(fit_on.scores, fit_on.labels, None, (), p_target, score_kind=score_kind)
+    except CalibrationError as err:
+        logger.warning("no plain (score-only) calibration for contrast: %s", err)
+        return None
+
+
+def _plain_metrics(llr, labels):
+    out = {"plain_cllr": cllr(llr, labels)}
+    out.update({f"plain_act_dcf@{p:g}": actual_dcf(llr, labels, p) for p in P_TARGETS})
+    return out
+
+
 def calibrate_splits(calibration_split, splits, quality, p_target, score_kind):
     """Fit a calibration on ``calibration_split``'s (one) trial list; calibration metrics of every split.
+
+    When the calibration uses quality measures, the plain (score-only) calibration is
+    fitted on the same trials too and its ``plain_*`` metrics are reported beside; the
+    returned calibration (``calibration.json``) is always the configured one.
 
     Arguments
     ---------
@@ -178,26 +201,32 @@ def calibrate_splits(calibration_split, splits, quality, p_target, score_kind):
     calibration : speechbrain_ext.calibration.Calibration
     metrics : dict
         ``{split: {condition: {"cllr", "min_cllr", "act_dcf@<p>", "llr_eer", "llr_min_dcf@<p>",
-        "raw_cllr", "raw_min_cllr", "raw_act_dcf@<p>"}}}``.
+        "raw_cllr", "raw_min_cllr", "raw_act_dcf@<p>"[, "plain_cllr", "plain_act_dcf@<p>"]}}}``.
     info : dict
-        What it was fitted on.
+        What it was fitted on (``plain``: whether the score-only contrast was fitted).
+    llrs : dict
+        ``{split: {"calibrated": {condition: LLRs}[, "plain": {...}]}}`` for the score files.
     """
     names = sx_quality.measure_names(quality)
     (condition,) = calibration_split.scores
     fit_on = _calibration_set(calibration_split, condition, names)
     calibration = fit_calibration(fit_on.scores, fit_on.labels, fit_on.quality or None, names, p_target,
                                   score_kind=score_kind)
-    metrics = {}
+    plain = _plain(fit_on, p_target, score_kind) if names else None
+    metrics, llrs = {}, {}
     for name, scored in splits.items():
-        metrics[name] = {}
+        metrics[name], llrs[name] = {}, {"calibrated": {}, **({"plain": {}} if plain else {})}
         for cond, (scores, labels) in scored.scores.items():
             applied = _calibration_set(scored, cond, names)
-            llr = calibration.llr(applied.scores, applied.quality or None)
+            llr = llrs[name]["calibrated"][cond] = calibration.llr(applied.scores, applied.quality or None)
             metrics[name][cond] = _flat_calibration(calibration_report(scores, labels, llr, P_TARGETS))
+            if plain:
+                llrs[name]["plain"][cond] = plain.llr(applied.scores)
+                metrics[name][cond].update(_plain_metrics(llrs[name]["plain"][cond], labels))
     info = {"split": calibration_split.name, "condition": condition, "quality": list(names),
             "p_target": float(p_target), "n_target": calibration.n_target, "n_nontarget": calibration.n_nontarget,
-            "file": "calibration.json"}
-    return calibration, metrics, info
+            "file": "calibration.json", "plain": plain is not None}
+    return calibration, metrics, info, llrs
 
 
 def split_results(splits, calibration_split, quality, p_target, score_kind, n_draws, save_scores):
@@ -214,28 +243,29 @@ def split_results(splits, calibration_split, quality, p_target, score_kind, n_dr
     n_draws : int
         Speaker-bootstrap draws.
     save_scores : callable
-        ``save_scores(split, test_speakers) -> TrialScores``: writes the split's score file.
+        ``save_scores(split, test_speakers, llrs) -> TrialScores``: writes the split's score file
+        (``llrs``: ``{kind: {condition: LLRs}}`` of :func:`calibrate_splits`, or None).
 
     Returns
     -------
     SplitResults
     """
-    metrics, aliases = {}, {}
-    for name, scored in splits.items():
-        metrics[name] = scoring.evaluate_conditions(scored.scores, P_TARGETS)
-        intervals, aliases[name] = speaker_intervals(save_scores(name, scored.test_speakers()), name, n_draws)
-        for cond, values in metrics[name].items():
-            values.update(intervals[cond])
-    results = SplitResults(metrics, aliases)
+    results = SplitResults({}, {})
+    extra, llrs = {}, {}
     if calibration_split is not None:
         try:
-            calibration, extra, info = calibrate_splits(calibration_split, splits, quality, p_target, score_kind)
+            calibration, extra, info, llrs = calibrate_splits(calibration_split, splits, quality, p_target,
+                                                              score_kind)
         except CalibrationError as err:
             logger.warning("no calibration: it could not be fitted on split %r: %s", calibration_split.name, err)
             results.calibration_info = {"split": calibration_split.name, "error": str(err)}
-            return results
-        for name, conditions in extra.items():
-            for cond, values in conditions.items():
-                metrics[name][cond].update(values)
-        results.calibration, results.calibration_info = calibration, info
+        else:
+            results.calibration, results.calibration_info = calibration, info
+    for name, scored in splits.items():
+        metrics = results.metrics[name] = scoring.evaluate_conditions(scored.scores, P_TARGETS)
+        saved = save_scores(name, scored.test_speakers(), llrs.get(name))
+        intervals, results.aliases[name] = speaker_intervals(saved, name, n_draws)
+        for cond, values in metrics.items():
+            values.update(intervals[cond])
+            values.update(extra.get(name, {}).get(cond, {}))
     return results

@@ -1,4 +1,4 @@
-"""Built-in report sections of a suite (``sections: [emotion_gap, projection, balancer]``).
+"""Built-in report sections of a suite (``sections: [emotion_gap, projection, balancer, calibration]``).
 
 - ``emotion_gap``: EER per test emotion (neutral enrolment; conditions ``test_<emotion>``,
   neutral test = ``neutral_neutral``) of every system, per split: the figure of
@@ -7,7 +7,10 @@
 - ``projection``: 2-D PCA of the evaluation embeddings of two rows at one seed
   (:func:`speechbrain_ext.emotion_report.plot_projection`);
 - ``balancer``: loss balancing and class-aware attention statistics of the training log
-  (MGDA's α, the CAA weights' spread, the last epoch's loss terms).
+  (MGDA's α, the CAA weights' spread, the last epoch's loss terms);
+- ``calibration``: calibrated vs raw Cllr, quality vs plain calibration, actual vs minimum
+  DCF, with intervals and within-run paired differences
+  (:class:`speechbrain_ext.suite_calibration.CalibrationSection`).
 
 A suite's own sections subclass :class:`speechbrain_ext.suite_report.Section` in a file next
 to the suite (``sections: [my_sections.py:MySection]``).
@@ -16,9 +19,10 @@ to the suite (``sections: [my_sections.py:MySection]``).
 import os
 
 from speechbrain_ext import report
+from speechbrain_ext.suite_calibration import CalibrationSection
 from speechbrain_ext.suite_report import ANCHOR_LABEL, Section, fmt, interval_cell, mean_std
 
-__all__ = ["SECTIONS", "Balancer", "EmotionGap", "Projection"]
+__all__ = ["SECTIONS", "Balancer", "CalibrationSection", "EmotionGap", "Projection"]
 
 
 def _emotion_condition(emotion):
@@ -170,4 +174,5 @@ class Balancer(Section):
 
 
 #: The built-in sections by the name a suite file uses.
-SECTIONS = {"emotion_gap": EmotionGap, "projection": Projection, "balancer": Balancer}
+SECTIONS = {"emotion_gap": EmotionGap, "projection": Projection, "balancer": Balancer,
+            "calibration": CalibrationSection}

@@ -15,7 +15,15 @@ key                        content
 ``scores/<condition>``     float32 ``[n]`` (float64 if float32 would round a score)
 ``labels/<condition>``     int8 ``[n]``: 1 target, 0 non-target
 ``test_speaker/<condition>`` int32 ``[n]``: index into ``speakers``
+``llr_kinds``              str ``[K]`` (optional): the calibrated-LLR kinds stored
+``llr/<kind>/<condition>`` float64 ``[n]``: trial ``i``'s calibrated LLR (nats)
 =========================  ==========================================================
+
+LLR kinds (:data:`LLR_KINDS`): ``calibrated``, the run's configured calibration (the one
+``calibration.json`` holds), and ``plain``, the score-only calibration fitted on the same
+trials, stored only when the configured one uses quality measures (without them the two
+are the same). A file without ``llr_kinds`` (older runs, or no calibration) loads with
+no LLRs: :attr:`TrialScores.llr_kinds` is empty.
 
 Trial ``i`` of a condition is line ``i`` of its trial list, so two runs scored on the
 same list have equal ``labels`` and ``test_speaker`` arrays (what
@@ -35,6 +43,7 @@ from .files import atomic_write_bytes
 
 __all__ = [
     "FORMAT",
+    "LLR_KINDS",
     "MissingScoresError",
     "TrialScores",
     "TrialScoresError",
@@ -47,6 +56,8 @@ __all__ = [
 
 FORMAT = "speechbrain_ext.trial_scores/1"
 _FIELDS = ("scores", "labels", "test_speaker")
+#: LLR kinds a score file may hold: the configured calibration's and the score-only one's.
+LLR_KINDS = ("calibrated", "plain")
 
 
 class TrialScoresError(SpeechBrainExtError, ValueError):
@@ -83,19 +94,49 @@ class TrialScores:
         ``{condition: (scores float [n], labels int8 [n], test_speaker int32 [n])}``.
     meta : dict
         Run facts (``seed``, ``split``...).
+    llrs : dict
+        ``{kind: {condition: float64 [n]}}``: calibrated LLRs per trial (kinds of
+        :data:`LLR_KINDS`; every kind covers every condition), empty when none were saved.
 
     Example
     -------
     >>> ts = TrialScores("x", ("s1",), {"all": (np.array([0.5, 0.1]), np.array([1, 0], np.int8),
     ...                                           np.array([0, 0], np.int32))})
-    >>> ts.seed, list(ts.conditions)
-    (None, ['all'])
+    >>> ts.seed, list(ts.conditions), ts.llr_kinds
+    (None, ['all'], ())
     """
 
     path: str
     speakers: tuple
     conditions: dict
     meta: dict = field(default_factory=dict)
+    llrs: dict = field(default_factory=dict)
+
+    @property
+    def llr_kinds(self):
+        """The LLR kinds this file holds, in :data:`LLR_KINDS` order (empty: scores only).
+
+        Example
+        -------
+        >>> TrialScores("x", (), {}, {}, {"plain": {}, "calibrated": {}}).llr_kinds
+        ('calibrated', 'plain')
+        """
+        return tuple(k for k in LLR_KINDS if k in self.llrs)
+
+    def llr(self, kind, condition):
+        """The ``kind`` LLRs of ``condition``; a :class:`TrialScoresError` naming the file if absent.
+
+        Example
+        -------
+        >>> TrialScores("runs/a/eval.npz", (), {}).llr("plain", "all")
+        Traceback (most recent call last):
+        ...
+        speechbrain_ext.trial_scores.TrialScoresError: runs/a/eval.npz: no 'plain' LLRs of condition 'all' (has: none)
+        """
+        if condition not in self.llrs.get(kind, {}):
+            raise TrialScoresError(f"{self.path}: no {kind!r} LLRs of condition {condition!r} "
+                                   f"(has: {', '.join(self.llr_kinds) or 'none'})")
+        return self.llrs[kind][condition]
 
     @property
     def seed(self):
@@ -206,7 +247,37 @@ def _as_float(scores):
     return as32 if np.array_equal(as32.astype(np.float64), scores, equal_nan=True) else scores
 
 
-def save_trial_scores(path, scores_by_condition, test_speakers, meta=None):
+def _check_llrs(path, llrs, conditions):
+    """``llrs`` as ``{kind: {condition: float64 [n]}}``, checked against the conditions' scores.
+
+    Every kind must be one of :data:`LLR_KINDS` and cover exactly the conditions, each
+    with one finite LLR per trial; the error names the file, the condition and the kind.
+    """
+    out = {}
+    for kind, by_condition in llrs.items():
+        if kind not in LLR_KINDS:
+            raise TrialScoresError(f"{path}: unknown LLR kind {kind!r} (known: {', '.join(LLR_KINDS)})")
+        odd = sorted(set(by_condition) ^ set(conditions))
+        if odd:
+            raise TrialScoresError(f"{path}: {kind!r} LLRs must cover exactly the conditions {list(conditions)}; "
+                                   f"condition {odd[0]!r} is in one but not the other")
+        out[kind] = {}
+        for cond, (scores, _, _) in conditions.items():
+            where = f"{path}: condition {cond!r}: {kind!r} LLRs"
+            llr = np.asarray(by_condition[cond])
+            if not np.issubdtype(llr.dtype, np.floating) and not np.issubdtype(llr.dtype, np.integer):
+                raise TrialScoresError(f"{where} must be numbers, got dtype {llr.dtype}")
+            if llr.shape != scores.shape:
+                raise TrialScoresError(f"{where}: shape {llr.shape} for {scores.size} scores (one LLR per trial)")
+            llr = llr.astype(np.float64)
+            n_bad = llr.size - int(np.count_nonzero(np.isfinite(llr)))
+            if n_bad:
+                raise TrialScoresError(f"{where}: {n_bad} non-finite LLR(s) (NaN or inf) out of {llr.size}")
+            out[kind][cond] = llr
+    return out
+
+
+def save_trial_scores(path, scores_by_condition, test_speakers, meta=None, llrs=None):
     """Write a run's per-trial scores of one split (atomically).
 
     Arguments
@@ -219,6 +290,9 @@ def save_trial_scores(path, scores_by_condition, test_speakers, meta=None):
         ``{condition: speaker name of each trial's test utterance}`` (see :func:`speakers_of_trials`).
     meta : dict or None
         JSON-serialisable run facts; ``seed`` (int) pairs runs across systems.
+    llrs : dict or None
+        ``{kind: {condition: LLR per trial}}`` (kinds of :data:`LLR_KINDS`, every
+        condition, finite values); None or empty: scores only.
 
     Returns
     -------
@@ -229,10 +303,11 @@ def save_trial_scores(path, scores_by_condition, test_speakers, meta=None):
     -------
     >>> import tempfile
     >>> p = scores_path(tempfile.mkdtemp(), "eval")
-    >>> _ = save_trial_scores(p, {"all": ([0.9, 0.2, 0.7], [1, 0, 0])}, {"all": ["B", "A", "B"]}, {"seed": 1})
+    >>> _ = save_trial_scores(p, {"all": ([0.9, 0.2, 0.7], [1, 0, 0])}, {"all": ["B", "A", "B"]}, {"seed": 1},
+    ...                       llrs={"calibrated": {"all": [2.0, -3.0, 0.5]}})
     >>> ts = load_trial_scores(p)
-    >>> ts.speakers, ts.conditions["all"][2].tolist(), ts.seed
-    (('A', 'B'), [1, 0, 1], 1)
+    >>> ts.speakers, ts.conditions["all"][2].tolist(), ts.seed, ts.llr_kinds, ts.llr("calibrated", "all").tolist()
+    (('A', 'B'), [1, 0, 1], 1, ('calibrated',), [2.0, -3.0, 0.5])
     """
     meta = dict(meta or {})
     missing = [c for c in scores_by_condition if c not in test_speakers]
@@ -250,6 +325,10 @@ def save_trial_scores(path, scores_by_condition, test_speakers, meta=None):
         check_trials(scores, labels, index, len(names), f"{path}: condition {cond!r}")
         conditions[cond] = (scores, labels.astype(np.int8), index)
         arrays.update({f"{k}/{cond}": v for k, v in zip(_FIELDS, conditions[cond])})
+    checked = _check_llrs(path, llrs or {}, conditions)
+    if checked:
+        arrays["llr_kinds"] = np.array(list(checked))
+        arrays.update({f"llr/{kind}/{cond}": v for kind, by_cond in checked.items() for cond, v in by_cond.items()})
     try:
         arrays["meta"] = np.array(json.dumps(meta, sort_keys=True, allow_nan=False))
     except (TypeError, ValueError) as err:
@@ -257,7 +336,7 @@ def save_trial_scores(path, scores_by_condition, test_speakers, meta=None):
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
-    return TrialScores(os.fspath(path), tuple(names.tolist()), conditions, meta)
+    return TrialScores(os.fspath(path), tuple(names.tolist()), conditions, meta, checked)
 
 
 def _read(path):
@@ -286,7 +365,8 @@ def load_trial_scores(path):
     TrialScoresError
         Unreadable, another format, a key missing, or a condition inconsistent
         (lengths, labels, speaker indices, non-finite scores, no target or no
-        non-target); the message names the file and the key or condition.
+        non-target), or its LLRs (a kind missing a condition, a length other than the
+        scores', non-finite values); the message names the file and the key or condition.
 
     Example
     -------
@@ -314,4 +394,6 @@ def load_trial_scores(path):
             raise TrialScoresError(f"{path}: condition {cond!r}: scores must be float and test_speaker int")
         check_trials(scores, labels, index, len(speakers), f"{path}: condition {cond!r}")
         conditions[cond] = (scores, labels, index)
-    return TrialScores(path, speakers, conditions, meta)
+    kinds = [str(k) for k in np.atleast_1d(data["llr_kinds"]).tolist()] if "llr_kinds" in data else []
+    llrs = {kind: {cond: _key(data, path, f"llr/{kind}/{cond}") for cond in conditions} for kind in kinds}
+    return TrialScores(path, speakers, conditions, meta, _check_llrs(path, llrs, conditions))

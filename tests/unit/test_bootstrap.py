@@ -13,6 +13,8 @@ from speechbrain_ext.bootstrap import (
     speaker_draws,
     weighted_metrics,
 )
+from speechbrain_ext.bootstrap_llr import SpeakerLLRs, weighted_llr_metrics
+from speechbrain_ext.calibration_metrics import actual_dcf, bayes_threshold, cllr
 from speechbrain_ext.scoring import compute_eer, compute_min_dcf
 
 P_TARGETS = (0.01, 0.05, 0.5)
@@ -246,3 +248,54 @@ def test_bad_priors(p_targets):
     t = SpeakerTrials([0.9, 0.1], [1, 0], [0, 1], 2)
     with pytest.raises(BootstrapError, match="p_targets"):
         t.metrics([[1, 1]], p_targets)
+
+
+# ---------------------------------------------------------------------------- Cllr and actual DCF of LLRs
+def test_llr_metrics_of_unit_weights_equal_calibration_metrics():
+    rng = np.random.default_rng(5)
+    labels = (rng.random(3000) < 0.1).astype(np.int8)
+    llr = rng.normal(size=3000) * 3 + 4 * labels - 2
+    llr[:50] = bayes_threshold(0.01)  # trials exactly at the Bayes threshold are accepted
+    assert bayes_threshold(0.01) == pytest.approx(-np.log(0.01 / 0.99))
+    speaker = rng.integers(0, 40, size=3000)
+    m = SpeakerLLRs(llr, labels, speaker, 40).metrics(np.ones((1, 40), np.int64), p_targets=(0.01, 0.05, 0.5))
+    assert m["cllr"][0] == pytest.approx(cllr(llr, labels), rel=1e-12)
+    for p in (0.01, 0.05, 0.5):
+        assert m[f"act_dcf_p{p:g}"][0] == actual_dcf(llr, labels, p)
+
+
+def test_llr_metrics_of_speaker_draws_equal_the_replicated_lists():
+    rng = np.random.default_rng(6)
+    labels = (rng.random(400) < 0.3).astype(np.int8)
+    llr = rng.normal(size=400) + 2 * labels - 1
+    speaker = rng.integers(0, 12, size=400)
+    counts = speaker_draws(12, 30, seed=2)
+    m = SpeakerLLRs(llr, labels, speaker, 12).metrics(counts, p_targets=(0.01, 0.2))
+    for d in range(30):
+        w = counts[d, speaker]
+        rep_llr, rep_lab = np.repeat(llr, w), np.repeat(labels, w)
+        if rep_lab.min() == rep_lab.max():
+            assert np.isnan(m["cllr"][d]) and np.isnan(m["act_dcf_p0.01"][d])
+            continue
+        assert m["cllr"][d] == pytest.approx(cllr(rep_llr, rep_lab), rel=1e-12)
+        for p in (0.01, 0.2):
+            assert m[f"act_dcf_p{p:g}"][d] == pytest.approx(actual_dcf(rep_llr, rep_lab, p), rel=1e-14)
+
+
+def test_llr_metrics_of_a_hand_computed_example():
+    # targets: llr log 3 (twice, weight 2) and -log 3; non-targets: -log 3 and log 3 (weight 0: dropped)
+    llr = np.log([3.0, 1 / 3, 1 / 3, 3.0])
+    m = weighted_llr_metrics(llr, [1, 1, 0, 0], [2, 1, 1, 0], p_targets=(0.5, 0.01))
+    # Cllr = ½ [(2 log2(4/3) + log2(4)) / 3 + log2(4/3)]
+    assert m["cllr"] == pytest.approx(0.5 * ((2 * np.log2(4 / 3) + 2.0) / 3 + np.log2(4 / 3)), rel=1e-12)
+    # p = 0.5: threshold 0, one of three targets missed, no false alarm: (½ · ⅓) / ½ = ⅓
+    assert m["act_dcf_p0.5"] == pytest.approx(1 / 3, rel=1e-15)
+    # p = 0.01: threshold 4.6 rejects everything: P_miss = 1, cost 0.01 / 0.01 = 1
+    assert m["act_dcf_p0.01"] == 1.0
+
+
+def test_llr_bootstrap_refuses_bad_input():
+    with pytest.raises(BootstrapError, match="run a: 1 non-finite score"):
+        SpeakerLLRs([0.5, np.nan], [1, 0], [0, 0], 1, "run a")
+    with pytest.raises(BootstrapError, match=r"draws must be \[n_draws >= 1, 1 speakers\]"):
+        SpeakerLLRs([0.5, 0.1], [1, 0], [0, 0], 1).metrics([[1, 1]])

@@ -92,6 +92,33 @@ def test_quality_measures_change_the_calibration_not_the_raw_metrics(corpus, tmp
     assert plain["eval"]["all"]["min_cllr"] == pytest.approx(plain["eval"]["all"]["raw_min_cllr"])
 
 
+def test_a_quality_calibration_reports_the_plain_one_beside_and_saves_both_llrs(corpus, tmp_path):
+    plain = run(corpus, str(tmp_path / "a"), calibration_quality="none")
+    qmf = run(corpus, str(tmp_path / "b"))
+    for split in ("eval", "ood"):
+        for cond, m in qmf[split].items():
+            # the plain contrast is the score-only calibration on the same trials: the "none" run's
+            assert m["plain_cllr"] == pytest.approx(plain[split][cond]["cllr"], rel=1e-9), (split, cond)
+            for p in ("0.01", "0.05"):
+                assert m[f"plain_act_dcf@{p}"] == pytest.approx(plain[split][cond][f"act_dcf@{p}"]), (split, cond)
+            assert not any(k.startswith("plain_") for k in plain[split][cond])
+    md = open(tmp_path / "b" / "report" / "report.md").read()
+    assert "| Cllr (plain) | min Cllr |" in md and "actDCF(0.01) (plain)" in md
+    assert "Cllr (plain)" not in open(tmp_path / "a" / "report" / "report.md").read()
+    # calibration.json stays the configured (quality) calibration
+    with open(tmp_path / "b" / "report" / "calibration.json") as f:
+        assert Calibration.from_dict(json.load(f)).quality_names
+    # the score files hold the per-trial LLRs: both kinds with quality measures, one without
+    with_quality = load_trial_scores(scores_path(str(tmp_path / "b" / "report"), "eval"))
+    without = load_trial_scores(scores_path(str(tmp_path / "a" / "report"), "eval"))
+    assert with_quality.llr_kinds == ("calibrated", "plain") and without.llr_kinds == ("calibrated",)
+    np.testing.assert_allclose(with_quality.llr("plain", "all"), without.llr("calibrated", "all"), rtol=1e-9)
+    assert not np.allclose(with_quality.llr("calibrated", "all"), with_quality.llr("plain", "all"))
+    from speechbrain_ext.calibration_metrics import cllr
+    labels = with_quality.conditions["all"][1]
+    assert cllr(with_quality.llr("calibrated", "all"), labels) == pytest.approx(qmf["eval"]["all"]["cllr"])
+
+
 def test_without_a_calibration_split_there_is_no_calibration(corpus, tmp_path):
     metrics = run(corpus, str(tmp_path / "run"), calibration_split=None)
     assert "cllr" not in metrics["eval"]["all"] and "eer_ci" in metrics["eval"]["all"]
