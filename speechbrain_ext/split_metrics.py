@@ -34,6 +34,7 @@ from speechbrain_ext import scoring
 from speechbrain_ext.calibration import fit_calibration
 from speechbrain_ext.calibration_metrics import CalibrationError, actual_dcf, calibration_report, cllr
 from speechbrain_ext.compare import SplitComparison
+from speechbrain_ext.metrics import compute_eer, split_by_label
 
 __all__ = ["P_TARGETS", "SplitResults", "check_calibration", "speaker_intervals", "split_results"]
 
@@ -203,7 +204,9 @@ def calibrate_splits(calibration_split, splits, quality, p_target, score_kind):
         ``{split: {condition: {"cllr", "min_cllr", "act_dcf@<p>", "llr_eer", "llr_min_dcf@<p>",
         "raw_cllr", "raw_min_cllr", "raw_act_dcf@<p>"[, "plain_cllr", "plain_act_dcf@<p>"]}}}``.
     info : dict
-        What it was fitted on (``plain``: whether the score-only contrast was fitted).
+        What it was fitted on (``plain``: whether the score-only contrast was fitted), with
+        the EER and EER threshold of the raw scores of those trials (``eer``,
+        ``eer_threshold``: the operating point an export ships, chosen on validation speakers).
     llrs : dict
         ``{split: {"calibrated": {condition: LLRs}[, "plain": {...}]}}`` for the score files.
     """
@@ -223,7 +226,10 @@ def calibrate_splits(calibration_split, splits, quality, p_target, score_kind):
             if plain:
                 llrs[name]["plain"][cond] = plain.llr(applied.scores)
                 metrics[name][cond].update(_plain_metrics(llrs[name]["plain"][cond], labels))
+    eer, threshold = compute_eer(*split_by_label(f"{calibration_split.name}/{condition}", fit_on.scores,
+                                                 fit_on.labels))
     info = {"split": calibration_split.name, "condition": condition, "quality": list(names),
+            "eer": float(eer), "eer_threshold": float(threshold),
             "p_target": float(p_target), "n_target": calibration.n_target, "n_nontarget": calibration.n_nontarget,
             "file": "calibration.json", "plain": plain is not None}
     return calibration, metrics, info, llrs

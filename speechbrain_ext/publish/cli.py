@@ -57,7 +57,7 @@ def _export(args):
           f"to {result['out_dir']}")
     for name, size in result["files"].items():
         print(f"  {name:<28} {size:>12,d} B")
-    print(f"threshold {result['threshold']:.4f} (EER threshold, condition {result['threshold_condition']!r})")
+    print(f"threshold {result['threshold']:.4f} (EER threshold of {result['threshold_condition']!r})")
     print(f"calibration: {'copied from ' + result['calibration'] if result['calibration'] else 'none (uncalibrated)'}")
     print(f"reload check: max |diff| {result['reload_max_abs_diff']:.1e}")
     if result["onnx"]:

@@ -279,19 +279,37 @@ def find_metrics(experiment_dir, hp, metrics_path=None):
 
 
 def threshold_of(metrics):
-    """``(condition, EER threshold)`` of the ``all`` condition, else of the first one.
+    """``(where, threshold, source)``: the cosine threshold an export ships, and where it comes from.
+
+    The EER threshold of the validation trials the run's calibration was fitted on
+    (``metrics["calibration"]["eer_threshold"]``, written by the evaluation since the
+    operating point is chosen on validation speakers); for a run evaluated before that,
+    the EER threshold of the ``all`` evaluation condition (else the first), which the
+    export then names as chosen on evaluation trials.
 
     Example
     -------
-    >>> threshold_of({"conditions": {"a": {"eer_threshold": 0.3}, "all": {"eer_threshold": 0.5}}})
+    >>> threshold_of({"conditions": {"all": {"eer_threshold": 0.5}},
+    ...               "calibration": {"split": "valid", "condition": "all", "eer_threshold": 0.4}})[:2]
+    ('valid/all', 0.4)
+    >>> threshold_of({"conditions": {"a": {"eer_threshold": 0.3}, "all": {"eer_threshold": 0.5}}})[:2]
     ('all', 0.5)
     """
+    calibration = metrics.get("calibration") or {}
+    if calibration.get("eer_threshold") is not None:
+        where = f"{calibration['split']}/{calibration['condition']}"
+        return where, float(calibration["eer_threshold"]), (
+            f"EER threshold of the validation trials {where} (the calibration trials) in the training run's "
+            "metrics.json")
     conditions = metrics["conditions"]
     name = "all" if "all" in conditions else next(iter(conditions))
     cond = conditions[name]
     if "eer_threshold" not in cond:
         raise PublishError(f"metrics.json condition {name!r} has no eer_threshold")
-    return name, float(cond["eer_threshold"])
+    return name, float(cond["eer_threshold"]), (
+        f"eer_threshold of evaluation condition {name!r} in the training run's metrics.json (chosen on evaluation "
+        "trials: the run was evaluated before validation thresholds were recorded; run its recipe command again "
+        "to re-evaluate it)")
 
 
 def sanitize_command(command):

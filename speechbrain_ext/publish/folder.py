@@ -13,8 +13,9 @@ to, or from the Hub once pushed::
   feature normalisation only) and ``mean_var_norm_emb.ckpt`` where used;
 * ``label_encoder.txt`` (the training speakers) and ``label_encoder.ckpt``, the same
   file under the name the ``Pretrainer`` looks for;
-* ``verification.json``: the decision threshold (the EER threshold of the evaluation
-  trials), read by ``python -m speechbrain_ext.verify``;
+* ``verification.json``: the decision threshold (the EER threshold of the validation
+  trials the calibration was fitted on; :func:`~speechbrain_ext.publish.experiment.threshold_of`),
+  read by ``python -m speechbrain_ext.verify``;
 * ``calibration.json``: the run's score calibration (cosine → log-likelihood ratio), when
   the run wrote one next to its ``metrics.json``
   (:mod:`~speechbrain_ext.publish.calibration`); without one the model is uncalibrated;
@@ -108,10 +109,10 @@ def _build_model(hp, experiment_dir, ckpt_path):
 
 def _describe(hp, metrics, ckpt_path, parts):
     """What the card and ``export.json`` say of the run (``info``) and the warnings of the export."""
-    cond, threshold = threshold_of(metrics)
+    cond, threshold, source = threshold_of(metrics)
     metrics_ckpt = metrics.get("checkpoint")
     mismatch = None
-    warnings = []
+    warnings = [] if "/" in cond else [f"the threshold is the {source}"]
     if metrics_ckpt and os.path.basename(str(metrics_ckpt)) != os.path.basename(ckpt_path):
         mismatch = (f"the metrics and the threshold were computed with checkpoint {os.path.basename(str(metrics_ckpt))}"
                     f", not with the exported {os.path.basename(ckpt_path)}")
@@ -124,6 +125,7 @@ def _describe(hp, metrics, ckpt_path, parts):
         "corpus": corpus_name(hp, metrics),
         "threshold": threshold,
         "threshold_condition": cond,
+        "threshold_source": source,
         "command": sanitize_command(metrics["command"]) if metrics.get("command") else None,
         "metrics_checkpoint_mismatch": mismatch,
         "non_speechbrain_classes": others,
@@ -179,16 +181,20 @@ def _write_model_files(folder, model):
 
 def _write_verification(folder, metrics, info):
     cond = info["threshold_condition"]
-    cond_metrics = metrics["conditions"][cond]
+    if "/" in cond:  # split/condition of the validation trials
+        eer, min_dcf, min_dcf_threshold = (metrics.get("calibration") or {}).get("eer"), None, None
+    else:
+        cond_metrics = metrics["conditions"][cond]
+        eer, min_dcf, min_dcf_threshold = (cond_metrics.get(k) for k in ("eer", "min_dcf", "min_dcf_threshold"))
     write_json(os.path.join(folder, VERIFICATION), {
         "threshold": info["threshold"],
         "score": "cosine",
         "accept_if": "score >= threshold",
-        "source": f"eer_threshold of condition {cond!r} in the training run's metrics.json",
+        "source": info["threshold_source"],
         "condition": cond,
-        "eer": cond_metrics.get("eer"),
-        "min_dcf": cond_metrics.get("min_dcf"),
-        "min_dcf_threshold": cond_metrics.get("min_dcf_threshold"),
+        "eer": eer,
+        "min_dcf": min_dcf,
+        "min_dcf_threshold": min_dcf_threshold,
     })
 
 

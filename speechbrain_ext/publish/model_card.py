@@ -268,14 +268,13 @@ def _results(info, metrics, corpus):
 
 
 def _threshold(info, corpus):
-    cond, threshold = info["threshold_condition"], info["threshold"]
+    threshold = info["threshold"]
     return [
         "## Decision threshold",
         "",
-        f"Accept (same speaker) when the cosine score is **>= {threshold:.4f}**. This is the EER threshold of the "
-        f"`{cond}` condition ({'every evaluation trial' if cond == 'all' else 'the first condition of the report'}) "
-        "of the training run's `metrics.json`: the score at which false acceptances and false rejections are "
-        f"equally frequent on {corpus}'s evaluation trials. It is stored in `verification.json`, which "
+        f"Accept (same speaker) when the cosine score is **>= {threshold:.4f}**. This is the "
+        f"{info['threshold_source']}: the score at which false acceptances and false rejections are equally "
+        f"frequent on those {corpus} trials. It is stored in `verification.json`, which "
         "`python -m speechbrain_ext.verify` reads. A different domain needs its own threshold. "
         "SpeechBrain's `verify_files` returns a decision at its fixed default of 0.25; compare the score with "
         "this threshold instead.",
@@ -425,7 +424,8 @@ def model_card(info, hp, metrics, meta, n_params, files, repo_id):
     >>> import ruamel.yaml
     >>> hp = ruamel.yaml.YAML().load("system: demo\\nembedding_model: !new:speechbrain_ext.encoders.CAMPPlus\\n")
     >>> info = {"system": "demo", "corpus": "SynthEmo", "encoder": "CAM++", "threshold": 0.5,
-    ...         "threshold_condition": "all", "calibration": {"reason": "the run wrote none"}}
+    ...         "threshold_condition": "all", "threshold_source": "EER threshold of the validation trials",
+    ...         "calibration": {"reason": "the run wrote none"}}
     >>> card = model_card(info, hp, {"conditions": {"all": {"eer": 0.1}}}, {}, 1000, {}, "me/sv")
     >>> card.splitlines()[0], "same_speaker = float(score) >= 0.5000" in card
     ('---', True)

