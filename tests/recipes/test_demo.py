@@ -94,7 +94,9 @@ def test_demo_trains_reports_and_publishes_the_validation_best_system(demo):
     model = os.path.join(out, "model")
     assert f"`{chosen['system']}`" in open(os.path.join(model, "README.md")).read()
     verification = json.load(open(os.path.join(model, "verification.json")))
-    assert verification["threshold"] == pytest.approx(chosen["conditions"]["all"]["eer_threshold"])
+    # the operating point is chosen on the validation (calibration) trials, never on eval
+    assert verification["threshold"] == pytest.approx(chosen["calibration"]["eer_threshold"])
+    assert verification["condition"] == f"{chosen['calibration']['split']}/{chosen['calibration']['condition']}"
     assert json.load(open(os.path.join(model, "published.json")))["label"] == expected
     # the summary: a row per system and the anchor, the paths, the verify example naming the model
     tail = stdout[stdout.index("demo 5/5 done"):]
