@@ -20,15 +20,22 @@ then never count), so the pairwise form is the ``ood_valid``-only rule in disgui
 Between two systems that both hold the baseline's ``ood_valid`` level, the mean decides.
 
 Nothing here reads an evaluation split: the inputs are validation numbers only.
+
+Applied to a suite's finished runs (each row's validation EERs averaged over its seeds)::
+
+    python -m speechbrain_ext.system_choice recipes/SynthEmo/ablation/contrastive.yaml
 """
 
+import argparse
 import math
+import os
+import sys
 from dataclasses import dataclass, field
 
 from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.report import read_metrics
 
-__all__ = ["RULE", "SystemChoice", "SystemChoiceError", "choose_system", "validation_eers"]
+__all__ = ["RULE", "SystemChoice", "SystemChoiceError", "choose_system", "main", "suite_choice", "validation_eers"]
 
 #: The rule in one sentence, for reports.
 RULE = (
@@ -178,3 +185,77 @@ def choose_system(validation, reference, guard="ood_valid"):
     if guard is None:
         rule = rule.split(";")[0] + f"; ties go to {reference}"
     return SystemChoice(best, scores, excluded, rule)
+
+
+def suite_choice(suite, splits=("valid", "ood_valid"), guard="ood_valid"):
+    """The rule on a suite's finished runs: each row's validation EERs averaged over its seeds.
+
+    Arguments
+    ---------
+    suite : speechbrain_ext.suite.Suite
+        Its compared rows, in suite order (ties fall back to that order).
+    splits, guard
+        As in :func:`validation_eers` and :func:`choose_system`.
+
+    Returns
+    -------
+    choice : SystemChoice
+        Over the rows with at least one finished run.
+    means : dict
+        ``{row: {split: mean EER %}}``.
+    seeds : dict
+        ``{row: [seeds averaged]}``.
+    """
+    means, seeds = {}, {}
+    for row in suite.compared:
+        found = [s for s in suite.seeds
+                 if os.path.isfile(os.path.join(suite.run_folder(row, s), "report", "metrics.json"))]
+        if not found:
+            continue
+        eers = [validation_eers(os.path.join(suite.run_folder(row, s), "report"), splits, suite.run_key(row, s))
+                for s in found]
+        means[row.name] = {k: sum(e[k] for e in eers) / len(eers) for k in splits}
+        seeds[row.name] = found
+    if suite.reference not in means:
+        raise SystemChoiceError(f"{suite.path}: the reference row {suite.reference!r} has no finished run in "
+                                f"{suite.runs}")
+    return choose_system(means, suite.reference, guard), means, seeds
+
+
+def main(argv=None):
+    """``python -m speechbrain_ext.system_choice SUITE.yaml [--runs DIR]``: print the rule's choice.
+
+    Example
+    -------
+    >>> main(["/nonexistent/suite.yaml"])  # prints "error: suite file not found: ..." to stderr
+    1
+    """
+    from speechbrain_ext.suite import load_suite
+
+    parser = argparse.ArgumentParser(prog="python -m speechbrain_ext.system_choice",
+                                     description="The validation rule's choice among a suite's rows.")
+    parser.add_argument("suite", help="the suite file (YAML)")
+    parser.add_argument("--runs", help="replace the suite's runs folder")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        suite = load_suite(args.suite, runs=args.runs)
+        choice, means, seeds = suite_choice(suite)
+    except SpeechBrainExtError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    splits = list(means[suite.reference])
+    print("| row | seeds | " + " | ".join(f"{k} EER %" for k in splits) + " | mean | |")
+    print("|:---|:---|" + "---:|" * (len(splits) + 1) + ":---|")
+    for row, eers in means.items():
+        note = choice.excluded.get(row, "**chosen**" if row == choice.system else "")
+        cells = " | ".join(f"{eers[k]:.3f}" for k in splits)
+        print(f"| {row} | {', '.join(map(str, seeds[row]))} | {cells} | {choice.scores[row]:.3f} | {note} |")
+    missing = [row.name for row in suite.compared if row.name not in means]
+    if missing:
+        print(f"\nrows without a finished run (left out): {', '.join(missing)}")
+    print(f"\nchosen: {choice.system}\nrule: {choice.rule} (means over each row's seeds)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
