@@ -112,7 +112,8 @@ def _describe(hp, metrics, ckpt_path, parts):
     cond, threshold, source = threshold_of(metrics)
     metrics_ckpt = metrics.get("checkpoint")
     mismatch = None
-    warnings = [] if "/" in cond else [f"the threshold is the {source}"]
+    on_validation = cond not in metrics["conditions"]  # "split/condition" of the calibration trials
+    warnings = [] if on_validation else [f"the threshold is the {source}"]
     if metrics_ckpt and os.path.basename(str(metrics_ckpt)) != os.path.basename(ckpt_path):
         mismatch = (f"the metrics and the threshold were computed with checkpoint {os.path.basename(str(metrics_ckpt))}"
                     f", not with the exported {os.path.basename(ckpt_path)}")
@@ -126,6 +127,7 @@ def _describe(hp, metrics, ckpt_path, parts):
         "threshold": threshold,
         "threshold_condition": cond,
         "threshold_source": source,
+        "threshold_on_validation": on_validation,
         "command": sanitize_command(metrics["command"]) if metrics.get("command") else None,
         "metrics_checkpoint_mismatch": mismatch,
         "non_speechbrain_classes": others,
@@ -181,7 +183,7 @@ def _write_model_files(folder, model):
 
 def _write_verification(folder, metrics, info):
     cond = info["threshold_condition"]
-    if "/" in cond:  # split/condition of the validation trials
+    if info["threshold_on_validation"]:
         eer, min_dcf, min_dcf_threshold = (metrics.get("calibration") or {}).get("eer"), None, None
     else:
         cond_metrics = metrics["conditions"][cond]
