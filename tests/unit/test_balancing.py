@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from gloo_ranks import spawn_ranks
 
 from speechbrain_ext import distributed
 from speechbrain_ext.balancing import FixedWeights, MGDABalancer, min_norm_coefficient
@@ -219,25 +220,19 @@ def test_mgda_distributed_sums_the_products(monkeypatch):
     assert stats["alpha"] != pytest.approx(local_alpha.item(), rel=1e-3)
 
 
-def _ddp_worker(rank, world_size, init_file, out_dir):
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
-    )
-    try:
-        gen = torch.Generator().manual_seed(100 + rank)  # different data on every rank
-        g1, g2 = torch.randn(4, 3, generator=gen), torch.randn(4, 3, generator=gen) * (1 + rank)
-        shared = torch.zeros(4, 3, requires_grad=True)
-        _, stats = MGDABalancer()({"a": (shared * g1).sum(), "b": (shared * g2).sum()}, shared)
-        torch.save({"alpha": stats["alpha"], "g1": g1, "g2": g2}, f"{out_dir}/rank{rank}.pt")
-    finally:
-        torch.distributed.destroy_process_group()
+def _ddp_worker(rank, out_dir):
+    gen = torch.Generator().manual_seed(100 + rank)  # different data on every rank
+    g1, g2 = torch.randn(4, 3, generator=gen), torch.randn(4, 3, generator=gen) * (1 + rank)
+    shared = torch.zeros(4, 3, requires_grad=True)
+    _, stats = MGDABalancer()({"a": (shared * g1).sum(), "b": (shared * g2).sum()}, shared)
+    torch.save({"alpha": stats["alpha"], "g1": g1, "g2": g2}, f"{out_dir}/rank{rank}.pt")
 
 
 def test_mgda_same_alpha_on_every_rank_with_gloo(tmp_path):
     """Two real gloo processes with different data agree on the alpha of the global batch."""
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed not available")
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    spawn_ranks(_ddp_worker, str(tmp_path), str(tmp_path))
     results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     assert results[0]["alpha"] == results[1]["alpha"]
     expected = min_norm_coefficient(

@@ -9,12 +9,11 @@ reference is one process on the concatenated batch, without DDP and without gath
 
 import functools
 import os
-import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+from gloo_ranks import spawn_ranks
 
 WORLD = 2
 N_PER_RANK = 8  # 4 speakers x 2 utterances per rank
@@ -109,40 +108,31 @@ def sampler_check(rank, tmp_dir):
     return [sorted({labels[i] for i in batch}) for batch in loader.batch_sampler]
 
 
-def worker(rank, init_file, out_dir):
-    torch.set_num_threads(1)
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD))
-    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
-        from torch.nn.parallel import DistributedDataParallel as DDP
+def worker(rank, out_dir):
+    from torch.nn.parallel import DistributedDataParallel as DDP
 
-        from speechbrain_ext import distributed as sx_distributed
+    from speechbrain_ext import distributed as sx_distributed
 
-        x, labels, encoder, classifier = make_problem()
-        local = slice(rank * N_PER_RANK, (rank + 1) * N_PER_RANK)
-        ddp_encoder, ddp_classifier = DDP(encoder), DDP(classifier)
-        result = {}
-        for balancer in ("fixed", "mgda"):
-            con, aam, stats = train_step(ddp_encoder, ddp_classifier, x[local], labels[local], balancer, gather=True)
-            result[balancer] = {"contrastive": con, "aam": aam, "stats": stats, "grads": grads(encoder, classifier)}
-        result["local_contrastive"] = train_step(
-            ddp_encoder, ddp_classifier, x[local], labels[local], "fixed", gather=False
-        )[0]
-        result["sampler_steps"] = sampler_check(rank, out_dir)
-        # one rank's batch all unreadable: every rank learns it (and skips the step together)
-        result["any_rank"] = [sx_distributed.any_rank(rank == 1), sx_distributed.any_rank(False)]
-        torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        torch.distributed.destroy_process_group()
+    x, labels, encoder, classifier = make_problem()
+    local = slice(rank * N_PER_RANK, (rank + 1) * N_PER_RANK)
+    ddp_encoder, ddp_classifier = DDP(encoder), DDP(classifier)
+    result = {}
+    for balancer in ("fixed", "mgda"):
+        con, aam, stats = train_step(ddp_encoder, ddp_classifier, x[local], labels[local], balancer, gather=True)
+        result[balancer] = {"contrastive": con, "aam": aam, "stats": stats, "grads": grads(encoder, classifier)}
+    result["local_contrastive"] = train_step(
+        ddp_encoder, ddp_classifier, x[local], labels[local], "fixed", gather=False
+    )[0]
+    result["sampler_steps"] = sampler_check(rank, out_dir)
+    # one rank's batch all unreadable: every rank learns it (and skips the step together)
+    result["any_rank"] = [sx_distributed.any_rank(rank == 1), sx_distributed.any_rank(False)]
+    torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    tests_dir = os.path.dirname(os.path.abspath(__file__))
-    if tests_dir not in sys.path:  # the spawned processes import this module by name
-        sys.path.insert(0, tests_dir)
-    mp.spawn(worker, args=(str(out / "init"), str(out)), nprocs=WORLD, join=True)
+    spawn_ranks(worker, str(out), str(out), world=WORLD)
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
