@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet --no-deps resemblyzer==0.1.4
 	touch $(STAMP)
 
-# The baseline and both papers' systems (paper A's is the recommended one) on SynthEmo, the Resemblyzer anchor, the
+# The baseline, both papers' systems and the recommended one on SynthEmo, the Resemblyzer anchor, the
 # report and the validation-best model (recipes/SynthEmo/demo.yaml). Resumable; a finished demo only
 # prints its summary again. ARGS="--jobs 1 --threads 2" changes the schedule.
 demo: $(STAMP)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make demo`: the baseline and both papers' systems (paper A's is the recommended one), side by side on SynthEmo.
+"""`make demo`: the baseline, both papers' systems and the recommended one, side by side on SynthEmo.
 
     python recipes/SynthEmo/demo.py [--jobs N] [--threads N] [--rows NAME ...] [--set key=value ...]
 
