@@ -27,10 +27,14 @@ Statistics (``methods.md``, "Evaluation conventions", Uncertainty):
 Conditions whose trials and scores are identical in every run (SynthEmo's
 ``test_neutral`` is ``neutral_neutral``) are reported once, the other names listed as aliases.
 
+``measure`` chooses what is compared: the scores (EER, minDCF), or the per-trial LLRs of a
+calibration stored in the score files (``calibrated``, ``plain``: Cllr and actual DCF,
+:mod:`speechbrain_ext.bootstrap_llr`), e.g. two calibration choices on the same runs.
+
 Command line::
 
     python -m speechbrain_ext.compare --reference baseline \\
-        baseline=runs/b1,runs/b2 supcon=runs/s1,runs/s2 --split eval ood --out report.md
+        baseline=runs/b1,runs/b2 supcon=runs/s1,runs/s2 --split eval ood --out report.md [--llr calibrated]
 """
 
 import dataclasses
@@ -41,11 +45,17 @@ import re
 import numpy as np
 
 from . import bootstrap
+from .bootstrap_llr import SpeakerLLRs, llr_metric_keys
 from .errors import SpeechBrainExtError
 from .seeding import keyed_draw
 from .trial_scores import MissingScoresError, TrialScores, load_trial_scores, scores_path
 
-__all__ = ["ComparisonError", "SplitComparison", "find_scores", "load_run", "paired_difference", "summarise", "verdict"]
+__all__ = ["SCORES", "ComparisonError", "SplitComparison", "find_scores", "load_run", "paired_difference", "summarise",
+           "verdict"]
+
+
+#: ``measure`` of a comparison of the scores (EER, minDCF); any other value names an LLR kind.
+SCORES = "scores"
 
 
 class ComparisonError(SpeechBrainExtError, ValueError):
@@ -163,6 +173,9 @@ class SplitComparison:
         Interval coverage.
     conditions : sequence of str or None
         Restrict to these conditions (default: all).
+    measure : str
+        :data:`SCORES` (EER and minDCF of the scores), or an LLR kind of the score files
+        (``calibrated``, ``plain``): Cllr and actual DCF of those LLRs; every run must hold them.
 
     Example
     -------
@@ -179,12 +192,12 @@ class SplitComparison:
     """
 
     def __init__(self, systems, split="eval", n_draws=1000, seed=0, p_targets=(0.01, 0.05), level=0.95,
-                 conditions=None):
+                 conditions=None, measure=SCORES):
         if not systems:
             raise ComparisonError("no system to compare")
         self.split, self.n_draws, self.seed, self.level = split, int(n_draws), int(seed), float(level)
-        self.p_targets = tuple(p_targets)
-        self.keys = bootstrap.metric_keys(self.p_targets)
+        self.p_targets, self.measure = tuple(p_targets), measure
+        self.keys = (bootstrap.metric_keys if measure == SCORES else llr_metric_keys)(self.p_targets)
         self.systems = {name: self._load_system(name, runs, conditions) for name, runs in systems.items()}
         self.speakers = self._common_speakers()
         self.conditions, self.aliases = self._merged_conditions()
@@ -203,6 +216,10 @@ class SplitComparison:
                 raise ComparisonError(f"system {name!r}: run {p} is given twice")
         if conditions is not None:
             runs = [self._restrict(name, r, conditions) for r in runs]
+        for run in runs:
+            if self.measure != SCORES and self.measure not in run.llr_kinds:
+                raise ComparisonError(f"system {name!r}: run {run.path} holds no {self.measure!r} LLRs "
+                                      f"(has: {', '.join(run.llr_kinds) or 'none'}; re-evaluate it to add them)")
         seeds = [r.seed for r in runs]
         for i, s in enumerate(seeds):
             if s is not None and s in seeds[:i]:
@@ -327,7 +344,11 @@ class SplitComparison:
     def _score_metrics(self, run, condition, counts):
         scores, labels, spk = run.conditions[condition]
         name = f"{run.path}: condition {condition!r}"
-        trials = bootstrap.SpeakerTrials(scores, labels, spk, len(self.speakers), name)
+        if self.measure == SCORES:
+            trials = bootstrap.SpeakerTrials(scores, labels, spk, len(self.speakers), name)
+        else:
+            trials = SpeakerLLRs(run.llr(self.measure, condition), labels, spk, len(self.speakers),
+                                 f"{name}: {self.measure} LLRs")
         return trials.metrics(counts, self.p_targets)
 
     def system_interval(self, system, draws):
@@ -370,7 +391,7 @@ class SplitComparison:
                 point, draws = self.replicates(name, cond)
                 metrics = {}
                 # A draw without targets or non-targets has no value for any metric.
-                undefined = int(np.count_nonzero(np.isnan(draws["eer"][0])))
+                undefined = int(np.count_nonzero(np.isnan(draws[self.keys[0]][0])))
                 for k in self.keys:
                     low, high = self.system_interval(name, draws[k])
                     metrics[k] = {"value": float(point[k].mean()), "low": low, "high": high,
@@ -437,7 +458,8 @@ class SplitComparison:
         -------
         list of dict
             ``{"condition", "n_target", "n_nontarget", "n_speakers", "steps": {key: (miss, fa)},
-            "half_width": {key: float or None}}``.
+            "half_width": {key: float or None}}``; ``steps`` of the scores' metrics only (an LLR
+            metric moves by what each trial's LLR is, not by a fixed step).
         """
         rows = []
         for cond in self.conditions:
@@ -449,7 +471,8 @@ class SplitComparison:
             rows.append({
                 "condition": cond, "n_target": n_tgt, "n_nontarget": int(labels.size - n_tgt),
                 "n_speakers": int(np.unique(spk).size),
-                "steps": bootstrap.one_trial_steps(n_tgt, labels.size - n_tgt, self.p_targets),
+                "steps": (bootstrap.one_trial_steps(n_tgt, labels.size - n_tgt, self.p_targets)
+                          if self.measure == SCORES else {}),
                 "half_width": {k: float(np.nanmedian(w)) if w else None for k, w in widths.items()},
             })
         return rows

@@ -11,13 +11,22 @@ import math
 import sys
 
 from .bootstrap import metric_keys
-from .compare import ComparisonError, SplitComparison
+from .bootstrap_llr import llr_metric_keys
+from .compare import SCORES, ComparisonError, SplitComparison
 from .errors import SpeechBrainExtError
 from .files import atomic_write, atomic_write_json
 
 __all__ = ["build_report", "main", "parse_system", "render_markdown", "write_report"]
 
 FORMAT = "speechbrain_ext.compare/1"
+_RESOLUTION = {
+    True: "One trial moves a metric by its step (a miss: 1/(2·targets) of EER, c_miss·p/(C_def·targets) of "
+          "minDCF; a false alarm: 1/(2·non-targets), c_fa·(1−p)/(C_def·non-targets)); the half-width is the "
+          "median over the compared systems of the difference interval's. A difference below the larger of "
+          "the two cannot be resolved on this trial set.",
+    False: "The half-width is the median over the compared systems of the difference interval's: a difference "
+           "below it cannot be resolved on this trial set (an LLR metric has no fixed one-trial step).",
+}
 
 
 def _clean(value):
@@ -62,7 +71,7 @@ def build_report(comparisons, reference=None, command=None):
         "format": FORMAT,
         "command": command,
         "settings": {"n_draws": first.n_draws, "seed": first.seed, "level": first.level,
-                     "p_targets": list(first.p_targets), "reference": reference},
+                     "p_targets": list(first.p_targets), "reference": reference, "measure": first.measure},
         "splits": {},
     }
     for cmp in comparisons:
@@ -86,7 +95,19 @@ def build_report(comparisons, reference=None, command=None):
 
 
 def _label(key):
-    return "EER (%)" if key == "eer" else f"minDCF({key[len('min_dcf_p'):]})"
+    """Column name of a metric key.
+
+    Example
+    -------
+    >>> [_label(k) for k in ("eer", "min_dcf_p0.01", "cllr", "act_dcf_p0.05")]
+    ['EER (%)', 'minDCF(0.01)', 'Cllr', 'actDCF(0.05)']
+    """
+    if key == "eer":
+        return "EER (%)"
+    if key == "cllr":
+        return "Cllr"
+    kind, _, prior = key.rpartition("_p")
+    return f"{'minDCF' if kind == 'min_dcf' else 'actDCF'}({prior})"
 
 
 def _num(key, value, signed=False):
@@ -141,7 +162,8 @@ def _resolution_table(split, keys):
     rows = []
     for r in split["resolution"]:
         row = [f"`{r['condition']}`", f"{r['n_target']:,}", f"{r['n_nontarget']:,}", r["n_speakers"]]
-        row += [" / ".join(_num(k, s) if k == "eer" else f"{s:.4f}" for s in r["steps"][k]) for k in keys]
+        row += [" / ".join(_num(k, s) if k == "eer" else f"{s:.4f}" for s in r["steps"][k]) if k in r["steps"]
+                else "–" for k in keys]
         row += ["–" if r["half_width"][k] is None else _num(k, r["half_width"][k]) for k in keys]
         rows.append(row)
     return _table(header, rows)
@@ -162,11 +184,15 @@ def render_markdown(report, title="System comparison"):
     | `all` | a | 1 | 0.00 [0.00, 0.00] | 0.000 [0.000, 0.000] | 0.000 [0.000, 0.000] |
     """
     s = report["settings"]
-    keys = metric_keys(s["p_targets"])
+    measure = s.get("measure", SCORES)
+    keys = (metric_keys if measure == SCORES else llr_metric_keys)(s["p_targets"])
     level = f"{100 * s['level']:g} %"
     lines = [f"# {title}", ""]
     if report.get("command"):
         lines += [f"Command: `{report['command']}`", ""]
+    if measure != SCORES:
+        lines += [f"Compared: the `{measure}` LLRs of the score files (Cllr, actual DCF at the Bayes threshold), "
+                  "not the scores.", ""]
     lines += [
         f"Every value has its {level} interval: percentile bootstrap over {s['n_draws']:,} draws (seed {s['seed']}) "
         "that resample the test speakers with replacement, keeping all trials of a drawn speaker, and for a "
@@ -192,13 +218,8 @@ def render_markdown(report, title="System comparison"):
         lines += ["", "### Every system", ""] + _summary_table(split, keys) + [""]
         if split["differences"]:
             lines += [f"### Paired differences vs {s['reference']}", ""] + _difference_table(split, keys) + [""]
-        lines += [
-            "### What the trial set can resolve", "",
-            "One trial moves a metric by its step (a miss: 1/(2·targets) of EER, c_miss·p/(C_def·targets) of "
-            "minDCF; a false alarm: 1/(2·non-targets), c_fa·(1−p)/(C_def·non-targets)); the half-width is the "
-            "median over the compared systems of the difference interval's. A difference below the larger of "
-            "the two cannot be resolved on this trial set.", "",
-        ] + _resolution_table(split, keys) + [""]
+        lines += ["### What the trial set can resolve", "", _RESOLUTION[measure == SCORES], ""]
+        lines += _resolution_table(split, keys) + [""]
     return "\n".join(lines)
 
 
@@ -256,6 +277,8 @@ def _arguments(argv):
     parser.add_argument("--level", type=float, default=0.95, help="interval coverage (default 0.95)")
     parser.add_argument("--p-target", type=float, nargs="+", default=[0.01, 0.05], help="minDCF priors")
     parser.add_argument("--conditions", nargs="+", help="only these conditions (default: all)")
+    parser.add_argument("--llr", metavar="KIND", help="compare the runs' LLRs of this kind (calibrated, plain): "
+                        "Cllr and actual DCF instead of EER and minDCF")
     parser.add_argument("--title", default="System comparison")
     return parser.parse_args(argv)
 
@@ -277,7 +300,7 @@ def main(argv=None):
                 raise ComparisonError(f"system {name!r} is given twice")
             systems[name] = runs
         options = {"n_draws": args.draws, "seed": args.seed, "level": args.level,
-                   "p_targets": args.p_target, "conditions": args.conditions}
+                   "p_targets": args.p_target, "conditions": args.conditions, "measure": args.llr or SCORES}
         comparisons = [SplitComparison(systems, split, **options) for split in args.split]
         command = "python -m speechbrain_ext.compare " + " ".join(sys.argv[1:] if argv is None else argv)
         report = build_report(comparisons, args.reference, command)

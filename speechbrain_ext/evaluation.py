@@ -8,7 +8,7 @@ trial folder is scored with batched cosine scoring (optionally AS-normalised aga
 the training speakers' mean embeddings), and :func:`evaluate` reports every
 evaluation split side by side: EER and minDCF with their speaker-bootstrap
 intervals, Cllr / min Cllr / actual DCF of the raw scores and of the LLRs of a
-calibration fitted on the first validation split
+calibration fitted on the pooled trials of validation splits
 (:mod:`speechbrain_ext.split_metrics`), the per-trial score files
 ``scores/<split>.npz`` (:mod:`speechbrain_ext.trial_scores`), ``calibration.json``,
 ``metrics.json``, ``report.md`` and the plots (:mod:`speechbrain_ext.report`).
@@ -312,7 +312,7 @@ def _write_outputs(out_dir, results, scores, n_draws, title, extra):
 
 
 def evaluate(encode, make_loader, eval_splits, data_folder, out_dir, *, sample_rate=16000, cache_dir=None,
-             checkpoint_path=None, calibration_split=None, calibration_quality="duration_norm",
+             checkpoint_path=None, calibration_splits=(), calibration_quality="duration_norm",
              calibration_p_target=0.5, cohort_manifest=None, score_norm_kind="none", subtract_mean=False,
              cohort_per_speaker="all", cohort_seed=0, top_n=300, n_draws=1000, title="", extra=None):
     """Score every evaluation split with one checkpoint and write the report.
@@ -334,8 +334,9 @@ def evaluate(encode, make_loader, eval_splits, data_folder, out_dir, *, sample_r
         Folder of the embedding caches ``<split>-<cache_key>.pt`` (None: no cache).
     checkpoint_path : str or None
         Names the caches (:func:`cache_key`).
-    calibration_split : speechbrain_ext.splits.Split or None
-        Calibration trials (the list ``condition`` of a validation split); None: no calibration.
+    calibration_splits : sequence of speechbrain_ext.splits.Split
+        Validation splits whose trials (each split's list ``condition``), pooled, fit the
+        calibration; empty: no calibration.
     calibration_quality : str or list
         Quality measures of the calibration (:func:`speechbrain_ext.quality.measure_names`).
     calibration_p_target : float
@@ -376,7 +377,7 @@ def evaluate(encode, make_loader, eval_splits, data_folder, out_dir, *, sample_r
                            mean)
 
     splits = {split.name: scored(split) for split in eval_splits}
-    calibration = None if calibration_split is None else scored(calibration_split, [calibration_split.condition])
+    calibration = [scored(split, [split.condition]) for split in calibration_splits or ()]
     scored_seconds = time.perf_counter() - start
     norm = "cosine" if cohort is None else f"as-norm top-{top_n}"
     score_kind = f"{norm} mean-subtracted" if subtract_mean else norm

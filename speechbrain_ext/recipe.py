@@ -49,7 +49,7 @@ BENIGN_KEYS = frozenset({
     "number_of_epochs", "num_workers", "ckpt_interval_minutes", "keep_checkpoints", "max_skipped_share",
     "allow_config_change", "output_root", "output_folder", "save_folder", "report_folder", "train_log",
     "eval_splits", "score_norm", "score_norm_subtract_mean", "cohort_top_n", "cohort_utterances_per_speaker",
-    "calibration_quality", "calibration_p_target", "bootstrap_draws",
+    "calibration_splits", "calibration_quality", "calibration_p_target", "bootstrap_draws",
 })
 
 
@@ -207,13 +207,16 @@ def check_evaluation_settings(hparams):
 
     Returns
     -------
-    eval_splits, valid_splits : list of speechbrain_ext.splits.Split
+    eval_splits, valid_splits, calibration_splits : list of speechbrain_ext.splits.Split
     """
     eval_splits, valid_splits = splits.check_splits(hparams)
+    if "calibration_splits" not in hparams:
+        raise splits.SplitError("the hparams have no 'calibration_splits' (a list of valid split names, or null)")
+    calibration = splits.calibration_splits(hparams["calibration_splits"], valid_splits)
     split_metrics.check_calibration(
         hparams["calibration_quality"], hparams["calibration_p_target"], hparams["score_norm"] == "as-norm"
     )
-    return eval_splits, valid_splits
+    return eval_splits, valid_splits, calibration
 
 
 def evaluate_best_checkpoint(brain, hparams, title, extra):
@@ -224,14 +227,14 @@ def evaluate_best_checkpoint(brain, hparams, title, extra):
     by. Gathers what :func:`speechbrain_ext.evaluation.evaluate` needs: the Brain's
     encoder and loader factory (:meth:`~speechbrain_ext.brains.SpeakerBrain.inference_functions`)
     after recovering the checkpoint, and the evaluation keys of the hparams; the
-    calibration is fitted on the first validation split.
+    calibration is fitted on the trials of the ``calibration_splits`` (valid splits), pooled.
 
     Returns
     -------
     dict
         The metrics per split and condition.
     """
-    eval_splits, valid_splits = check_evaluation_settings(hparams)
+    eval_splits, _, calibration_splits = check_evaluation_settings(hparams)
     checkpoint = selection.recover_best(brain.checkpointer)
     if checkpoint is None:
         raise FileNotFoundError(f"no checkpoint in {brain.checkpointer.checkpoints_dir}: train first")
@@ -249,7 +252,7 @@ def evaluate_best_checkpoint(brain, hparams, title, extra):
     return evaluation.evaluate(
         encode, make_loader, eval_splits, hparams["data_folder"], hparams["report_folder"],
         sample_rate=hparams["sample_rate"], cache_dir=os.path.join(output, "embeddings"),
-        checkpoint_path=checkpoint.path, calibration_split=valid_splits[0],
+        checkpoint_path=checkpoint.path, calibration_splits=calibration_splits,
         calibration_quality=hparams["calibration_quality"], calibration_p_target=hparams["calibration_p_target"],
         cohort_manifest=hparams["train_annotation"], score_norm_kind=hparams["score_norm"],
         subtract_mean=bool(hparams["score_norm_subtract_mean"]),

@@ -9,9 +9,9 @@ For every split and condition (:func:`split_results`):
   :class:`speechbrain_ext.compare.SplitComparison` on the score file just written, so a
   later comparison of runs reads the same numbers; conditions whose trials are
   identical (a list written twice under two names) are listed in ``aliases``;
-- with a calibration split: a linear calibration (:mod:`speechbrain_ext.calibration`,
-  quality measures of :mod:`speechbrain_ext.quality`) is fitted once on its trials
-  and applied to every condition, which gains ``cllr``, ``min_cllr``,
+- with calibration splits: a linear calibration (:mod:`speechbrain_ext.calibration`,
+  quality measures of :mod:`speechbrain_ext.quality`) is fitted once on their trials,
+  pooled, and applied to every condition, which gains ``cllr``, ``min_cllr``,
   ``act_dcf@0.01``, ``act_dcf@0.05`` of the calibrated LLRs, ``llr_eer`` and
   ``llr_min_dcf@<p>`` of the LLRs (equal to the raw ones unless quality measures
   reorder the trials), and ``raw_cllr``, ``raw_min_cllr``, ``raw_act_dcf@<p>``: the raw
@@ -162,6 +162,21 @@ def _calibration_set(scored, condition, names):
                                       names, scored.enrol_map)
 
 
+def _joined(names):
+    """``valid+ood_valid``: each name once, in order (``all`` for two lists both called ``all``)."""
+    return "+".join(dict.fromkeys(names))
+
+
+def _pooled(calibration_splits, names):
+    """The calibration trials of every split, one list after the other."""
+    parts = [_calibration_set(split, next(iter(split.scores)), names) for split in calibration_splits]
+    if len(parts) == 1:
+        return parts[0]
+    return sx_quality.CalibrationSet(np.concatenate([p.scores for p in parts]),
+                                     np.concatenate([p.labels for p in parts]),
+                                     {k: np.concatenate([p.quality[k] for p in parts]) for k in parts[0].quality})
+
+
 def _plain(fit_on, p_target, score_kind):
     """The score-only calibration on the same trials (contrast of a quality calibration), or None if it fails."""
     try:
@@ -177,8 +192,8 @@ def _plain_metrics(llr, labels):
     return out
 
 
-def calibrate_splits(calibration_split, splits, quality, p_target, score_kind):
-    """Fit a calibration on ``calibration_split``'s (one) trial list; calibration metrics of every split.
+def calibrate_splits(calibration_splits, splits, quality, p_target, score_kind):
+    """Fit a calibration on the pooled trials of ``calibration_splits``; calibration metrics of every split.
 
     When the calibration uses quality measures, the plain (score-only) calibration is
     fitted on the same trials too and its ``plain_*`` metrics are reported beside; the
@@ -186,8 +201,8 @@ def calibrate_splits(calibration_split, splits, quality, p_target, score_kind):
 
     Arguments
     ---------
-    calibration_split : speechbrain_ext.evaluation.ScoredSplit
-        Scored on one condition: the calibration trials.
+    calibration_splits : list of speechbrain_ext.evaluation.ScoredSplit
+        Each scored on one condition: their trials, pooled, are the calibration trials.
     splits : dict
         ``{name: ScoredSplit}`` to calibrate.
     quality : str or list
@@ -204,15 +219,16 @@ def calibrate_splits(calibration_split, splits, quality, p_target, score_kind):
         ``{split: {condition: {"cllr", "min_cllr", "act_dcf@<p>", "llr_eer", "llr_min_dcf@<p>",
         "raw_cllr", "raw_min_cllr", "raw_act_dcf@<p>"[, "plain_cllr", "plain_act_dcf@<p>"]}}}``.
     info : dict
-        What it was fitted on (``plain``: whether the score-only contrast was fitted), with
-        the EER and EER threshold of the raw scores of those trials (``eer``,
-        ``eer_threshold``: the operating point an export ships, chosen on validation speakers).
+        What it was fitted on (``split`` and ``condition``: the names joined by "+";
+        ``plain``: whether the score-only contrast was fitted), with the EER and EER
+        threshold of the raw scores of those trials (``eer``, ``eer_threshold``: the
+        operating point an export ships, chosen on validation speakers).
     llrs : dict
         ``{split: {"calibrated": {condition: LLRs}[, "plain": {...}]}}`` for the score files.
     """
     names = sx_quality.measure_names(quality)
-    (condition,) = calibration_split.scores
-    fit_on = _calibration_set(calibration_split, condition, names)
+    where = _joined(s.name for s in calibration_splits), _joined(c for s in calibration_splits for c in s.scores)
+    fit_on = _pooled(calibration_splits, names)
     calibration = fit_calibration(fit_on.scores, fit_on.labels, fit_on.quality or None, names, p_target,
                                   score_kind=score_kind)
     plain = _plain(fit_on, p_target, score_kind) if names else None
@@ -226,24 +242,23 @@ def calibrate_splits(calibration_split, splits, quality, p_target, score_kind):
             if plain:
                 llrs[name]["plain"][cond] = plain.llr(applied.scores)
                 metrics[name][cond].update(_plain_metrics(llrs[name]["plain"][cond], labels))
-    eer, threshold = compute_eer(*split_by_label(f"{calibration_split.name}/{condition}", fit_on.scores,
-                                                 fit_on.labels))
-    info = {"split": calibration_split.name, "condition": condition, "quality": list(names),
+    eer, threshold = compute_eer(*split_by_label("/".join(where), fit_on.scores, fit_on.labels))
+    info = {"split": where[0], "condition": where[1], "quality": list(names),
             "eer": float(eer), "eer_threshold": float(threshold),
             "p_target": float(p_target), "n_target": calibration.n_target, "n_nontarget": calibration.n_nontarget,
             "file": "calibration.json", "plain": plain is not None}
     return calibration, metrics, info, llrs
 
 
-def split_results(splits, calibration_split, quality, p_target, score_kind, n_draws, save_scores):
+def split_results(splits, calibration_splits, quality, p_target, score_kind, n_draws, save_scores):
     """Every metric of every evaluation split (module docstring).
 
     Arguments
     ---------
     splits : dict
         ``{name: ScoredSplit}``, in report order.
-    calibration_split : ScoredSplit or None
-        The calibration trials; None: no calibration.
+    calibration_splits : list of ScoredSplit
+        The calibration trials (pooled); empty: no calibration.
     quality, p_target, score_kind
         As in :func:`calibrate_splits`.
     n_draws : int
@@ -258,13 +273,14 @@ def split_results(splits, calibration_split, quality, p_target, score_kind, n_dr
     """
     results = SplitResults({}, {})
     extra, llrs = {}, {}
-    if calibration_split is not None:
+    if calibration_splits:
         try:
-            calibration, extra, info, llrs = calibrate_splits(calibration_split, splits, quality, p_target,
+            calibration, extra, info, llrs = calibrate_splits(calibration_splits, splits, quality, p_target,
                                                               score_kind)
         except CalibrationError as err:
-            logger.warning("no calibration: it could not be fitted on split %r: %s", calibration_split.name, err)
-            results.calibration_info = {"split": calibration_split.name, "error": str(err)}
+            where = _joined(s.name for s in calibration_splits)
+            logger.warning("no calibration: it could not be fitted on split %r: %s", where, err)
+            results.calibration_info = {"split": where, "error": str(err)}
         else:
             results.calibration, results.calibration_info = calibration, info
     for name, scored in splits.items():

@@ -13,6 +13,7 @@ Every recipe's hparams hold two mappings of splits and a selection rule::
             trials: <manifest_folder>/trials/valid
             condition: all    # the list <trials>/<condition>.txt (default: all)
     checkpoint_selection: valid   # a valid split's name, or "mean" (mean EER over valid_splits)
+    calibration_splits: [valid]   # valid splits whose trials, pooled, fit the score calibration
 
 A split whose value is ``null`` is left out, so a system file or the command line can
 drop a split its base defines (``--eval_splits "{ood: null}"``): plain mappings merge
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 
 from speechbrain_ext.hparams import HparamsError
 
-__all__ = ["MEAN", "Split", "SplitError", "check_splits", "parse_splits", "selection_rule"]
+__all__ = ["MEAN", "Split", "SplitError", "calibration_splits", "check_splits", "parse_splits", "selection_rule"]
 
 #: ``checkpoint_selection`` value that selects on the mean EER over every valid split.
 MEAN = "mean"
@@ -123,6 +124,36 @@ def selection_rule(rule, valid_splits):
             f"checkpoint_selection: {rule!r} is neither {MEAN!r} nor a valid split (valid_splits: {', '.join(names)})"
         )
     return rule
+
+
+def calibration_splits(names, valid_splits):
+    """The valid splits named by ``calibration_splits`` (their trial lists are pooled for the fit).
+
+    ``null`` or an empty list: no calibration. A name that is not a valid split, or a
+    name given twice, is refused (the key and the valid splits are named).
+
+    Example
+    -------
+    >>> splits = [Split("valid", "v.csv", "t/valid"), Split("ood_valid", "o.csv", "t/ood_valid")]
+    >>> [s.name for s in calibration_splits(["valid", "ood_valid"], splits)], calibration_splits(None, splits)
+    (['valid', 'ood_valid'], [])
+    >>> calibration_splits(["eval"], splits)
+    Traceback (most recent call last):
+    ...
+    speechbrain_ext.splits.SplitError: calibration_splits: 'eval' is not a valid split (valid_splits: valid, ood_valid)
+    """
+    if names is None:
+        return []
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise SplitError(f"calibration_splits: a list of valid split names (or null), got {names!r}")
+    by_name = {s.name: s for s in valid_splits}
+    for name in names:
+        if name not in by_name:
+            raise SplitError(f"calibration_splits: {name!r} is not a valid split "
+                             f"(valid_splits: {', '.join(by_name) or 'none'})")
+    if len(set(names)) != len(names):
+        raise SplitError(f"calibration_splits: a split is named twice in {list(names)}")
+    return [by_name[name] for name in names]
 
 
 def _check_one(split, key, validation):

@@ -373,3 +373,55 @@ def test_single_runs_are_labelled_and_compared_over_speakers_only():
     d = rep["splits"]["eval"]["differences"][0]
     assert d["n_runs"] == [1, 1] and not d["paired_seeds"]
     assert "| `all` | b | 1 run each |" in render_markdown(rep)
+
+
+# ------------------------------------------------------------------------------- LLRs
+
+
+def llr_run(slope, seed, llr_seed=None):
+    """A run whose ``calibrated`` LLRs are ``slope * (score - 1)`` of its scores (slope 2 over-confident)."""
+    scores = run(2.0, seed, noise_seed=llr_seed)
+    llrs = {"calibrated": {c: slope * (s.astype(np.float64) - 1.0) for c, (s, _, _) in scores.conditions.items()}}
+    return TrialScores(f"llr-{slope}-{seed}", scores.speakers, scores.conditions, scores.meta, llrs)
+
+
+def test_llr_comparison_reports_cllr_and_actual_dcf_with_paired_differences():
+    from speechbrain_ext.calibration_metrics import actual_dcf, cllr
+
+    systems = {"right": [llr_run(1.0, s) for s in (1, 2, 3)], "overconfident": [llr_run(4.0, s) for s in (1, 2, 3)]}
+    cmp = SplitComparison(systems, n_draws=DRAWS, measure="calibrated")
+    assert cmp.keys == ["cllr", "act_dcf_p0.01", "act_dcf_p0.05"]
+    rows = {r["system"]: r["metrics"] for r in cmp.summary()}
+    for name, runs in systems.items():  # the point value is the mean over runs of the full-list metric
+        expected = np.mean([cllr(r.llr("calibrated", "all"), r.conditions["all"][1]) for r in runs])
+        assert rows[name]["cllr"]["value"] == pytest.approx(expected, rel=1e-9)
+        expected = np.mean([actual_dcf(r.llr("calibrated", "all"), r.conditions["all"][1], 0.01) for r in runs])
+        assert rows[name]["act_dcf_p0.01"]["value"] == pytest.approx(expected, rel=1e-9)
+    (d,) = cmp.difference("overconfident", "right")
+    assert d["paired_seeds"] and d["metrics"]["cllr"]["verdict"] == "worse"
+    report = build_report([cmp], reference="right")
+    assert report["settings"]["measure"] == "calibrated"
+    text = render_markdown(report)
+    assert "Δ Cllr" in text and "actDCF(0.01)" in text and "`calibrated` LLRs" in text
+    assert report["splits"]["eval"]["resolution"][0]["steps"] == {}
+
+
+def test_an_llr_comparison_of_a_run_without_llrs_names_the_run():
+    with pytest.raises(ComparisonError, match=r"system 'b': run run-2.0-1 holds no 'calibrated' LLRs \(has: none"):
+        SplitComparison({"a": [llr_run(1.0, 1)], "b": [run(2.0, 1)]}, n_draws=DRAWS, measure="calibrated")
+
+
+def test_the_command_line_compares_llrs(tmp_path):
+    folders = []
+    for slope, seed in ((1.0, 1), (4.0, 1)):
+        r = llr_run(slope, seed)
+        names = np.asarray(r.speakers)
+        path = scores_path(str(tmp_path / f"s{slope}" / "report"), "eval")
+        save_trial_scores(path, {c: (s, y) for c, (s, y, _) in r.conditions.items()},
+                          {c: names[g] for c, (_, _, g) in r.conditions.items()}, r.meta, r.llrs)
+        folders.append(str(tmp_path / f"s{slope}"))
+    out = tmp_path / "cmp.md"
+    assert main([f"right={folders[0]}", f"over={folders[1]}", "--reference", "right", "--llr", "calibrated",
+                 "--draws", "100", "--out", str(out)]) == 0
+    assert "| `all` | over |" in out.read_text() and "Cllr" in out.read_text()
+    assert main([f"right={folders[0]}", "--llr", "plain", "--draws", "100", "--out", str(out)]) == 1

@@ -26,7 +26,8 @@ def corpus(tmp_path):
 def run(corpus, out, encoder=encode, **options):
     root, (eval_split, ood_split, valid_split) = corpus
     options = {"cache_dir": os.path.join(out, "embeddings"), "checkpoint_path": "CKPT+1",
-               "calibration_split": valid_split, "n_draws": 200, "title": "t", "extra": {"system": "fake", "seed": 3},
+               "calibration_splits": [valid_split], "n_draws": 200, "title": "t",
+               "extra": {"system": "fake", "seed": 3},
                **options}
     return evaluation.evaluate(encoder, make_loader, [eval_split, ood_split], root, os.path.join(out, "report"),
                                **options)
@@ -120,9 +121,35 @@ def test_a_quality_calibration_reports_the_plain_one_beside_and_saves_both_llrs(
 
 
 def test_without_a_calibration_split_there_is_no_calibration(corpus, tmp_path):
-    metrics = run(corpus, str(tmp_path / "run"), calibration_split=None)
+    metrics = run(corpus, str(tmp_path / "run"), calibration_splits=())
     assert "cllr" not in metrics["eval"]["all"] and "eer_ci" in metrics["eval"]["all"]
     assert not os.path.exists(tmp_path / "run" / "report" / "calibration.json")
+
+
+def test_two_calibration_splits_are_pooled(corpus, tmp_path):
+    """The fit on valid + ood equals the fit on their trials written as one list; its threshold is theirs."""
+    _, (_, ood_split, valid_split) = corpus
+    out = tmp_path / "pooled"
+    run(corpus, str(out), calibration_splits=[valid_split, ood_split])
+    written = read_metrics(out / "report")["calibration"]
+    assert (written["split"], written["condition"]) == ("valid+ood", "all")
+    # the same trials as one list of one split: both lists' lines, the ood ids' manifest appended
+    both = tmp_path / "both"
+    os.makedirs(both / "trials")
+    lines = [line for split in (valid_split, ood_split) for line in open(os.path.join(split.trials, "all.txt"))]
+    (both / "trials" / "all.txt").write_text("".join(lines))
+    manifest = open(valid_split.annotation).read().splitlines()
+    manifest += open(ood_split.annotation).read().splitlines()[1:]
+    (both / "both.csv").write_text("\n".join(manifest) + "\n")
+    one = type(valid_split)("both", str(both / "both.csv"), str(both / "trials"))
+    alone = tmp_path / "alone"
+    run(corpus, str(alone), calibration_splits=[one])
+    with open(out / "report" / "calibration.json") as f1, open(alone / "report" / "calibration.json") as f2:
+        pooled, reference = json.load(f1), json.load(f2)
+    assert pooled["n_target"] == reference["n_target"] and pooled["n_nontarget"] == reference["n_nontarget"]
+    np.testing.assert_allclose([pooled["slope"], pooled["offset"], *pooled["quality_coefs"]],
+                               [reference["slope"], reference["offset"], *reference["quality_coefs"]], rtol=1e-9)
+    assert written["eer_threshold"] == pytest.approx(read_metrics(alone / "report")["calibration"]["eer_threshold"])
 
 
 def test_evaluate_with_a_cohort_as_normalises(corpus, tmp_path):
@@ -155,7 +182,7 @@ def test_a_calibration_that_cannot_be_fitted_is_skipped_and_named(corpus, tmp_pa
     with open(os.path.join(few, "all.txt"), "w") as f:
         f.write("\n".join(lines[:10]) + "\n")  # 10 trials: a calibration needs at least 20
     tiny = type(valid_split)("valid", valid_split.annotation, few)
-    metrics = run(corpus, str(tmp_path / "run"), calibration_split=tiny)
+    metrics = run(corpus, str(tmp_path / "run"), calibration_splits=[tiny])
     assert "cllr" not in metrics["eval"]["all"] and metrics["ood"]["all"]["eer_ci"]
     written = read_metrics(tmp_path / "run" / "report")
     assert written["calibration"] == {"split": "valid", "error": "only 10 calibration trials: at least 20 are needed"}

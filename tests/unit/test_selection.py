@@ -34,7 +34,8 @@ def hparams_for(tmp_path, root, splits):
         "eval_splits": {"eval": {"annotation": eval_split.annotation, "trials": eval_split.trials}},
         "valid_splits": {"valid": {"annotation": valid_split.annotation, "trials": valid_split.trials}},
         "checkpoint_selection": "valid", "score_norm": "none", "score_norm_subtract_mean": False, "sample_rate": 16000,
-        "calibration_quality": "duration_norm", "calibration_p_target": 0.5, "bootstrap_draws": 20,
+        "calibration_splits": ["valid"], "calibration_quality": "duration_norm", "calibration_p_target": 0.5,
+        "bootstrap_draws": 20,
         "train_annotation": valid_split.annotation, "cohort_utterances_per_speaker": 5, "cohort_top_n": 300, "seed": 0,
     }
 

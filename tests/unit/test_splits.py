@@ -9,7 +9,7 @@ from speechbrain_ext.calibration_metrics import CalibrationError
 from speechbrain_ext.epoch_log import EpochLogError, read_epoch_log, write_epoch
 from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.split_metrics import check_calibration
-from speechbrain_ext.splits import SplitError, check_splits, parse_splits
+from speechbrain_ext.splits import Split, SplitError, calibration_splits, check_splits, parse_splits
 
 
 @pytest.fixture
@@ -105,3 +105,38 @@ def test_epoch_log_holds_each_epoch_once_across_resumes(tmp_path):
     with pytest.raises(EpochLogError, match=r"train_log.jsonl:4: not an epoch record"):
         read_epoch_log(path)
     assert [r["epoch"] for r in write_epoch(path, {"epoch": 4})] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("names, message", [
+    ("valid", "a list of valid split names"),
+    (["valid", "valid"], "named twice"),
+    (["ood"], "'ood' is not a valid split (valid_splits: valid, ood_valid)"),
+])
+def test_bad_calibration_splits_are_named(names, message):
+    valid = [Split("valid", "v.csv", "t/valid"), Split("ood_valid", "o.csv", "t/ood_valid")]
+    with pytest.raises(SplitError, match=re.escape(message)):
+        calibration_splits(names, valid)
+
+
+def test_a_recipe_without_calibration_splits_is_refused_before_training(prepared):
+    from speechbrain_ext.recipe import check_evaluation_settings
+
+    _, hparams, _ = prepared
+    hparams.update(calibration_quality="duration_norm", calibration_p_target=0.5, score_norm="none")
+    with pytest.raises(SplitError, match="no 'calibration_splits'"):
+        check_evaluation_settings(hparams)
+    hparams["calibration_splits"] = None
+    assert check_evaluation_settings(hparams)[2] == []
+
+
+def test_changing_calibration_splits_keeps_a_runs_checkpoints(tmp_path):
+    """An evaluation-only key: a finished run re-evaluates with other calibration splits, no config error."""
+    from speechbrain_ext.recipe import ConfigChangeError, check_config_change
+
+    out, save = str(tmp_path), str(tmp_path / "save")
+    assert check_config_change(out, save, "lr: 1\n") == []  # a run made before the key existed
+    os.makedirs(tmp_path / "save" / "CKPT+1")
+    (tmp_path / "save" / "CKPT+1" / "CKPT.yaml").write_text("")
+    assert check_config_change(out, save, "lr: 1\ncalibration_splits: [valid, ood_valid]\n") == []
+    with pytest.raises(ConfigChangeError, match="valid_splits"):  # validation splits decide the checkpoints
+        check_config_change(out, save, "lr: 1\nvalid_splits: {valid: null}\n")
