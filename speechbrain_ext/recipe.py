@@ -211,7 +211,8 @@ def check_evaluation_settings(hparams):
     """
     eval_splits, valid_splits = splits.check_splits(hparams)
     if "calibration_splits" not in hparams:
-        raise splits.SplitError("the hparams have no 'calibration_splits' (a list of valid split names, or null)")
+        raise splits.SplitError("the hparams have no 'calibration_splits' (a list of valid split names; null: the "
+                                "first valid split)")
     calibration = splits.calibration_splits(hparams["calibration_splits"], valid_splits)
     split_metrics.check_calibration(
         hparams["calibration_quality"], hparams["calibration_p_target"], hparams["score_norm"] == "as-norm"

@@ -13,7 +13,7 @@ Every recipe's hparams hold two mappings of splits and a selection rule::
             trials: <manifest_folder>/trials/valid
             condition: all    # the list <trials>/<condition>.txt (default: all)
     checkpoint_selection: valid   # a valid split's name, or "mean" (mean EER over valid_splits)
-    calibration_splits: [valid]   # valid splits whose trials, pooled, fit the score calibration
+    calibration_splits: null      # valid splits whose trials, pooled, fit the calibration (null: the first)
 
 A split whose value is ``null`` is left out, so a system file or the command line can
 drop a split its base defines (``--eval_splits "{ood: null}"``): plain mappings merge
@@ -129,21 +129,24 @@ def selection_rule(rule, valid_splits):
 def calibration_splits(names, valid_splits):
     """The valid splits named by ``calibration_splits`` (their trial lists are pooled for the fit).
 
-    ``null`` or an empty list: no calibration. A name that is not a valid split, or a
+    ``null``: the first valid split (the default; a key at null changes no run's
+    configuration). An empty list: no calibration. A name that is not a valid split, or a
     name given twice, is refused (the key and the valid splits are named).
 
     Example
     -------
     >>> splits = [Split("valid", "v.csv", "t/valid"), Split("ood_valid", "o.csv", "t/ood_valid")]
-    >>> [s.name for s in calibration_splits(["valid", "ood_valid"], splits)], calibration_splits(None, splits)
-    (['valid', 'ood_valid'], [])
+    >>> [s.name for s in calibration_splits(["valid", "ood_valid"], splits)]
+    ['valid', 'ood_valid']
+    >>> [s.name for s in calibration_splits(None, splits)], calibration_splits([], splits)
+    (['valid'], [])
     >>> calibration_splits(["eval"], splits)
     Traceback (most recent call last):
     ...
     speechbrain_ext.splits.SplitError: calibration_splits: 'eval' is not a valid split (valid_splits: valid, ood_valid)
     """
     if names is None:
-        return []
+        return list(valid_splits[:1])
     if isinstance(names, str) or not all(isinstance(n, str) for n in names):
         raise SplitError(f"calibration_splits: a list of valid split names (or null), got {names!r}")
     by_name = {s.name: s for s in valid_splits}

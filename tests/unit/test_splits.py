@@ -125,7 +125,9 @@ def test_a_recipe_without_calibration_splits_is_refused_before_training(prepared
     hparams.update(calibration_quality="duration_norm", calibration_p_target=0.5, score_norm="none")
     with pytest.raises(SplitError, match="no 'calibration_splits'"):
         check_evaluation_settings(hparams)
-    hparams["calibration_splits"] = None
+    hparams["calibration_splits"] = None  # the first valid split
+    assert [s.name for s in check_evaluation_settings(hparams)[2]] == ["valid"]
+    hparams["calibration_splits"] = []  # no calibration
     assert check_evaluation_settings(hparams)[2] == []
 
 
