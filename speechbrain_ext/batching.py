@@ -270,17 +270,42 @@ def equal_length_batches(lengths, batch_size):
     ]
 
 
-def _embed_equal_lengths(compute_features, mean_var_norm, embedding_model, wavs, wav_lens):
-    """The reference computation on sub-batches of equal length: no padding, any modules."""
+def embed_equal_lengths(encode, wavs, wav_lens):
+    """``encode`` on sub-batches of equal length (no padding): each utterance's output as if it were alone.
+
+    The reference computation for any function of a batch, e.g. a Brain's ``encode`` with
+    features a test-time probe changed. Does not switch off gradients.
+
+    Arguments
+    ---------
+    encode : callable
+        ``encode(wavs [n, S], lens [n]) -> [n, ...]``.
+    wavs : torch.Tensor
+        ``[B, S]`` zero-padded waveforms.
+    wav_lens : torch.Tensor
+        ``[B]`` relative lengths.
+
+    Example
+    -------
+    >>> wavs = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 0.0, 0.0]])
+    >>> embed_equal_lengths(lambda w, l: w.mean(dim=1, keepdim=True), wavs, torch.tensor([1.0, 0.5]))
+    tensor([[2.5000],
+            [5.5000]])
+    """
     n_samples = _sample_counts(wavs, wav_lens).long().tolist()
     rows = [None] * len(n_samples)
     for group in equal_length_batches(n_samples, len(n_samples)):
         sub = wavs[group, : n_samples[group[0]]]
-        ones = torch.ones(len(group), device=wavs.device)
-        out = embedding_model(mean_var_norm(compute_features(sub), ones), ones)
+        out = encode(sub, torch.ones(len(group), device=wavs.device))
         for row, index in zip(out, group):
             rows[index] = row
     return torch.stack(rows)
+
+
+def _embed_equal_lengths(compute_features, mean_var_norm, embedding_model, wavs, wav_lens):
+    """The reference computation on sub-batches of equal length: no padding, any modules."""
+    return embed_equal_lengths(lambda sub, ones: embedding_model(mean_var_norm(compute_features(sub), ones), ones),
+                               wavs, wav_lens)
 
 
 def embed_batch(compute_features, mean_var_norm, embedding_model, wavs, wav_lens):

@@ -42,4 +42,8 @@ def test_paper_row_trains_one_epoch_and_reports_emotion_conditions(run_synthemo_
     probe = em_probe.probe_run(exp, ratios=(0.2,))
     assert round(100 * probe["results"]["none"]["all"]["eer"], 4) == metrics["valid_EER"]
     assert set(probe["results"]) == {"none", "highest@0.2", "random@0.2", "lowest@0.2"}
+    # the masks reach the (padding-invariant) inference embeddings: every masking moves the scores
+    unmasked = probe["results"]["none"]["all"]["eer_threshold"]
+    for name in ("highest@0.2", "random@0.2", "lowest@0.2"):
+        assert probe["results"][name]["all"]["eer_threshold"] != unmasked, name
     assert em_probe.probe_run(exp, ratios=(0.2,))["seconds"] == probe["seconds"]

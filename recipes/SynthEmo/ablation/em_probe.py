@@ -43,9 +43,10 @@ import tempfile
 import time
 
 import ruamel.yaml
+import speechbrain as sb
 import torch
 
-from speechbrain_ext import emotion_report, evaluation, extraction, report, selection, splits
+from speechbrain_ext import batching, emotion_report, evaluation, extraction, report, selection, splits
 from speechbrain_ext.augment import SELECTIONS, EnergyEmotionMask
 from speechbrain_ext.files import atomic_write_json
 from speechbrain_ext.hparams import load_hparams
@@ -54,11 +55,15 @@ from speechbrain_ext.suite_report import Section, fmt, mean_std
 RATIOS = (0.1, 0.2, 0.4)
 CONDITIONS = ("all", "neutral_emotional")
 CACHE = os.path.join("report", "em_probe.json")
-FORMAT = 2
+FORMAT = 3  # 3: the masks reach the padding-invariant extraction (2 embedded unmasked)
 
 
 class TestTimeMask:
     """Mixin for a Brain class: apply :attr:`probe_mask` to the features of every non-training stage.
+
+    The Brain's inference hook :meth:`~speechbrain_ext.brains.SpeakerBrain.embed` reads the
+    feature modules directly (padding-invariant extraction), so with a mask set :meth:`embed`
+    goes through :meth:`compute_features` instead, on sub-batches of equal length (no padding).
 
     Example
     -------
@@ -80,6 +85,13 @@ class TestTimeMask:
         if self.probe_mask is None:
             return feats
         return self.probe_mask(feats, wavs, lens)[0]
+
+    def embed(self, wavs, lens):
+        """The Brain's inference embeddings; with a mask, each utterance's masked features encoded alone."""
+        if self.probe_mask is None:
+            return super().embed(wavs, lens)
+        with torch.no_grad():
+            return batching.embed_equal_lengths(lambda w, n: self.encode(w, n, sb.Stage.TEST), wavs, lens)
 
 
 def relocated_hparams(run_folder):
@@ -183,7 +195,7 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
         torch.manual_seed(seed)  # the random selection: the same frames for every run
         ids, embeddings = extraction.extract_embeddings(encode, make_loader, dataset, desc=name)
         metrics = evaluation.score_trial_dir(ids, embeddings, valid.trials, conditions=conditions)
-        results[name] = {c: {"eer": metrics[c]["eer"], "min_dcf": metrics[c]["min_dcf"]} for c in conditions}
+        results[name] = {c: {k: metrics[c][k] for k in ("eer", "min_dcf", "eer_threshold")} for c in conditions}
         if mask is None and _has_emotions(valid.annotation):
             shift = relative_emotion_shift(ids, embeddings, emotion_report.read_labels(valid.annotation))
     out = {
