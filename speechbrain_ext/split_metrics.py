@@ -170,8 +170,6 @@ def _joined(names):
 def _pooled(calibration_splits, names):
     """The calibration trials of every split, one list after the other."""
     parts = [_calibration_set(split, next(iter(split.scores)), names) for split in calibration_splits]
-    if len(parts) == 1:
-        return parts[0]
     return sx_quality.CalibrationSet(np.concatenate([p.scores for p in parts]),
                                      np.concatenate([p.labels for p in parts]),
                                      {k: np.concatenate([p.quality[k] for p in parts]) for k in parts[0].quality})

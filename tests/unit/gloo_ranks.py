@@ -14,6 +14,7 @@ import os
 import socket
 import traceback
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -53,12 +54,9 @@ def spawn_ranks(worker, out_dir, *args, world=2, attempts=2):
     ``worker`` must be a module-level function (the spawned processes import it by name); it
     writes its results under ``out_dir`` for the test to read.
     """
-    env = {}
-    if "GLOO_SOCKET_IFNAME" not in os.environ and "lo" in {name for _, name in socket.if_nameindex()}:
-        env["GLOO_SOCKET_IFNAME"] = "lo"
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        if "GLOO_SOCKET_IFNAME" not in os.environ and "lo" in {name for _, name in socket.if_nameindex()}:
+            patch.setenv("GLOO_SOCKET_IFNAME", "lo")
         for attempt in range(1, attempts + 1):
             run_dir = os.path.join(out_dir, f"attempt{attempt}")
             os.makedirs(run_dir)
@@ -71,9 +69,3 @@ def spawn_ranks(worker, out_dir, *args, world=2, attempts=2):
                     raise RuntimeError(f"{error} (attempt {attempt})\n{_stderr_tails(run_dir, world)}") from error
             except mp.ProcessRaisedException as error:
                 raise RuntimeError(f"{error}\n{_stderr_tails(run_dir, world)}") from error
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
