@@ -112,6 +112,7 @@ from data_prep.voices import (
     STREAM_SESSION,
     STREAM_TEXT,
     STREAM_UTTERANCE,
+    VOICE_SPACE,
     SynthEmoSettingError,
     check_held_out,
     check_voice_space,
@@ -511,15 +512,32 @@ def _clear_corpus(data_folder):
     os.remove(os.path.join(data_folder, DATA_MARKER))
 
 
+def _with_later_keys(content):
+    """``content`` of a marker with the voice-space keys added since it was written, at their defaults.
+
+    A key added to :data:`~data_prep.voices.VOICE_SPACE` defaults to the value that reproduces
+    the corpora generated before it existed, so such a corpus is the one its marker describes.
+
+    Example
+    -------
+    >>> _with_later_keys({"voice_space": {"vtl_sd": 0.05}})["voice_space"]["expressiveness_mean"]
+    1.0
+    """
+    if not isinstance(content, dict) or not isinstance(content.get("voice_space"), dict):
+        return content
+    defaults = json.loads(json.dumps(dict(VOICE_SPACE)))
+    return {**content, "voice_space": {**defaults, **content["voice_space"]}}
+
+
 def _check_marker(data_folder, content, regenerate):
     info = _read_marker(data_folder)
-    if info is None or info.get("content_options") == content:
+    if info is None or _with_later_keys(info.get("content_options")) == content:
         return
     if regenerate:
         logger.warning("%s: clearing a SynthEmo corpus of other settings to regenerate it", data_folder)
         _clear_corpus(data_folder)
         return
-    differences = differing_keys(info.get("content_options"), content)
+    differences = differing_keys(_with_later_keys(info.get("content_options")), content)
     raise PreparationError(
         f"{data_folder} holds a SynthEmo corpus generated with other settings ({'; '.join(differences)}): "
         f"generate into another data_folder, delete it, or regenerate it (regenerate=True, "

@@ -4,10 +4,11 @@ A SynthEmo speaker is a point in a voice space, drawn by :func:`sample_speaker`
 from the corpus seed, its split and its index (a pure function: nothing depends on
 generation order). Categorical coordinates pick what eSpeak NG offers; continuous
 coordinates make every speaker unique, so that the base variant alone never
-identifies a speaker. ``s`` is ``speaker_spread``, the one difficulty knob: it
-scales every continuous width below (0 leaves only the categorical coordinates
+identifies a speaker. ``s`` is ``speaker_spread``, the knob of speaker difficulty:
+it scales every continuous width below (0 leaves only the categorical coordinates
 and the gender means; the recipe's value was tuned on the validation splits,
-recipes/SynthEmo/README.md). Every width is a key of :data:`VOICE_SPACE` and can be
+recipes/SynthEmo/README.md); ``expressiveness_mean`` is the knob of emotion
+difficulty. Every width is a key of :data:`VOICE_SPACE` and can be
 overridden (``voice_space={"vtl_sd": 0.05}``); an unknown key is an error.
 
 =================  ===========================================  =====================================
@@ -43,8 +44,9 @@ consonants         ``consonants`` (unvoiced, voiced)            the base's x log
 spectral tilt      ``tone`` envelope, log-gain per tone point   normal, sd ``tilt_sd`` s
 intonation         ``intonation`` (0: the accent's tunes;       shares ``intonation_shares``
                    1-3: eSpeak's clause-tune groups)
-expressiveness     scales every emotion preset                  normal, mean 1, sd ``expressiveness_sd``,
-                                                                clipped to [0.5, 1.5] (not scaled by s)
+expressiveness     scales every emotion preset (an exponent of  ``expressiveness_mean`` x (1 + sd z), sd
+                   its factors, a multiplier of its offsets)    ``expressiveness_sd``, the bracket clipped
+                                                                to [0.5, 1.5] (not scaled by s)
 =================  ===========================================  =====================================
 
 Each speaker also has a recording channel and a sentence draw (:mod:`data_prep.synthemo`).
@@ -174,8 +176,10 @@ VOICE_SPACE = MappingProxyType({
     "voicing_sd": 0.12, "consonants_sd": 0.15,
     "tilt_sd": 0.15,
     "intonation_shares": (0.55, 0.15, 0.15, 0.15),
-    "expressiveness_sd": 0.25,
+    "expressiveness_mean": 1.0, "expressiveness_sd": 0.25,
 })
+# A key added to VOICE_SPACE defaults to the value that reproduces the corpora generated before it
+# existed (``expressiveness_mean`` 1.0 is v2's), so their markers stay valid (data_prep.synthemo).
 _SHARES = ("female_share", "breathy_share")
 
 # eSpeak's defaults where a variant is silent (voices.c VoiceReset), in the variant file's
@@ -532,7 +536,8 @@ def sample_speaker(seed, stream, index, pool, speaker_spread=DEFAULT_SPEAKER_SPR
                        for i, c in enumerate(base["consonants"])],
         "tilt": round(space["tilt_sd"] * s * z[38], 4),
         "rate": round(space["rate_wpm"] * math.exp(space["rate_sd"] * s * z[39]), 3),
-        "expressiveness": round(float(np.clip(1.0 + space["expressiveness_sd"] * z[40], 0.5, 1.5)), 3),
+        "expressiveness": round(space["expressiveness_mean"]
+                                * float(np.clip(1.0 + space["expressiveness_sd"] * z[40], 0.5, 1.5)), 3),
     }
 
 

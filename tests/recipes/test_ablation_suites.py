@@ -73,7 +73,9 @@ def test_both_suites_run_end_to_end_share_the_baseline_and_resume(tiny_synthemo,
         assert (tmp_path / png).stat().st_size > 0
     assert "## Emotion gap" in text and "| system | neutral | angry | fear | happy | sad |" in text
     probe = text.split("## Validation probe", 1)[1].split("\n## ", 1)[0]
-    assert re.search(r"\| \+ CopyPaste \+ L_cos \+ EM \(paper B\) \| 1 \| \d+\.\d\d ± 0\.00 \|", probe)
+    eer = r"\d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\]"
+    row = re.search(rf"\| \+ CopyPaste \+ L_cos \+ EM \(paper B\) \| 2 \| {eer} \|.*", probe)
+    assert row and len(re.findall(r"\*\*(?:higher|lower|not resolved)\*\*", row.group(0))) == 2  # paired verdicts
 
     report = tmp_path / "ablation_emotion.md"
     os.utime(report, (0, 0))

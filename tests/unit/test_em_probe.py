@@ -1,17 +1,14 @@
 """recipes/SynthEmo/ablation/em_probe.py: what it refuses, the shift measure on hand-computed values, its cache."""
 
-import importlib.util
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
+from recipe_scripts import load_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location(
-    "em_probe", os.path.join(ROOT, "recipes", "SynthEmo", "ablation", "em_probe.py"))
-em_probe = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(em_probe)
+em_probe = load_script("recipes", "SynthEmo", "ablation", "em_probe.py")
 
 
 def test_a_folder_that_is_not_a_run_is_named(tmp_path):
@@ -45,3 +42,35 @@ def test_a_cached_probe_is_reused_only_for_its_settings_and_checkpoint(tmp_path)
     (tmp_path / "report" / "metrics.json").write_text(json.dumps({"conditions": {"all": {"eer": 0.1}},
                                                                   "checkpoint": "save/CKPT+3"}))
     assert em_probe.cached_probe(str(tmp_path), settings) is None
+
+
+def _fake_probe(run, seed, separations):
+    """Per-trial score files of a probed run: 20 speakers, 1 target + 9 non-targets each, per mask."""
+    from speechbrain_ext.trial_scores import save_trial_scores
+
+    rng = np.random.default_rng(seed)
+    labels = np.tile(np.array([1] + [0] * 9, np.int8), 20)
+    speakers = np.repeat([f"S{i}" for i in range(20)], 10)
+    for mask, separation in separations.items():
+        scores = rng.normal(size=labels.size) + separation * labels
+        save_trial_scores(em_probe.scores_file(str(run), mask), {"all": (scores, labels)}, {"all": speakers},
+                          meta={"seed": seed, "split": "valid", "mask": mask})
+
+
+def test_mask_differences_pair_masks_over_speakers_and_seeds(tmp_path):
+    runs = []
+    for seed in (1, 2, 3):
+        _fake_probe(tmp_path / f"seed{seed}", seed, {"none": 6.0, "highest@0.2": 0.0, "random@0.2": 6.0,
+                                                     "lowest@0.2": 6.0})
+        runs.append(str(tmp_path / f"seed{seed}"))
+    masks = ["none", "highest@0.2", "random@0.2", "lowest@0.2"]
+    pairs = [("highest@0.2", "random@0.2"), ("lowest@0.2", "random@0.2")]
+    summary, diffs = em_probe.mask_differences(runs, "valid", masks, pairs, n_draws=200)
+    assert summary["none"]["value"] == 0.0 and summary["highest@0.2"]["value"] > 0.3  # separated vs chance
+    high = diffs[("highest@0.2", "random@0.2")]
+    assert high["verdict"] == "worse" and high["low"] > 0.2  # hiding these frames raises the EER
+    assert diffs[("lowest@0.2", "random@0.2")] == {**diffs[("lowest@0.2", "random@0.2")], "difference": 0.0,
+                                                   "verdict": "not resolved"}
+    os.remove(em_probe.scores_file(runs[0], "none"))
+    with pytest.raises(FileNotFoundError, match=r"seed1/report/em_probe/none\.npz"):  # named, not skipped
+        em_probe.mask_differences(runs, "valid", masks, pairs, n_draws=200)

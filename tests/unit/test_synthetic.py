@@ -321,6 +321,31 @@ def test_other_settings_are_refused_with_the_differing_keys_or_regenerated(tmp_p
     assert wav_bytes(str(tmp_path)) != reference
 
 
+def test_a_marker_written_before_a_voice_space_key_existed_stays_valid(tmp_path):
+    synthemo.generate_synthemo(str(tmp_path), **ONE)
+    reference = wav_bytes(str(tmp_path))
+    marker = json.load(open(tmp_path / synthemo.DATA_MARKER))
+    del marker["content_options"]["voice_space"]["expressiveness_mean"]  # as SynthEmo v2 wrote it
+    (tmp_path / synthemo.DATA_MARKER).write_text(json.dumps(marker))
+    assert synthemo.generate_synthemo(str(tmp_path), **ONE)["n_generated"] == 0
+    assert wav_bytes(str(tmp_path)) == reference
+    with pytest.raises(PreparationError, match=r"voice_space\.expressiveness_mean: 1\.0 -> 1\.8"):
+        synthemo.generate_synthemo(str(tmp_path), **ONE, voice_space={"expressiveness_mean": 1.8})
+
+
+def test_expressiveness_mean_scales_every_speakers_emotions():
+    space = voices.check_voice_space({"expressiveness_mean": 2.0})
+    default, strong = draw(50), draw(50, voice_space=space)
+    for a, b in zip(default, strong):
+        assert b["expressiveness"] == pytest.approx(2 * a["expressiveness"], abs=2e-3)
+        assert {k: v for k, v in a.items() if k != "expressiveness"} == {
+            k: v for k, v in b.items() if k != "expressiveness"}
+        sad_a, sad_b = voices.emotion_settings(a, "sad"), voices.emotion_settings(b, "sad")
+        # expressiveness is stored to 3 decimals, hence the tolerance
+        assert sad_b["rate"] == pytest.approx(sad_a["rate"] ** 2, rel=2e-3)
+        assert sad_b["breath"] == pytest.approx(2 * sad_a["breath"], rel=2e-3)
+
+
 def test_a_corpus_of_the_first_format_is_refused_then_regenerated(tmp_path):
     old = tmp_path / "S0090" / "Neutral"
     old.mkdir(parents=True)

@@ -46,16 +46,20 @@ import ruamel.yaml
 import speechbrain as sb
 import torch
 
-from speechbrain_ext import batching, emotion_report, evaluation, extraction, report, selection, splits
+from speechbrain_ext import batching, emotion_report, evaluation, extraction, report, scoring, selection, splits
 from speechbrain_ext.augment import SELECTIONS, EnergyEmotionMask
+from speechbrain_ext.compare import SplitComparison
 from speechbrain_ext.files import atomic_write_json
 from speechbrain_ext.hparams import load_hparams
 from speechbrain_ext.suite_report import Section, fmt, mean_std
+from speechbrain_ext.trial_scores import load_trial_scores, save_trial_scores, speakers_of_trials
 
 RATIOS = (0.1, 0.2, 0.4)
 CONDITIONS = ("all", "neutral_emotional")
 CACHE = os.path.join("report", "em_probe.json")
-FORMAT = 3  # 3: the masks reach the padding-invariant extraction (2 embedded unmasked)
+SCORES = os.path.join("report", "em_probe")  # <mask>.npz: per-trial scores, for the paired intervals
+# 3: the masks reach the padding-invariant extraction (2 embedded unmasked); 4: per-trial scores kept
+FORMAT = 4
 
 
 class TestTimeMask:
@@ -164,11 +168,15 @@ def load_run(run_folder, device="cpu"):
 def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
     """Validation EER / minDCF of one run under test-time masking; cached in ``<run>/report/em_probe.json``.
 
+    The per-trial scores of every mask go to ``<run>/report/em_probe/<mask>.npz``
+    (:func:`~speechbrain_ext.trial_scores.save_trial_scores`, with the run's seed), so the
+    report can pair masks over speakers and seeds (:func:`mask_differences`).
+
     Returns
     -------
     dict
         ``{"checkpoint", "valid_EER_selected", "results": {"none": {condition: {"eer", "min_dcf"}},
-        "<select>@<rho>": {...}}, "seconds"}``.
+        "<select>@<rho>": {...}}, "split", "seconds"}``.
     """
     settings = probe_settings(ratios, seed)
     cached = None if refresh else cached_probe(run_folder, settings)
@@ -180,6 +188,7 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
     # "all" is required; the emotional condition only where the corpus's validation trials have it
     conditions = [c for c in CONDITIONS if c == "all" or c in evaluation.trial_lists(valid.trials)]
     dataset = extraction.utterance_dataset(valid.annotation, hp.data_folder, hp.sample_rate)
+    utt2spk = _utt2spk(valid.annotation)
     options = brain.valid_loader_options()
     options["num_workers"] = 0
     encode, make_loader = brain.inference_functions(options)
@@ -194,14 +203,18 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
         brain.probe_mask = mask
         torch.manual_seed(seed)  # the random selection: the same frames for every run
         ids, embeddings = extraction.extract_embeddings(encode, make_loader, dataset, desc=name)
-        metrics = evaluation.score_trial_dir(ids, embeddings, valid.trials, conditions=conditions)
+        trials, scores, _ = evaluation.score_lists(ids, embeddings, valid.trials, conditions)
+        metrics = scoring.evaluate_conditions(scores)
         results[name] = {c: {k: metrics[c][k] for k in ("eer", "min_dcf", "eer_threshold")} for c in conditions}
+        speakers = {c: speakers_of_trials(t.test, utt2spk, t.path or c) for c, t in trials.items()}
+        save_trial_scores(scores_file(run_folder, name), scores, speakers,
+                          meta={"seed": hp.seed, "split": valid.name, "mask": name})
         if mask is None and _has_emotions(valid.annotation):
             shift = relative_emotion_shift(ids, embeddings, emotion_report.read_labels(valid.annotation))
     out = {
         "settings": settings, "checkpoint": os.path.basename(checkpoint.path),
         "valid_EER_selected": checkpoint.meta.get("EER"), "results": results, "emotion_shift": shift,
-        "seconds": round(time.time() - start, 1),
+        "split": valid.name, "seconds": round(time.time() - start, 1),
     }
     atomic_write_json(os.path.join(run_folder, CACHE), out, indent=1)
     return out
@@ -234,6 +247,56 @@ def cached_probe(run_folder, settings):
         cached = json.load(f)
     checkpoint = os.path.basename(str(report.read_metrics(os.path.join(run_folder, "report")).get("checkpoint")))
     return cached if cached.get("settings") == settings and cached.get("checkpoint") == checkpoint else None
+
+
+# compare's verdicts speak of a system's error; here the question is which mask raises it
+_DIRECTION = {"better": "lower", "worse": "higher"}
+
+
+def scores_file(run_folder, mask):
+    """Where the per-trial scores of one mask of a run's probe go.
+
+    Example
+    -------
+    >>> scores_file("runs/a/seed1", "highest@0.2")
+    'runs/a/seed1/report/em_probe/highest@0.2.npz'
+    """
+    return os.path.join(run_folder, SCORES, f"{mask}.npz")
+
+
+def mask_differences(runs, split, masks, pairs, n_draws=1000, seed=0):
+    """EER of each mask and paired differences between masks over speakers and seeds (``all`` trials).
+
+    Arguments
+    ---------
+    runs : list of str
+        Probed run folders of one system (one per seed).
+    split : str
+        The probed validation split (named in the score files).
+    masks : list of str
+        Mask names (``none``, ``<select>@<rho>``).
+    pairs : list of (str, str)
+        ``(mask, reference)``: each difference is ``mask - reference``.
+    n_draws, seed : int
+        Bootstrap draws and their seed.
+
+    Returns
+    -------
+    summary : dict
+        ``{mask: {"value", "low", "high"}}`` (EER, a fraction).
+    differences : dict
+        ``{(mask, reference): {"difference", "low", "high", "verdict"}}``.
+    """
+    systems = {m: [load_trial_scores(scores_file(r, m)) for r in runs] for m in masks}
+    comparison = SplitComparison(systems, split, n_draws=n_draws, seed=seed, conditions=["all"])
+    summary = {row["system"]: row["metrics"]["eer"] for row in comparison.summary()}
+    differences = {(m, ref): comparison.difference(m, ref)[0]["metrics"]["eer"] for m, ref in pairs}
+    return summary, differences
+
+
+def _utt2spk(manifest):
+    with open(manifest, newline="") as f:
+        return {row["ID"]: row["spk_id"] for row in csv.DictReader(f)}
 
 
 def _has_emotions(manifest):
@@ -323,35 +386,48 @@ class EmProbeSection(Section):
                 out(f"probe failed (exit {proc.returncode}):\n{err[-2000:]}")
 
     def render(self, ctx):
-        """Validation EER per mask, mean ± std over the probed seeds, and the emotion shift."""
+        """Validation EER per mask with intervals, highest / lowest vs random paired, and the emotion shift."""
         probed = {}
         for row, seed in self._runs(ctx.suite):
             result = cached_probe(ctx.suite.run_folder(row, seed), self.settings)
             if result is not None:
-                probed.setdefault(row, []).append(result)
+                probed.setdefault(row, []).append((ctx.suite.run_folder(row, seed), result))
         lines = ["## Validation probe: which frames carry the speaker?", ""]
         if not probed:
             return lines + ["No probed run (the probe runs after training; not with `--report-only`).", ""]
-        names = [f"{select}@{rho:g}" for rho in self.settings["ratios"] for select in SELECTIONS]
+        ratios = self.settings["ratios"]
+        masks = ["none"] + [f"{select}@{rho:g}" for rho in ratios for select in SELECTIONS]
+        pairs = [(f"{select}@{rho:g}", f"random@{rho:g}") for rho in ratios for select in ("highest", "lowest")]
         lines += [
             "Each selected checkpoint embeds the VALIDATION utterances with a share rho of its frames hidden at "
             "test time by the same `EnergyEmotionMask` as training (mean fill): the `highest`-energy frames (what "
-            "EM hides in training), as many `random` frames, or the `lowest`-energy ones. Validation EER (%), "
-            f"`all` trials, mean ± std over the first {self.n_seeds} seed(s) "
+            "EM hides in training), as many `random` frames, or the `lowest`-energy ones. Validation EER (%) on "
+            f"`all` trials of the first {len(ctx.suite.seeds[: self.n_seeds])} seed(s), 95 % interval over "
+            "speakers and seeds; the differences are paired (same runs, same trials, same speaker draws) "
             f"(`{os.path.relpath(os.path.abspath(__file__))}`; a diagnostic, not an evaluation figure):", "",
-            "| system | runs | no mask | " + " | ".join(n.replace("@", " ") for n in names)
-            + " | emotion shift | speaker separation | shift / separation |",
-            "|:---|---:|---:|" + "---:|" * len(names) + "---:|---:|---:|"]
-        for row, results in probed.items():
-            cells = [fmt(*mean_std([100 * r["results"][k]["all"]["eer"] for r in results if k in r["results"]]))
-                     for k in ["none", *names]]
-            cells += [fmt(*mean_std([(r.get("emotion_shift") or {}).get(k) for r in results]), 3)
-                      for k in ("shift", "separation", "ratio")]
-            lines.append(f"| {row.label} | {len(results)} | " + " | ".join(cells) + " |")
-        return lines + ["", "Read across a row: `highest` far above `random` at the same rho means the "
-                        "highest-energy frames carry more than their share of the speaker information. Emotion "
-                        "shift: mean 1 − cos between a speaker's emotional and neutral centroids; separation: "
-                        "between two speakers' neutral centroids (validation speakers, no mask).", ""]
+            "| system | runs | " + " | ".join(m.replace("@", " ") for m in masks) + " | "
+            + " | ".join(f"{m.replace('@', ' ')} − {ref.split('@')[0]}" for m, ref in pairs) + " |",
+            "|:---|---:|" + "---:|" * (len(masks) + len(pairs))]
+        for row, probes in probed.items():
+            split = probes[0][1].get("split", "valid")
+            summary, differences = mask_differences([run for run, _ in probes], split, masks, pairs,
+                                                    ctx.suite.draws, ctx.suite.bootstrap_seed)
+            cells = [f"{100 * summary[m]['value']:.2f} [{100 * summary[m]['low']:.2f}, {100 * summary[m]['high']:.2f}]"
+                     for m in masks]
+            cells += [f"{100 * d['difference']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}] "
+                      f"**{_DIRECTION.get(d['verdict'], d['verdict'])}**" for d in (differences[p] for p in pairs)]
+            lines.append(f"| {row.label} | {len(probes)} | " + " | ".join(cells) + " |")
+        lines += ["", "Read across a row: `highest` above `random` at the same rho (an interval above zero) means "
+                  "the highest-energy frames carry more than their share of the speaker information.", "",
+                  "Emotion shift (no mask, validation speakers; mean ± std over the probed runs, a description "
+                  "without interval): mean 1 − cos between a speaker's emotional and neutral centroids; "
+                  "separation: between two speakers' neutral centroids.", "",
+                  "| system | emotion shift | speaker separation | shift / separation |", "|:---|---:|---:|---:|"]
+        for row, probes in probed.items():
+            cells = [fmt(*mean_std([(r.get("emotion_shift") or {}).get(k) for _, r in probes]), 3)
+                     for k in ("shift", "separation", "ratio")]
+            lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+        return lines + [""]
 
 
 def main(argv=None):
