@@ -18,6 +18,12 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain_ext.errors import SpeechBrainExtError
 
 BASE_KEY = "base"
+#: Keys that change only how a finished run is evaluated (scoring, normalisation, calibration,
+#: intervals): a run whose training is done is evaluated again with them, never trained again.
+EVALUATION_KEYS = frozenset({
+    "eval_splits", "score_norm", "score_norm_subtract_mean", "cohort_top_n", "cohort_utterances_per_speaker",
+    "calibration_splits", "calibration_quality", "calibration_p_target", "bootstrap_draws",
+})
 
 
 class HparamsError(SpeechBrainExtError, ValueError):

@@ -37,7 +37,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain_ext import evaluation, report, selection, split_metrics, splits
 from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.files import atomic_write
-from speechbrain_ext.hparams import HparamsError, load_hparams
+from speechbrain_ext.hparams import EVALUATION_KEYS, HparamsError, load_hparams
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +45,9 @@ FINGERPRINT = "config_fingerprint.json"
 #: Keys that may change between a run and its resumption: how long to train, where
 #: things go, how often to checkpoint, and evaluation-only settings. The validation
 #: splits and ``checkpoint_selection`` are not among them: they decide the checkpoints kept.
-BENIGN_KEYS = frozenset({
+BENIGN_KEYS = EVALUATION_KEYS | frozenset({
     "number_of_epochs", "num_workers", "ckpt_interval_minutes", "keep_checkpoints", "max_skipped_share",
     "allow_config_change", "output_root", "output_folder", "save_folder", "report_folder", "train_log",
-    "eval_splits", "score_norm", "score_norm_subtract_mean", "cohort_top_n", "cohort_utterances_per_speaker",
-    "calibration_splits", "calibration_quality", "calibration_p_target", "bootstrap_draws",
 })
 
 

@@ -53,7 +53,7 @@ import sys
 import ruamel.yaml
 
 from speechbrain_ext.errors import SpeechBrainExtError
-from speechbrain_ext.hparams import HparamsError, compose_hparams, yaml_tag
+from speechbrain_ext.hparams import EVALUATION_KEYS, HparamsError, compose_hparams, yaml_tag
 from speechbrain_ext.suite_values import override_args, parse_value, value_text  # noqa: F401 (their old home)
 
 __all__ = [
@@ -256,8 +256,14 @@ def _plain(node):
     return {tag: value} if tag is not None else value
 
 
-def config_digest(hparams_file):
+_PARTS = ("all", "training", "evaluation")
+
+
+def config_digest(hparams_file, part="all"):
     """A digest of a system file's composed values (its bases included; comments, layout and null keys ignored).
+
+    ``part``: ``all`` the values, ``training`` those that are not
+    :data:`~speechbrain_ext.hparams.EVALUATION_KEYS`, ``evaluation`` only those.
 
     Example
     -------
@@ -269,10 +275,17 @@ def config_digest(hparams_file):
     (True, 16)
     >>> _ = open(p, "a").write("new_switch: null\\n"); a == config_digest(p)
     True
+    >>> t, e = config_digest(p, "training"), config_digest(p, "evaluation")
+    >>> _ = open(p, "a").write("score_norm: as-norm\\n")
+    >>> config_digest(p, "training") == t, config_digest(p, "evaluation") == e
+    (True, False)
     """
+    if part not in _PARTS:
+        raise ValueError(f"config_digest: part must be one of {_PARTS}, got {part!r}")
     node = ruamel.yaml.YAML().load(compose_hparams(hparams_file)) or {}
     # a key set to null switches nothing on: adding one (as the recipe's own check allows) is no change
-    values = {k: v for k, v in _plain(node).items() if v is not None}
+    values = {k: v for k, v in _plain(node).items()
+              if v is not None and (part == "all" or (k in EVALUATION_KEYS) == (part == "evaluation"))}
     text = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -2,10 +2,15 @@
 
 - ``<runs>/suite_runs.json``: ``{run key: record}`` of every job (exit status, wall and CPU
   seconds, log), written by the runner after each job (:func:`read_records`, :func:`update_record`).
-- ``<run>/suite_run.json``: what the run was trained with (:func:`run_identity`: system
-  file digest and overrides; for a row that ``continues`` another, that row's name and the
-  checkpoint its run had selected). :func:`check_finished` refuses to reuse a finished run
-  whose configuration changed since, or whose source run was trained again after it.
+- ``<run>/suite_run.json``: what the run was trained and evaluated with (:func:`run_identity`:
+  the digests of the system file's training values and of its evaluation values
+  (:data:`~speechbrain_ext.hparams.EVALUATION_KEYS`), the overrides; for a row that
+  ``continues`` another, that row's name and the checkpoint its run had selected).
+  :func:`check_finished` refuses to reuse a finished run whose training configuration changed
+  since, or whose source run was trained again after it, and says when only its evaluation
+  settings changed: the runner then evaluates it again (minutes) instead of training it again.
+  A record written before the two digests were split (one ``config`` digest of every value) is
+  upgraded in place when that digest is the system file's current one.
 """
 
 import json
@@ -61,14 +66,15 @@ def source_checkpoint(folder):
 
 
 def run_identity(suite, row, seed):
-    """What a finished run must have been trained with to be reused.
+    """What a finished run must have been trained (``config``) and evaluated (``evaluation``) with to be reused.
 
     A continuing row's ``init_from`` is recorded as the row it continues (so a moved runs
     folder changes nothing) and the checkpoint that source run had then.
     """
     dropped = ("output_root", "output_folder", *(("init_from",) if row.continues else ()))
     overrides = {k: v for k, v in suite.overrides(row, seed).items() if k not in dropped}
-    identity = {"hparams": os.path.relpath(row.hparams), "config": config_digest(row.hparams), "overrides": overrides}
+    identity = {"hparams": os.path.relpath(row.hparams), "config": config_digest(row.hparams, "training"),
+                "evaluation": config_digest(row.hparams, "evaluation"), "overrides": overrides}
     if row.continues:
         identity.update(continues=row.continues, source_checkpoint=source_checkpoint(suite.source(row, seed)[1]))
     return identity
@@ -92,19 +98,35 @@ def _difference(recorded, current):
     return None
 
 
+def _upgraded(path, recorded, row, current):
+    """A record of one digest of every value, as the split one when that digest is the file's current one."""
+    if "evaluation" in recorded or recorded.get("config") != config_digest(row.hparams):
+        return recorded
+    upgraded = {**recorded, "config": current["config"], "evaluation": current["evaluation"]}
+    atomic_write_json(path, upgraded, indent=1, default=str)
+    return upgraded
+
+
 def check_finished(suite, row, seed):
     """Refuse to reuse a finished run trained with other overrides or another system file (names the run).
 
     For a row that continues another: also refuse when the source run (same seed) has
     finished since with another checkpoint (trained again after this run started from it).
     A run without a ``suite_run.json`` (trained by hand) is reused as it is.
+
+    Returns
+    -------
+    bool
+        True when only the evaluation settings of its system file changed since: the run
+        must be evaluated again (its training is reused).
     """
     path = os.path.join(suite.run_folder(row, seed), RUN_RECORD)
     if not os.path.isfile(path):
-        return
+        return False
     with open(path, encoding="utf-8") as f:
         recorded = json.load(f)
     current = json.loads(json.dumps(run_identity(suite, row, seed), default=str))
+    recorded = _upgraded(path, recorded, row, current)
     what = _difference(recorded, current)
     key = suite.run_key(row, seed)
     if what is not None:
@@ -118,3 +140,4 @@ def check_finished(suite, row, seed):
             f"{suite.path}: run {key} in {suite.runs} continued run {source}, which was trained again since "
             f"(checkpoint {recorded.get('source_checkpoint')} then, {now} now); move {key} away to train it "
             f"again from the new {source}")
+    return recorded.get("evaluation") != current["evaluation"]

@@ -114,8 +114,9 @@ def collect(suite):
     ------
     SuiteError
         A finished run (``report/metrics.json``) without ``train_log.jsonl``, whose
-        ``metrics.json`` or log is damaged, or trained with another configuration
-        (:func:`speechbrain_ext.suite_runner.check_finished`): the message names the run.
+        ``metrics.json`` or log is damaged, trained with another configuration or evaluated
+        with other evaluation settings (:func:`speechbrain_ext.suite_runner.check_finished`):
+        the message names the run.
     """
     from speechbrain_ext.suite_runner import check_finished, read_records
 
@@ -126,7 +127,10 @@ def collect(suite):
             folder = suite.run_folder(row, seed)
             result = RunResult(row, seed, folder, record=records.get(suite.run_key(row, seed), {}))
             if os.path.isfile(os.path.join(folder, "report", report.METRICS_FILE)):
-                check_finished(suite, row, seed)  # never report a run of another configuration
+                if check_finished(suite, row, seed):  # never report a run of another configuration
+                    raise SuiteError(
+                        f"{suite.path}: run {suite.run_key(row, seed)} was evaluated with other evaluation "
+                        "settings than its system file's now: run the suite (not --report-only) to evaluate it again")
                 log = epoch_log.log_path(os.path.join(folder, "train_log.txt"))
                 try:
                     result.metrics = report.read_metrics(os.path.join(folder, "report"))

@@ -222,6 +222,7 @@ class _Job:
     threads: int
     seed: int = None
     source: str = None  # the run key this run continues, when that run is a job of this invocation too
+    evaluate: bool = False  # a finished run evaluated again (its evaluation settings changed), not trained
 
 
 def _stage(suite, row):
@@ -262,7 +263,9 @@ def _jobs(suite):
     for row in scheduled_rows(suite):
         for seed in suite.seeds:
             if is_finished(suite, row, seed):
-                check_finished(suite, row, seed)
+                if check_finished(suite, row, seed):
+                    jobs.append(_Job(suite.run_key(row, seed), row.name, suite.run_command(row, seed), suite.threads,
+                                     seed, evaluate=True))
             else:
                 jobs.append(_Job(suite.run_key(row, seed), row.name, suite.run_command(row, seed), suite.threads, seed,
                                  row.continues and suite.source(row, seed)[0]))
@@ -294,12 +297,12 @@ class _Progress:
         with self.lock:
             self.running[key] = (self.pending.pop(key), time.time())
 
-    def finish(self, key, record):
+    def finish(self, key, record, training=True):
         with self.lock:
             row, _ = self.running.pop(key)
             self.done += 1
             if record["returncode"] == 0:
-                if row != self.suite.anchor:
+                if row != self.suite.anchor and training:
                     self.durations.setdefault(row, []).append(record["wall_seconds"])
                 state = f"in {format_duration(record['wall_seconds'])} (CPU {format_duration(record['cpu_seconds'])})"
             else:
@@ -354,17 +357,25 @@ def train_suite(suite, out=print):
                 done[job.key].set()
 
         def run(job):
+            identity = None
             if job.seed is not None:
                 row = suite.row(job.row)
-                atomic_write_json(os.path.join(suite.run_folder(row, job.seed), RUN_RECORD),
-                                  run_identity(suite, row, job.seed), indent=1, default=str)
+                path = os.path.join(suite.run_folder(row, job.seed), RUN_RECORD)
+                identity = (path, run_identity(suite, row, job.seed))
+                if not job.evaluate:  # before training: a run that dies half-way is trained with these settings
+                    atomic_write_json(*identity, indent=1, default=str)
             progress.start(job.key)
-            record = {**_execute(suite.runs, job.key, job.command, _env(job.threads)), "row": job.row,
+            log_key = job.key + ("-evaluation" if job.evaluate else "")
+            result = {**_execute(suite.runs, log_key, job.command, _env(job.threads)), "row": job.row,
                       "jobs": suite.jobs, "threads": job.threads}
+            # a re-evaluation keeps the training's record (its times are the run's cost) and adds its own
+            record = {**read_records(suite.runs).get(job.key, {}), "evaluated": result} if job.evaluate else result
             update_record(suite.runs, job.key, record)
-            if record["returncode"] == 0:
+            if result["returncode"] == 0:
+                if job.evaluate:  # after: a failed re-evaluation is tried again next time
+                    atomic_write_json(*identity, indent=1, default=str)
                 succeeded.add(job.key)
-            progress.finish(job.key, record)
+            progress.finish(job.key, result, training=not job.evaluate)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=suite.jobs) as pool:
             for future in [pool.submit(one, job) for job in jobs]:
@@ -384,7 +395,13 @@ def dry_run(suite, out=print):
         out(f"# {suite.anchor} (external anchor): {state}\nOMP_NUM_THREADS=1 " + shlex.join(anchor_command(suite)))
     for row in suite.rows:
         for seed in suite.seeds:
-            state = "finished, skipped" if is_finished(suite, row, seed) else "to run"
+            state = "to run"
+            if is_finished(suite, row, seed):
+                try:
+                    state = ("finished; its evaluation settings changed: to evaluate again"
+                             if check_finished(suite, row, seed) else "finished, skipped")
+                except SuiteError as err:
+                    state = f"finished, refused: {err}"
             if row.continues and state == "to run":
                 state += f" after {suite.source(row, seed)[0]} (init_from {suite.source(row, seed)[1]})"
             out(f"# {suite.run_key(row, seed)}: {state}\n" + env + shlex.join(suite.run_command(row, seed)))

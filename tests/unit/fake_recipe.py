@@ -6,7 +6,8 @@ It writes, in a fraction of a second, what a recipe run leaves: ``train_log.json
 ``crash_once: 1`` makes the first attempt fail after its first epoch (a marker in
 ``save/``); the next attempt notes that it resumed. ``sleep`` holds it for a while.
 ``init_from`` (a stage continuing a run): that run must have finished (exit 4 otherwise),
-and its folder is noted in ``metrics.json``. Each attempt's checkpoint name is new.
+and its folder is noted in ``metrics.json``. Each attempt's checkpoint name is new, except
+when the run had finished: it is then evaluated again (its ``score_norm`` noted in ``metrics.json``).
 """
 
 import json
@@ -88,9 +89,12 @@ def main(argv):
                           {c: [speakers[i] for i in spk] for c, (_, _, spk) in data.items()},
                           {"seed": seed, "split": split, "system": hp["system"]})
         splits[split] = {"conditions": {c: {"eer": 0.1, "min_dcf": 0.5} for c in data}}
+    # a finished run run again is evaluated again, from the checkpoint it had selected (as the recipe does)
+    previous = os.path.join(report, "metrics.json")
+    checkpoint = json.load(open(previous))["checkpoint"] if os.path.isfile(previous) else f"save/CKPT+{time.time_ns()}"
     metrics = {"splits": splits, "conditions": splits["eval"]["conditions"], "epoch": hp["evaluated_epoch"],
                "valid_EER": hp["valid_eers"][hp["evaluated_epoch"] - 1], "seed": seed, "system": hp["system"],
-               "checkpoint": f"save/CKPT+{time.time_ns()}", "init_from": source}
+               "checkpoint": checkpoint, "init_from": source, "score_norm": hp.get("score_norm")}
     with open(os.path.join(report, "metrics.json"), "w") as f:
         json.dump(metrics, f)
     return 0

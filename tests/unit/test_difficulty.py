@@ -25,11 +25,16 @@ def test_the_command_scores_the_validation_splits_only_on_the_corpus_of_that_str
     assert scored["valid"]["trials"] == os.path.join(out, "manifests", "trials", "valid").replace(os.sep, "/")
 
 
-@pytest.mark.parametrize("means", [["1.0", "1.0"], ["0", "1.5"], ["-1"]])
-def test_repeated_or_non_positive_strengths_are_refused(means, capsys):
+@pytest.mark.parametrize("argv, message", [
+    (["1.0", "1.0"], "expressiveness_mean values must be distinct and > 0"),
+    (["0", "1.5"], "expressiveness_mean values must be distinct and > 0"),
+    (["-1"], "expressiveness_mean values must be distinct and > 0"),
+    (["1.7", "--seeds", "1", "1"], "seeds must be distinct"),
+])
+def test_repeated_or_non_positive_strengths_and_repeated_seeds_are_refused(argv, message, capsys):
     with pytest.raises(SystemExit):
-        difficulty.main(means)
-    assert "expressiveness_mean values must be distinct and > 0" in capsys.readouterr().err
+        difficulty.main(argv)
+    assert message in capsys.readouterr().err
 
 
 def test_a_finished_run_is_reused_and_a_failed_one_names_its_log(tmp_path, monkeypatch):
@@ -41,7 +46,8 @@ def test_a_finished_run_is_reused_and_a_failed_one_names_its_log(tmp_path, monke
     monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 3))
     report = tmp_path / "table.md"
     difficulty.main(["1.7", "--runs", str(runs), "--report", str(report)])
-    assert calls == [] and "| 1.7 | 4.00 | 4.00 | 4.00 | +0.00 |" in report.read_text()
-    with pytest.raises(RuntimeError, match=r"expressiveness_mean 2\.4: the recipe failed \(exit 3\); see .*expr2\.4"):
-        difficulty.main(["2.4", "--runs", str(runs), "--report", str(report)])
-    assert len(calls) == 1
+    assert calls == [] and "| 1.7 | 1 | 4.00 | 4.00 | 4.00 | 4.00 | 4.00 | 4.00 | 1.00, 1.00 |" in report.read_text()
+    with pytest.raises(RuntimeError, match=r"expressiveness_mean 2\.4, seed 1987: the recipe failed \(exit 3\); "
+                                           r"see .*expr2\.4/log_seed1987\.txt"):
+        difficulty.main(["2.4", "--seeds", "1987", "--runs", str(runs), "--report", str(report)])
+    assert len(calls) == 1 and calls[0][calls[0].index("--seed") + 1] == "1987"

@@ -193,3 +193,48 @@ def test_a_new_null_key_is_no_change_and_the_report_refuses_a_stale_run(tmp_path
     write_system(str(tmp_path / "systems"), "base", quality=5.0)
     with pytest.raises(SuiteError, match=r"run base/seed1 .* another configuration"):
         suite_report.write_report(load_suite(path))
+
+
+def test_changed_evaluation_settings_evaluate_a_finished_run_again_without_training_it(tmp_path):
+    from speechbrain_ext import suite_report
+
+    path = make_suite(tmp_path, rows=("base",), seeds=(1,))
+    suite_runner.train_suite(load_suite(path), lambda line: None)
+    trained = suite_runner.read_records(str(tmp_path / "runs"))["base/seed1"]
+    run = tmp_path / "runs" / "base" / "seed1"
+    checkpoint = json.load(open(run / "report" / "metrics.json"))["checkpoint"]
+    write_system(str(tmp_path / "systems"), "base", score_norm="as-norm")  # an evaluation key only
+    with pytest.raises(SuiteError, match=r"run base/seed1 was evaluated with other evaluation settings"):
+        suite_report.write_report(load_suite(path))  # never a report of stale scores
+    out, say = lines()
+    suite_runner.dry_run(load_suite(path), say)
+    assert any("base/seed1: finished; its evaluation settings changed: to evaluate again" in line for line in out)
+    assert suite_runner.train_suite(load_suite(path), say) == []
+    metrics = json.load(open(run / "report" / "metrics.json"))
+    assert metrics["score_norm"] == "as-norm" and metrics["checkpoint"] == checkpoint  # evaluated, not trained
+    record = suite_runner.read_records(str(tmp_path / "runs"))["base/seed1"]
+    assert {k: record[k] for k in trained} == trained  # the training's cost is kept
+    assert record["evaluated"]["returncode"] == 0 and record["evaluated"]["log"].endswith("base-seed1-evaluation.log")
+    out2, say2 = lines()
+    assert suite_runner.train_suite(load_suite(path), say2) == [] and any("every run of" in x for x in out2)
+    suite_report.write_report(load_suite(path))
+    write_system(str(tmp_path / "systems"), "base", score_norm="as-norm", quality=5.0)  # training: refused
+    with pytest.raises(SuiteError, match=r"run base/seed1 .* another configuration"):
+        suite_runner.train_suite(load_suite(path), lambda line: None)
+
+
+def test_a_record_of_one_digest_is_upgraded_when_it_is_the_current_file(tmp_path):
+    from speechbrain_ext.suite import config_digest
+
+    path = make_suite(tmp_path, rows=("base",), seeds=(1,))
+    suite_runner.train_suite(load_suite(path), lambda line: None)
+    record_path = tmp_path / "runs" / "base" / "seed1" / suite_runner.RUN_RECORD
+    split = json.load(open(record_path))
+    hparams = str(tmp_path / "systems" / "base.yaml")
+    old = {k: v for k, v in split.items() if k != "evaluation"}
+    record_path.write_text(json.dumps({**old, "config": config_digest(hparams)}))  # as written before the split
+    assert suite_runner.train_suite(load_suite(path), lambda line: None) == []  # reused, nothing to do
+    assert json.load(open(record_path)) == split
+    record_path.write_text(json.dumps({**old, "config": "0123456789abcdef"}))  # another file: refused as before
+    with pytest.raises(SuiteError, match=r"run base/seed1 .* another configuration"):
+        suite_runner.train_suite(load_suite(path), lambda line: None)

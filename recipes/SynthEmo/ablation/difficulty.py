@@ -4,12 +4,13 @@
 For each ``expressiveness_mean`` given (the voice-space key that scales every speaker's emotion
 presets, ``data_prep/voices.py``), the recipe generates SynthEmo with that value into
 ``<data-root>/SynthEmo_expr<m>`` (1.0 is the default corpus, ``data/SynthEmo``), trains the
-baseline (``../hparams/ecapa_aam.yaml`` at its own settings, one seed) and scores only its
-VALIDATION splits (valid, ood_valid): a default chosen from this table never saw eval or ood.
-The table gives EER (%) of the selected checkpoint on all trials, on neutral-enrolment /
-emotional-test trials and on neutral / neutral trials: their difference is what emotion costs.
+baseline (``../hparams/ecapa_aam.yaml`` at its own settings, each seed given) and scores only
+its VALIDATION splits (valid, ood_valid): a default chosen from this table never saw eval or ood.
+The table gives EER (%) of the selected checkpoint, mean ± std over the seeds, on all trials, on
+neutral-enrolment / emotional-test trials (n→e) and on neutral / neutral trials (n→n): their
+difference is what emotion costs; and the ood_valid / valid ratio of the means.
 
-    python recipes/SynthEmo/ablation/difficulty.py 1.0 1.6 2.2 [--jobs 2] [--seed 1986] \\
+    python recipes/SynthEmo/ablation/difficulty.py 1.0 1.6 2.2 [--jobs 2] [--seeds 1986 1987] \\
         [--runs results/difficulty] [--report results/difficulty_expressiveness.md]
 
 Resumable: a finished run (its ``report/metrics.json``) is not trained again.
@@ -22,6 +23,8 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 RECIPE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HPARAMS = os.path.join(RECIPE, "hparams", "ecapa_aam.yaml")
@@ -60,34 +63,42 @@ def run(mean, seed, data_root, runs):
     if not os.path.isfile(metrics):
         os.makedirs(out, exist_ok=True)
         start = time.time()
-        with open(os.path.join(out, "log.txt"), "w") as log:
+        log_path = os.path.join(out, f"log_seed{seed}.txt")
+        with open(log_path, "w") as log:
             done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
         if done.returncode != 0:
-            raise RuntimeError(f"expressiveness_mean {mean:g}: the recipe failed (exit {done.returncode}); "
-                               f"see {os.path.join(out, 'log.txt')}")
-        print(f"expressiveness_mean {mean:g}: {time.time() - start:.0f} s", flush=True)
+            raise RuntimeError(f"expressiveness_mean {mean:g}, seed {seed}: the recipe failed "
+                               f"(exit {done.returncode}); see {log_path}")
+        print(f"expressiveness_mean {mean:g}, seed {seed}: {time.time() - start:.0f} s", flush=True)
     with open(metrics) as f:
         return json.load(f), " ".join(cmd)
 
 
 def table(results):
-    """Markdown rows: EER % per validation split and condition, one row per emotion strength.
+    """Markdown rows: EER % (mean ± std over seeds) per validation split and condition, one row per strength.
+
+    Arguments
+    ---------
+    results : dict
+        ``{expressiveness_mean: [metrics.json of each seed]}``.
 
     Example
     -------
-    >>> m = {"splits": {s: {"conditions": {c: {"eer": 0.02} for c in CONDITIONS}} for s in SPLITS}}
-    >>> table({1.0: m})[-1]
-    '| 1 | 2.00 | 2.00 | 2.00 | +0.00 | 2.00 | 2.00 | 2.00 | +0.00 |'
+    >>> m = lambda e: {"splits": {s: {"conditions": {c: {"eer": e} for c in CONDITIONS}} for s in SPLITS}}
+    >>> table({1.0: [m(0.02), m(0.04)]})[-1]
+    '| 1 | 2 | 3.00 ± 1.41 | 3.00 ± 1.41 | 3.00 ± 1.41 | 3.00 ± 1.41 | 3.00 ± 1.41 | 3.00 ± 1.41 | 1.00, 1.00 |'
     """
-    head = " | ".join(f"{s} all | {s} n→e | {s} n→n | {s} n→e − n→n" for s in SPLITS)
-    lines = [f"| expressiveness_mean | {head} |", "|---:|" + "---:|" * 4 * len(SPLITS)]
-    for mean, metrics in sorted(results.items()):
-        cells = []
-        for split in SPLITS:
-            eer = {c: 100 * metrics["splits"][split]["conditions"][c]["eer"] for c in CONDITIONS}
-            cells += [f"{eer[c]:.2f}" for c in CONDITIONS]
-            cells.append(f"{eer['neutral_emotional'] - eer['neutral_neutral']:+.2f}")
-        lines.append(f"| {mean:g} | " + " | ".join(cells) + " |")
+    names = {"all": "all", "neutral_emotional": "n→e", "neutral_neutral": "n→n"}
+    head = " | ".join(f"{s} {names[c]}" for s in SPLITS for c in CONDITIONS)
+    lines = [f"| expressiveness_mean | seeds | {head} | {SPLITS[1]} / {SPLITS[0]} (all, n→e) |",
+             "|---:|---:|" + "---:|" * (len(SPLITS) * len(CONDITIONS) + 1)]
+    for mean, runs in sorted(results.items()):
+        eer = {(s, c): np.array([100 * m["splits"][s]["conditions"][c]["eer"] for m in runs])
+               for s in SPLITS for c in CONDITIONS}
+        cells = [f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if v.size > 1 else f"{v.mean():.2f}" for v in eer.values()]
+        ratios = [eer[(SPLITS[1], c)].mean() / eer[(SPLITS[0], c)].mean() for c in ("all", "neutral_emotional")]
+        lines.append(f"| {mean:g} | {len(runs)} | " + " | ".join(cells) + " | "
+                     + ", ".join(f"{r:.2f}" for r in ratios) + " |")
     return lines
 
 
@@ -95,7 +106,7 @@ def main(argv=None):
     """Run every emotion strength (``--jobs`` at a time) and write the table."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("means", nargs="+", type=float, help="expressiveness_mean values (1.0: the default corpus)")
-    p.add_argument("--seed", type=int, default=1986)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1986])
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--data-root", default="data")
     p.add_argument("--runs", default="results/difficulty")
@@ -103,16 +114,21 @@ def main(argv=None):
     a = p.parse_args(argv)
     if len(set(a.means)) != len(a.means) or min(a.means) <= 0:
         p.error(f"expressiveness_mean values must be distinct and > 0, got {a.means}")
+    if len(set(a.seeds)) != len(a.seeds):
+        p.error(f"seeds must be distinct, got {a.seeds}")
+    todo = [(m, seed) for seed in a.seeds for m in a.means]
     with ThreadPoolExecutor(a.jobs) as pool:
-        done = dict(zip(a.means, pool.map(lambda m: run(m, a.seed, a.data_root, a.runs), a.means)))
+        metrics = list(pool.map(lambda job: run(*job, a.data_root, a.runs)[0], todo))
+    done = {m: [x for (mean, _), x in zip(todo, metrics) if mean == m] for m in a.means}
     lines = [
         "# SynthEmo: what emotion costs the baseline, per emotion strength", "",
-        f"`python {os.path.relpath(__file__)} {' '.join(f'{m:g}' for m in a.means)} --seed {a.seed}`: the "
-        "baseline (`ecapa_aam.yaml`, its own settings, one seed) trained on SynthEmo generated with each "
-        "`expressiveness_mean`; EER (%) of the checkpoint selected on valid, VALIDATION speakers only "
-        "(eval and ood not scored). n→e: neutral enrolment, emotional test; n→n: neutral / neutral. "
-        "One seed, no interval: a choice of corpus setting, not a verdict.", "",
-        *table({m: metrics for m, (metrics, _) in done.items()}), "",
+        f"`python {os.path.relpath(__file__)} {' '.join(f'{m:g}' for m in a.means)} --seeds "
+        f"{' '.join(map(str, a.seeds))}`: the baseline (`ecapa_aam.yaml`, its own settings) trained on SynthEmo "
+        "generated with each `expressiveness_mean`; EER (%) of the checkpoint selected on valid, mean ± std over "
+        "the seeds, VALIDATION speakers only (eval and ood not scored). n→e: neutral enrolment, emotional test; "
+        "n→n: neutral / neutral; the ratio is of the means. A choice of corpus setting on the validation "
+        "speakers, not a verdict.", "",
+        *table(done), "",
     ]
     os.makedirs(os.path.dirname(os.path.abspath(a.report)), exist_ok=True)
     with open(a.report, "w") as f:
