@@ -57,7 +57,8 @@ from speechbrain_ext.hparams import EVALUATION_KEYS, HparamsError, compose_hpara
 from speechbrain_ext.suite_values import override_args, parse_value, value_text  # noqa: F401 (their old home)
 
 __all__ = [
-    "RESERVED_KEYS", "Row", "Suite", "SuiteError", "config_digest", "load_suite", "parse_value", "parse_variant",
+    "RESERVED_KEYS", "Row", "Suite", "SuiteError", "config_digest", "config_digests", "load_suite", "parse_value",
+    "parse_variant",
 ]
 
 _KEYS = {
@@ -256,14 +257,37 @@ def _plain(node):
     return {tag: value} if tag is not None else value
 
 
-_PARTS = ("all", "training", "evaluation")
+def config_digests(hparams_file):
+    """Digests of a system file's composed values (its bases included; comments, layout and null keys ignored).
+
+    Returns
+    -------
+    dict
+        ``{"all": every value, "training": the values that are not
+        :data:`~speechbrain_ext.hparams.EVALUATION_KEYS`, "evaluation": only those}``, each a
+        16-hex-digit digest; the file is composed once.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp(); p = os.path.join(d, "s.yaml")
+    >>> _ = open(p, "w").write("lr: 0.1\\nscore_norm: none\\n")
+    >>> a = config_digests(p); _ = open(p, "w").write("lr: 0.1\\nscore_norm: as-norm\\n")
+    >>> b = config_digests(p)
+    >>> a["training"] == b["training"], a["evaluation"] == b["evaluation"], a["all"] == b["all"]
+    (True, False, False)
+    """
+    node = ruamel.yaml.YAML().load(compose_hparams(hparams_file)) or {}
+    # a key set to null switches nothing on: adding one (as the recipe's own check allows) is no change
+    values = {k: v for k, v in _plain(node).items() if v is not None}
+    parts = {"all": values, "training": {k: v for k, v in values.items() if k not in EVALUATION_KEYS},
+             "evaluation": {k: v for k, v in values.items() if k in EVALUATION_KEYS}}
+    return {name: hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:16]
+            for name, part in parts.items()}
 
 
-def config_digest(hparams_file, part="all"):
-    """A digest of a system file's composed values (its bases included; comments, layout and null keys ignored).
-
-    ``part``: ``all`` the values, ``training`` those that are not
-    :data:`~speechbrain_ext.hparams.EVALUATION_KEYS`, ``evaluation`` only those.
+def config_digest(hparams_file):
+    """The digest of every composed value of a system file (:func:`config_digests`' ``all``).
 
     Example
     -------
@@ -275,19 +299,8 @@ def config_digest(hparams_file, part="all"):
     (True, 16)
     >>> _ = open(p, "a").write("new_switch: null\\n"); a == config_digest(p)
     True
-    >>> t, e = config_digest(p, "training"), config_digest(p, "evaluation")
-    >>> _ = open(p, "a").write("score_norm: as-norm\\n")
-    >>> config_digest(p, "training") == t, config_digest(p, "evaluation") == e
-    (True, False)
     """
-    if part not in _PARTS:
-        raise ValueError(f"config_digest: part must be one of {_PARTS}, got {part!r}")
-    node = ruamel.yaml.YAML().load(compose_hparams(hparams_file)) or {}
-    # a key set to null switches nothing on: adding one (as the recipe's own check allows) is no change
-    values = {k: v for k, v in _plain(node).items()
-              if v is not None and (part == "all" or (k in EVALUATION_KEYS) == (part == "evaluation"))}
-    text = json.dumps(values, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return config_digests(hparams_file)["all"]
 
 
 # ---------------------------------------------------------------------------- loading

@@ -18,7 +18,7 @@ import os
 import threading
 
 from speechbrain_ext.files import atomic_write_json
-from speechbrain_ext.suite import SuiteError, config_digest
+from speechbrain_ext.suite import SuiteError, config_digest, config_digests
 
 __all__ = ["RECORDS", "RUN_RECORD", "check_finished", "is_finished", "read_records", "run_identity",
            "source_checkpoint", "update_record"]
@@ -73,8 +73,9 @@ def run_identity(suite, row, seed):
     """
     dropped = ("output_root", "output_folder", *(("init_from",) if row.continues else ()))
     overrides = {k: v for k, v in suite.overrides(row, seed).items() if k not in dropped}
-    identity = {"hparams": os.path.relpath(row.hparams), "config": config_digest(row.hparams, "training"),
-                "evaluation": config_digest(row.hparams, "evaluation"), "overrides": overrides}
+    digests = config_digests(row.hparams)
+    identity = {"hparams": os.path.relpath(row.hparams), "config": digests["training"],
+                "evaluation": digests["evaluation"], "overrides": overrides}
     if row.continues:
         identity.update(continues=row.continues, source_checkpoint=source_checkpoint(suite.source(row, seed)[1]))
     return identity

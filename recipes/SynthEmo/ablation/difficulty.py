@@ -71,7 +71,7 @@ def run(mean, seed, data_root, runs):
                                f"(exit {done.returncode}); see {log_path}")
         print(f"expressiveness_mean {mean:g}, seed {seed}: {time.time() - start:.0f} s", flush=True)
     with open(metrics) as f:
-        return json.load(f), " ".join(cmd)
+        return json.load(f)
 
 
 def table(results):
@@ -118,7 +118,7 @@ def main(argv=None):
         p.error(f"seeds must be distinct, got {a.seeds}")
     todo = [(m, seed) for seed in a.seeds for m in a.means]
     with ThreadPoolExecutor(a.jobs) as pool:
-        metrics = list(pool.map(lambda job: run(*job, a.data_root, a.runs)[0], todo))
+        metrics = list(pool.map(lambda job: run(*job, a.data_root, a.runs), todo))
     done = {m: [x for (mean, _), x in zip(todo, metrics) if mean == m] for m in a.means}
     lines = [
         "# SynthEmo: what emotion costs the baseline, per emotion strength", "",

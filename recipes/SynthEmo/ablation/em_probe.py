@@ -188,7 +188,7 @@ def probe_run(run_folder, ratios=RATIOS, seed=0, refresh=False):
     # "all" is required; the emotional condition only where the corpus's validation trials have it
     conditions = [c for c in CONDITIONS if c == "all" or c in evaluation.trial_lists(valid.trials)]
     dataset = extraction.utterance_dataset(valid.annotation, hp.data_folder, hp.sample_rate)
-    utt2spk = _utt2spk(valid.annotation)
+    utt2spk = {u: spk for u, (spk,) in emotion_report.read_labels(valid.annotation, ("spk_id",)).items()}
     options = brain.valid_loader_options()
     options["num_workers"] = 0
     encode, make_loader = brain.inference_functions(options)
@@ -292,11 +292,6 @@ def mask_differences(runs, split, masks, pairs, n_draws=1000, seed=0):
     summary = {row["system"]: row["metrics"]["eer"] for row in comparison.summary()}
     differences = {(m, ref): comparison.difference(m, ref)[0]["metrics"]["eer"] for m, ref in pairs}
     return summary, differences
-
-
-def _utt2spk(manifest):
-    with open(manifest, newline="") as f:
-        return {row["ID"]: row["spk_id"] for row in csv.DictReader(f)}
 
 
 def _has_emotions(manifest):
@@ -409,8 +404,7 @@ class EmProbeSection(Section):
             + " | ".join(f"{m.replace('@', ' ')} − {ref.split('@')[0]}" for m, ref in pairs) + " |",
             "|:---|---:|" + "---:|" * (len(masks) + len(pairs))]
         for row, probes in probed.items():
-            split = probes[0][1].get("split", "valid")
-            summary, differences = mask_differences([run for run, _ in probes], split, masks, pairs,
+            summary, differences = mask_differences([run for run, _ in probes], probes[0][1]["split"], masks, pairs,
                                                     ctx.suite.draws, ctx.suite.bootstrap_seed)
             cells = [f"{100 * summary[m]['value']:.2f} [{100 * summary[m]['low']:.2f}, {100 * summary[m]['high']:.2f}]"
                      for m in masks]
