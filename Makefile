@@ -6,15 +6,16 @@ STAMP := $(VENV)/.installed
 DEMO_OUT := results/demo
 THREADS ?= 2
 
-.PHONY: demo test lint unit reliability bench ablation-contrastive ablation-emotion ablation-extensions clean
+.PHONY: demo test lint unit reliability bench ablation-contrastive ablation-emotion ablation-extensions ablation-augmentation clean
 
 # Resemblyzer (the reports' external anchor) goes in without its declared deps: setup.cfg's
 # `anchor` extra brings the ones it needs (webrtcvad-wheels in place of the source-only webrtcvad).
+# No pip cache: the venv is about 6 GB already and a CI machine's disk can be nearly full.
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,onnx,anchor]'
-	$(PY) -m pip install --quiet --no-deps resemblyzer==0.1.4
+	$(PY) -m pip install --quiet --no-cache-dir --upgrade pip
+	$(PY) -m pip install --quiet --no-cache-dir -e '.[test,onnx,anchor]'
+	$(PY) -m pip install --quiet --no-cache-dir --no-deps resemblyzer==0.1.4
 	touch $(STAMP)
 
 # The baseline, both papers' systems and the recommended one on SynthEmo, the Resemblyzer anchor, the
@@ -34,7 +35,7 @@ test: $(STAMP) lint
 reliability: $(STAMP)
 	OMP_NUM_THREADS=1 SX_RELIABILITY_TABLE=results/reliability.md $(PY) -m pytest -q tests/reliability
 
-# Ablations on SynthEmo: the suites recipes/SynthEmo/ablation/{contrastive,emotion,extensions}.yaml (5 seeds
+# Ablations on SynthEmo: the suites recipes/SynthEmo/ablation/{contrastive,emotion,extensions,augmentation}.yaml (5 seeds
 # per row); resumable, they share the baseline runs. ARGS passes options: --jobs N, --background,
 # --dry-run, --report-only, --seeds, --rows, --variants ROW:key=value. See docs/ablations.md.
 ablation-contrastive: $(STAMP)
@@ -45,6 +46,9 @@ ablation-emotion: $(STAMP)
 
 ablation-extensions: $(STAMP)
 	$(PY) recipes/SynthEmo/ablation/run.py extensions $(ARGS)
+
+ablation-augmentation: $(STAMP)
+	$(PY) recipes/SynthEmo/ablation/run.py augmentation $(ARGS)
 
 clean:
 	rm -rf results/demo results/SynthEmo
