@@ -357,8 +357,16 @@ class SplitComparison:
         Runs' values under the same speaker draw, e.g. a within-run difference of two of
         their metrics, get the system's interval over speakers and seeds.
         """
+        return self._interval(self.resampled_means(system, draws))
+
+    def resampled_means(self, system, draws):
+        """``[n_draws]``: per draw, the mean over ``system``'s resampled runs of per-run draws ``[R, n_draws]``.
+
+        The runs drawn are those of :meth:`system_interval` (the same for every metric of the
+        system), so two quantities of the same runs, e.g. on two splits, can be combined draw by draw.
+        """
         picks = self._seed_draws(len(self.systems[system]), "system", system)
-        return self._interval(self._resampled_mean(draws, picks))
+        return self._resampled_mean(np.asarray(draws), picks)
 
     def _seed_draws(self, n_runs, *key):
         """``[n_draws, n_runs]`` indices of the runs drawn in each draw (all runs once when R = 1)."""

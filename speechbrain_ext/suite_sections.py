@@ -10,7 +10,10 @@
   (MGDA's α, the CAA weights' spread, the last epoch's loss terms);
 - ``calibration``: calibrated vs raw Cllr, quality vs plain calibration, actual vs minimum
   DCF, with intervals and within-run paired differences
-  (:class:`speechbrain_ext.suite_calibration.CalibrationSection`).
+  (:class:`speechbrain_ext.suite_calibration.CalibrationSection`);
+- ``composition``: a target split's EER (ood) at a reference split's mix of impostors (eval):
+  how much of the gap between the two is the trial lists' composition, not the model
+  (:class:`speechbrain_ext.suite_composition.CompositionSection`).
 
 A suite's own sections subclass :class:`speechbrain_ext.suite_report.Section` in a file next
 to the suite (``sections: [my_sections.py:MySection]``).
@@ -20,9 +23,10 @@ import os
 
 from speechbrain_ext import report
 from speechbrain_ext.suite_calibration import CalibrationSection
+from speechbrain_ext.suite_composition import CompositionSection
 from speechbrain_ext.suite_report import ANCHOR_LABEL, Section, fmt, interval_cell, mean_std
 
-__all__ = ["SECTIONS", "Balancer", "CalibrationSection", "EmotionGap", "Projection"]
+__all__ = ["SECTIONS", "Balancer", "CalibrationSection", "CompositionSection", "EmotionGap", "Projection"]
 
 
 def _emotion_condition(emotion):
@@ -175,4 +179,4 @@ class Balancer(Section):
 
 #: The built-in sections by the name a suite file uses.
 SECTIONS = {"emotion_gap": EmotionGap, "projection": Projection, "balancer": Balancer,
-            "calibration": CalibrationSection}
+            "calibration": CalibrationSection, "composition": CompositionSection}

@@ -88,7 +88,7 @@ def test_both_suites_run_end_to_end_share_the_baseline_and_resume(tiny_synthemo,
 def test_suite_files_name_existing_systems_and_the_ablation_rows():
     from speechbrain_ext.suite import load_suite
 
-    for name in ("contrastive", "emotion", "extensions"):
+    for name in ("contrastive", "emotion", "extensions", "augmentation"):
         path = os.path.join(ROOT, "recipes", "SynthEmo", "ablation", f"{name}.yaml")
         suite = load_suite(path)
         assert len(suite.seeds) >= 5 and suite.jobs == 2 and suite.threads == 1 and suite.reference == "ecapa_aam"
@@ -105,12 +105,17 @@ def test_suite_files_name_existing_systems_and_the_ablation_rows():
     assert [(r.name, r.continues, dict(r.overrides)) for r in extensions.rows] == [
         ("ecapa_aam", None, {}), ("ecapa_aam_lm", "ecapa_aam", {}), ("resnet34_aam", None, {"number_of_epochs": 3}),
         ("campp_aam", None, {"number_of_epochs": 2})]
+    augmentation = load_suite(os.path.join(ROOT, "recipes", "SynthEmo", "ablation", "augmentation.yaml"))
+    assert [r.name for r in augmentation.rows] == [
+        "ecapa_aam", "ecapa_aam_dropaug", "ecapa_aam_amsupcon", "ecapa_aam_amsupcon_dropaug"]
     from speechbrain_ext.suite_report import resolve_sections
 
-    assert [type(s).__name__ for s in resolve_sections(emotion)] == ["EmotionGap", "Projection", "EmProbeSection"]
+    assert [type(s).__name__ for s in resolve_sections(emotion)] == ["EmotionGap", "CompositionSection", "Projection",
+                                                                    "EmProbeSection"]
 
 
-@pytest.mark.parametrize("target", ["ablation-contrastive", "ablation-emotion", "ablation-extensions"])
+@pytest.mark.parametrize("target", ["ablation-contrastive", "ablation-emotion", "ablation-extensions",
+                                    "ablation-augmentation"])
 def test_make_targets_run_the_suites(target):
     done = subprocess.run(["make", "-n", target, "ARGS=--dry-run --jobs 1"], capture_output=True, text=True,
                           cwd=ROOT)
