@@ -65,7 +65,7 @@ class CompositionSection(Section):
         def matched(run, condition, counts):
             scores, labels, spk = run.conditions[condition]
             trials = ComposedTrials(scores, labels, spk, len(tgt_cmp.speakers), tgt_comp, weights,
-                                    f"{run.path}: {self.target} condition {condition!r}")
+                                    f"{run.path}: {self.target} condition {condition!r}", tgt_cmp.speakers)
             return trials.metrics(counts, tgt_cmp.p_targets)
 
         rows = []

@@ -94,6 +94,8 @@ class TrialComposition:
         The attribute names, in bit order.
     name : str
         Named in error messages (e.g. the trial list's path).
+    test_speakers : array-like of str or None
+        The test speaker of each trial, when known (:meth:`from_files`): scores of other trials are refused.
 
     Example
     -------
@@ -104,8 +106,9 @@ class TrialComposition:
     'same accent, other gender'
     """
 
-    def __init__(self, cells, labels, keys, name="trials"):
+    def __init__(self, cells, labels, keys, name="trials", test_speakers=None):
         self.keys, self.name = tuple(keys), name
+        self.test_speakers = None if test_speakers is None else np.asarray(test_speakers, dtype=str)
         self.cells = np.asarray(cells, dtype=np.int64)
         self.labels = np.asarray(labels).astype(np.int8)
         if not self.keys:
@@ -162,7 +165,7 @@ class TrialComposition:
         cells = np.zeros(len(trials), dtype=np.int64)
         for i in range(len(keys)):
             cells |= (table[e, i] == table[t, i]).astype(np.int64) << i
-        return cls(cells, trials.labels, keys, trial_file)
+        return cls(cells, trials.labels, keys, trial_file, test)
 
     def shares(self):
         """Share of the non-target trials in each cell, ``[n_cells]``."""
@@ -207,6 +210,8 @@ class ComposedTrials:
         ``[n_cells]`` non-target weights (:meth:`TrialComposition.weights_to`).
     name : str
         Named in error messages.
+    speakers : sequence of str or None
+        Names of the test speaker indices; checked against the composition's test speakers when both are known.
 
     Example
     -------
@@ -219,11 +224,15 @@ class ComposedTrials:
     True
     """
 
-    def __init__(self, scores, labels, test_speaker, n_speakers, composition, weights, name="trials"):
+    def __init__(self, scores, labels, test_speaker, n_speakers, composition, weights, name="trials", speakers=None):
         labels = np.asarray(labels).astype(np.int8)
-        if labels.shape != composition.labels.shape or not np.array_equal(labels, composition.labels):
+        same = labels.shape == composition.labels.shape and np.array_equal(labels, composition.labels)
+        if same and speakers is not None and composition.test_speakers is not None:
+            same = np.array_equal(np.asarray(speakers, dtype=str)[np.asarray(test_speaker)], composition.test_speakers)
+        if not same:
             raise CompositionError(f"{name}: the scores and {composition.name} are not the same trials "
-                                   f"({labels.size} and {composition.labels.size} trials, or labels differ)")
+                                   f"({labels.size} and {composition.labels.size} trials, or labels or test "
+                                   "speakers differ)")
         weights = np.asarray(weights, dtype=np.int64)
         if weights.shape != (composition.n_cells,) or weights.min() < 0:
             raise CompositionError(f"{name}: need {composition.n_cells} non-negative cell weights, got {weights}")

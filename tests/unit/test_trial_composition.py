@@ -108,8 +108,15 @@ def test_cells_from_files_and_bad_input(tmp_path):
         comp.weights_to(ref)
     with pytest.raises(CompositionError, match="keys"):
         comp.weights_to(TrialComposition([0], [0], ["accent"]))
-    with pytest.raises(CompositionError, match="not the same trials"):
+    with pytest.raises(CompositionError, match="run x: the scores and .*all.txt are not the same trials"):
         ComposedTrials([0.1, 0.2, 0.3, 0.4], [1, 1, 0, 0], [0, 0, 1, 1], 2, comp, [1, 1, 1, 1], "run x")
+    # same labels, other test speakers (the list was reordered): refused too
+    assert comp.test_speakers.tolist() == ["A", "B", "C", "C"]
+    with pytest.raises(CompositionError, match="run y: .*labels or test speakers differ"):
+        ComposedTrials([0.1, 0.2, 0.3, 0.4], [1, 0, 0, 0], [0, 2, 1, 2], 3, comp, [1, 1, 1, 1], "run y",
+                       speakers=["A", "B", "C"])
+    ComposedTrials([0.1, 0.2, 0.3, 0.4], [1, 0, 0, 0], [0, 1, 2, 2], 3, comp, [1, 1, 1, 1], "run z",
+                   speakers=["A", "B", "C"])
 
 
 # ---------------------------------------------------------------------------- the section
