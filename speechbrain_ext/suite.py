@@ -53,7 +53,7 @@ import sys
 import ruamel.yaml
 
 from speechbrain_ext.errors import SpeechBrainExtError
-from speechbrain_ext.hparams import EVALUATION_KEYS, HparamsError, compose_hparams, yaml_tag
+from speechbrain_ext.hparams import EVALUATION_KEYS, HparamsError, compose_hparams, merge_layer, yaml_tag
 from speechbrain_ext.suite_values import override_args, parse_value, value_text  # noqa: F401 (their old home)
 
 __all__ = [
@@ -257,8 +257,13 @@ def _plain(node):
     return {tag: value} if tag is not None else value
 
 
-def config_digests(hparams_file):
+def config_digests(hparams_file, overrides=None):
     """Digests of a system file's composed values (its bases included; comments, layout and null keys ignored).
+
+    With ``overrides`` (the command line's ``{key: value}``, merged as the recipe merges them:
+    plain mappings key by key), the digests are of the *effective* configuration: a value set in
+    the file or on the command line gives the same digest, so moving a setting from a suite's
+    overrides into the system file (adopting it as the default) changes nothing.
 
     Returns
     -------
@@ -271,13 +276,19 @@ def config_digests(hparams_file):
     -------
     >>> import tempfile
     >>> d = tempfile.mkdtemp(); p = os.path.join(d, "s.yaml")
-    >>> _ = open(p, "w").write("lr: 0.1\\nscore_norm: none\\n")
-    >>> a = config_digests(p); _ = open(p, "w").write("lr: 0.1\\nscore_norm: as-norm\\n")
+    >>> _ = open(p, "w").write("lr: 0.1\\nscore_norm: none\\nspace: null\\n")
+    >>> a = config_digests(p); _ = open(p, "w").write("lr: 0.1\\nscore_norm: as-norm\\nspace: null\\n")
     >>> b = config_digests(p)
     >>> a["training"] == b["training"], a["evaluation"] == b["evaluation"], a["all"] == b["all"]
     (True, False, False)
+    >>> c = config_digests(p, {"space": {"x": 2}})  # the same value moved into the file: the same digests
+    >>> _ = open(p, "w").write("lr: 0.1\\nscore_norm: as-norm\\nspace: {x: 2}\\n")
+    >>> c == config_digests(p), c == b
+    (True, False)
     """
     node = ruamel.yaml.YAML().load(compose_hparams(hparams_file)) or {}
+    if overrides:
+        merge_layer(node, json.loads(json.dumps(dict(overrides), default=str)))
     # a key set to null switches nothing on: adding one (as the recipe's own check allows) is no change
     values = {k: v for k, v in _plain(node).items() if v is not None}
     parts = {"all": values, "training": {k: v for k, v in values.items() if k not in EVALUATION_KEYS},

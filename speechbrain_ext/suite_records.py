@@ -9,8 +9,10 @@
   :func:`check_finished` refuses to reuse a finished run whose training configuration changed
   since, or whose source run was trained again after it, and says when only its evaluation
   settings changed: the runner then evaluates it again (minutes) instead of training it again.
-  A record written before the two digests were split (one ``config`` digest of every value) is
-  upgraded in place when that digest is the system file's current one.
+  The digests are of the effective configuration (the system file with the run's overrides
+  merged), so a setting moved from a suite's overrides into the system file is the same run.
+  Older records (one ``config`` digest of every value, or digests of the system file alone) are
+  upgraded in place when they describe the current system file and overrides.
 """
 
 import json
@@ -18,13 +20,15 @@ import os
 import threading
 
 from speechbrain_ext.files import atomic_write_json
-from speechbrain_ext.suite import SuiteError, config_digest, config_digests
+from speechbrain_ext.suite import SuiteError, config_digests
 
-__all__ = ["RECORDS", "RUN_RECORD", "check_finished", "is_finished", "read_records", "run_identity",
+__all__ = ["EFFECTIVE", "RECORDS", "RUN_RECORD", "check_finished", "is_finished", "read_records", "run_identity",
            "source_checkpoint", "update_record"]
 
 RECORDS = "suite_runs.json"
 RUN_RECORD = "suite_run.json"
+#: ``suite_run.json``'s ``digests``: of the effective configuration (system file and overrides merged).
+EFFECTIVE = "effective"
 _records_lock = threading.Lock()
 
 
@@ -73,9 +77,9 @@ def run_identity(suite, row, seed):
     """
     dropped = ("output_root", "output_folder", *(("init_from",) if row.continues else ()))
     overrides = {k: v for k, v in suite.overrides(row, seed).items() if k not in dropped}
-    digests = config_digests(row.hparams)
+    digests = config_digests(row.hparams, overrides)
     identity = {"hparams": os.path.relpath(row.hparams), "config": digests["training"],
-                "evaluation": digests["evaluation"], "overrides": overrides}
+                "evaluation": digests["evaluation"], "overrides": overrides, "digests": EFFECTIVE}
     if row.continues:
         identity.update(continues=row.continues, source_checkpoint=source_checkpoint(suite.source(row, seed)[1]))
     return identity
@@ -87,23 +91,38 @@ def is_finished(suite, row, seed):
 
 
 def _difference(recorded, current):
-    """Why a run recorded as ``recorded`` is not the run ``current`` asks for (None when it is)."""
+    """Why a run recorded as ``recorded`` is not the run ``current`` asks for (None when it is).
+
+    The digests are of the effective configuration (system file and overrides together), so
+    the same values spelled in the file or on the command line are the same run.
+    """
     if recorded.get("config") != current["config"]:
-        return f"its system file {current['hparams']} (or a base of it) has changed since"
-    if recorded.get("overrides") != current["overrides"]:
         keys = sorted(k for k in {**recorded.get("overrides", {}), **current["overrides"]}
                       if recorded.get("overrides", {}).get(k) != current["overrides"].get(k))
-        return f"the overrides differ: {', '.join(keys)}"
+        if keys:
+            return f"the overrides differ: {', '.join(keys)}"
+        return f"its system file {current['hparams']} (or a base of it) has changed since"
     if recorded.get("continues") != current.get("continues"):
         return f"it continued {recorded.get('continues') or 'no run'}, not {current.get('continues') or 'no run'}"
     return None
 
 
 def _upgraded(path, recorded, row, current):
-    """A record of one digest of every value, as the split one when that digest is the file's current one."""
-    if "evaluation" in recorded or recorded.get("config") != config_digest(row.hparams):
+    """An older record in today's form, when it describes the current system file and overrides.
+
+    Records of one digest of every value, and records whose digests were of the system file
+    alone (before :data:`EFFECTIVE`), are rewritten with the effective digests when their
+    digest is the file's current one and their overrides are the current ones.
+    """
+    if recorded.get("digests") == EFFECTIVE or recorded.get("overrides") != current["overrides"]:
         return recorded
-    upgraded = {**recorded, "config": current["config"], "evaluation": current["evaluation"]}
+    file_only = config_digests(row.hparams)
+    if recorded.get("config") not in (file_only["training"], file_only["all"]) or (
+            "evaluation" in recorded and recorded["config"] != file_only["training"]):
+        return recorded
+    upgraded = {**recorded, "config": current["config"], "evaluation": current["evaluation"], "digests": EFFECTIVE}
+    if "evaluation" in recorded and recorded["evaluation"] != file_only["evaluation"]:
+        upgraded["evaluation"] = recorded["evaluation"]  # evaluated with other settings then: evaluate again
     atomic_write_json(path, upgraded, indent=1, default=str)
     return upgraded
 
@@ -129,6 +148,10 @@ def check_finished(suite, row, seed):
     current = json.loads(json.dumps(run_identity(suite, row, seed), default=str))
     recorded = _upgraded(path, recorded, row, current)
     what = _difference(recorded, current)
+    if what is None and recorded.get("overrides") != current["overrides"]:
+        # the same values, now spelled in the system file: keep the record's overrides current
+        recorded = {**recorded, "overrides": current["overrides"]}
+        atomic_write_json(path, recorded, indent=1, default=str)
     key = suite.run_key(row, seed)
     if what is not None:
         raise SuiteError(

@@ -224,17 +224,40 @@ def test_changed_evaluation_settings_evaluate_a_finished_run_again_without_train
 
 
 def test_a_record_of_one_digest_is_upgraded_when_it_is_the_current_file(tmp_path):
-    from speechbrain_ext.suite import config_digest
+    from speechbrain_ext.suite import config_digest, config_digests
 
     path = make_suite(tmp_path, rows=("base",), seeds=(1,))
     suite_runner.train_suite(load_suite(path), lambda line: None)
     record_path = tmp_path / "runs" / "base" / "seed1" / suite_runner.RUN_RECORD
     split = json.load(open(record_path))
     hparams = str(tmp_path / "systems" / "base.yaml")
-    old = {k: v for k, v in split.items() if k != "evaluation"}
+    old = {k: v for k, v in split.items() if k not in ("evaluation", "digests")}
     record_path.write_text(json.dumps({**old, "config": config_digest(hparams)}))  # as written before the split
     assert suite_runner.train_suite(load_suite(path), lambda line: None) == []  # reused, nothing to do
+    assert json.load(open(record_path)) == split
+    # digests of the system file alone (before they were of the effective configuration): upgraded too
+    file_only = config_digests(hparams)
+    record_path.write_text(json.dumps({**old, "config": file_only["training"], "evaluation": file_only["evaluation"]}))
+    assert suite_runner.train_suite(load_suite(path), lambda line: None) == []
     assert json.load(open(record_path)) == split
     record_path.write_text(json.dumps({**old, "config": "0123456789abcdef"}))  # another file: refused as before
     with pytest.raises(SuiteError, match=r"run base/seed1 .* another configuration"):
         suite_runner.train_suite(load_suite(path), lambda line: None)
+
+
+def test_a_setting_moved_from_the_suite_into_the_system_file_is_the_same_run(tmp_path):
+    """Adopting a suite's override as the system file's default retrains nothing; another value does."""
+    path = make_suite(tmp_path, rows=("base",), seeds=(1,), settings={"quality": 3.0})
+    suite_runner.train_suite(load_suite(path), lambda line: None)
+    system = tmp_path / "systems" / "base.yaml"
+    system.write_text(system.read_text().replace("quality: 2.0", "quality: 3.0"))
+    spec = yaml.safe_load(open(path))
+    spec["settings"] = {}
+    open(path, "w").write(yaml.safe_dump(spec))
+    assert suite_runner.train_suite(load_suite(path), lambda line: None) == []  # the same effective configuration
+    system.write_text(system.read_text().replace("quality: 3.0", "quality: 2.5"))
+    with pytest.raises(SuiteError, match=r"run base/seed1 .* another configuration \(its system file"):
+        suite_runner.train_suite(load_suite(path), lambda line: None)
+    spec["settings"] = {"quality": 3.0}
+    open(path, "w").write(yaml.safe_dump(spec))
+    assert suite_runner.train_suite(load_suite(path), lambda line: None) == []  # 2.5 in the file, 3.0 on top
