@@ -9,6 +9,7 @@ ratios pair each run's two splits by seed).
 
 Options (suite file ``{section: composition, ...}``; paths relative to the runs folder):
 ``reference`` and ``target`` (splits), ``keys`` (columns of ``attributes``, the speaker table),
+``id_column`` and ``delimiter`` of that table (VoxCeleb1's ``vox1_meta.csv``: ``"VoxCeleb1 ID"``, a tab),
 ``condition``, ``manifest`` and ``trials`` (``{split}`` / ``{condition}`` templates of the
 utterance manifest and the trial list the scores were computed on). When the target split has no
 non-target pair of a kind the reference has (a small corpus), the section says so instead of a table.
@@ -39,10 +40,11 @@ class CompositionSection(Section):
     """
 
     def __init__(self, reference="eval", target="ood", keys=("base", "accent", "gender"), condition="all",
-                 attributes="manifests/speakers.csv", manifest="manifests/{split}.csv",
-                 trials="manifests/trials/{split}/{condition}.txt"):
+                 attributes="manifests/speakers.csv", id_column="spk_id", delimiter=",",
+                 manifest="manifests/{split}.csv", trials="manifests/trials/{split}/{condition}.txt"):
         self.reference, self.target, self.keys, self.condition = reference, target, tuple(keys), condition
-        self.attributes, self.manifest, self.trials = attributes, manifest, trials
+        self.attributes, self.id_column, self.delimiter = attributes, id_column, delimiter
+        self.manifest, self.trials = manifest, trials
 
     def _path(self, ctx, template, split):
         return os.path.join(ctx.suite.runs, template.format(split=split, condition=self.condition))
@@ -56,7 +58,8 @@ class CompositionSection(Section):
         systems = {row.label: [r.folder for r in ctx.finished(row)] for row in ctx.rows}
         if ctx.anchor_note.startswith(ANCHOR_LABEL):
             systems[ANCHOR_LABEL] = [ctx.suite.anchor_folder]
-        attributes = read_attributes(os.path.join(ctx.suite.runs, self.attributes), self.keys)
+        attributes = read_attributes(os.path.join(ctx.suite.runs, self.attributes), self.keys, self.id_column,
+                                     self.delimiter)
         ref_comp, tgt_comp = (self._composition(ctx, s, attributes) for s in (self.reference, self.target))
         weights = tgt_comp.weights_to(ref_comp)
         options = dict(n_draws=ctx.suite.draws, seed=ctx.suite.bootstrap_seed, conditions=[self.condition])

@@ -47,8 +47,11 @@ class CompositionError(SpeechBrainExtError, ValueError):
     """
 
 
-def read_attributes(path, keys, id_column="spk_id"):
+def read_attributes(path, keys, id_column="spk_id", delimiter=","):
     """``{speaker: (value of each key)}`` from a speaker table (SynthEmo's ``speakers.csv``).
+
+    Any delimited table with a header works, e.g. VoxCeleb1's ``vox1_meta.csv``
+    (``id_column="VoxCeleb1 ID"``, ``delimiter="\\t"``, keys ``Gender``, ``Nationality``).
 
     Example
     -------
@@ -60,10 +63,13 @@ def read_attributes(path, keys, id_column="spk_id"):
     >>> read_attributes(p, ["base"])
     Traceback (most recent call last):
     ...
-    speechbrain_ext.trial_composition.CompositionError: ...speakers.csv: no column 'base' (columns: ...)
+    speechbrain_ext.trial_composition.CompositionError: ...speakers.csv: no column 'base' (columns: spk_id, ...)
+    >>> _ = open(p, "w").write("VoxCeleb1 ID\\tGender\\nid10001\\tm\\n")
+    >>> read_attributes(p, ["Gender"], id_column="VoxCeleb1 ID", delimiter="\\t")
+    {'id10001': ('m',)}
     """
     with open(path, newline="") as f:
-        reader = csv.DictReader(f)
+        reader = csv.DictReader(f, delimiter=delimiter)
         columns = reader.fieldnames or []
         for key in (id_column, *keys):
             if key not in columns:

@@ -193,3 +193,17 @@ def test_the_section_says_why_it_cannot_match_and_fails_on_missing_files(tmp_pat
     os.remove(os.path.join(suite.runs, "manifests", "speakers.csv"))  # a missing file is the suite's error
     with pytest.raises(SuiteError, match=r"section composition: .*speakers.csv"):
         section.render(ReportContext(suite, runs, {}, str(tmp_path), "report"))
+
+
+def test_the_section_reads_a_tab_separated_speaker_table_with_another_id_column(tmp_path):
+    suite = load_suite(make_suite(tmp_path, rows=("base",), seeds=(1,), sections=[{
+        "section": "composition", "keys": ["Nationality", "Gender"], "attributes": "manifests/vox1_meta.csv",
+        "id_column": "VoxCeleb1 ID", "delimiter": "\t"}]))
+    runs = fabricate(suite)
+    table = open(os.path.join(suite.runs, "manifests", "speakers.csv")).read().splitlines()[1:]
+    with open(os.path.join(suite.runs, "manifests", "vox1_meta.csv"), "w") as f:  # VoxCeleb1's layout
+        f.write("VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet\n")
+        f.writelines(f"{spk}\tX\t{gender}\t{accent}\tdev\n" for spk, accent, gender in (r.split(",") for r in table))
+    (section,) = resolve_sections(suite)
+    text = "\n".join(section.render(ReportContext(suite, runs, {}, str(tmp_path), "report")))
+    assert "| same Nationality, same Gender |" in text and "| system base | 1 |" in text
