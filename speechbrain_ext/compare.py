@@ -359,6 +359,20 @@ class SplitComparison:
         """
         return self._interval(self.resampled_means(system, draws))
 
+    def estimate(self, system, point, draws):
+        """``{"value", "low", "high"}``: mean of per-run ``point`` ``[R]``, interval of ``draws`` ``[R, n_draws]``.
+
+        Example
+        -------
+        >>> lab = np.array([1, 0, 1, 0], np.int8); spk = np.array([0, 0, 1, 1], np.int32)
+        >>> ts = TrialScores("r", ("A", "B"), {"all": (np.array([.9, .1, .8, .2]), lab, spk)})
+        >>> cmp = SplitComparison({"s": [ts]}, n_draws=5)
+        >>> cmp.estimate("s", *(v["eer"] for v in cmp.replicates("s", "all")))["value"]
+        0.0
+        """
+        low, high = self.system_interval(system, draws)
+        return {"value": float(np.mean(point)), "low": low, "high": high}
+
     def resampled_means(self, system, draws):
         """``[n_draws]``: per draw, the mean over ``system``'s resampled runs of per-run draws ``[R, n_draws]``.
 

@@ -57,11 +57,6 @@ def _llr_order_metrics(comparison):
     return values
 
 
-def _estimate(comparison, system, point, draws):
-    low, high = comparison.system_interval(system, draws)
-    return {"value": float(np.mean(point)), "low": low, "high": high}
-
-
 def _difference(comparison, system, a, b):
     low, high = comparison.system_interval(system, a[1] - b[1])
     return {"difference": float(np.mean(a[0] - b[0])), "low": low, "high": high, "half_width": (high - low) / 2,
@@ -105,12 +100,12 @@ def calibration_rows(comparison, conditions=None):
                                                           else []))}
             order = comparison.replicates(system, cond, _llr_order_metrics(comparison), "calibrated order")
             pair = {kind: {k: (point[k], draws[k]) for k in point} for kind, (point, draws) in fetch.items()}
-            metrics = {f"{'' if kind == 'calibrated' else kind + '_'}cllr": _estimate(comparison, system, *v["cllr"])
+            metrics = {f"{'' if kind == 'calibrated' else kind + '_'}cllr": comparison.estimate(system, *v["cllr"])
                        for kind, v in pair.items()}
             cal, minimum = pair["calibrated"][act], (order[0][mindcf], order[1][mindcf])
-            metrics["act_dcf"] = _estimate(comparison, system, *cal)
-            metrics["min_dcf"] = _estimate(comparison, system, *minimum)
-            metrics["act_min_ratio"] = _estimate(comparison, system, _ratio(cal[0], minimum[0]),
+            metrics["act_dcf"] = comparison.estimate(system, *cal)
+            metrics["min_dcf"] = comparison.estimate(system, *minimum)
+            metrics["act_min_ratio"] = comparison.estimate(system, _ratio(cal[0], minimum[0]),
                                                  _ratio(cal[1], minimum[1]))
             metrics["min_cllr"] = {"value": float(np.mean([min_cllr(r.llr("calibrated", cond), r.conditions[cond][1])
                                                            for r in runs]))}

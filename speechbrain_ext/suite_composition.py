@@ -73,22 +73,18 @@ class CompositionSection(Section):
 
         rows = []
         for system in systems:
-            ref_point, ref_draws = ref_cmp.replicates(system, self.condition)
-            raw_point, raw_draws = tgt_cmp.replicates(system, self.condition)
-            m_point, m_draws = tgt_cmp.replicates(system, self.condition, matched, "composition")
-            ref_means = tgt_cmp.resampled_means(system, ref_draws["eer"])  # seeds paired across the splits
-            row = {"system": system, "n_runs": len(systems[system])}
-            for name, point, draws in (("reference", ref_point, None), ("raw", raw_point, raw_draws),
-                                       ("matched", m_point, m_draws)):
-                low, high = (ref_cmp.system_interval(system, ref_draws["eer"]) if draws is None
-                             else tgt_cmp.system_interval(system, draws["eer"]))
-                row[name] = {"value": float(point["eer"].mean()), "low": low, "high": high}
-                if draws is not None:
-                    with np.errstate(divide="ignore", invalid="ignore"):  # a draw with EER 0: no ratio
-                        ratio = tgt_cmp.resampled_means(system, draws["eer"]) / ref_means
-                    low, high = percentile_interval(np.where(np.isfinite(ratio), ratio, np.nan), tgt_cmp.level)
-                    row[f"{name}_ratio"] = {"value": float(point["eer"].mean() / ref_point["eer"].mean()),
-                                            "low": low, "high": high}
+            ref_point, ref_draws = (v["eer"] for v in ref_cmp.replicates(system, self.condition))
+            ref_means = tgt_cmp.resampled_means(system, ref_draws)  # seeds paired across the splits
+            row = {"system": system, "n_runs": len(systems[system]),
+                   "reference": ref_cmp.estimate(system, ref_point, ref_draws)}
+            for name, values in (("raw", tgt_cmp.replicates(system, self.condition)),
+                                 ("matched", tgt_cmp.replicates(system, self.condition, matched, "composition"))):
+                point, draws = (v["eer"] for v in values)
+                row[name] = tgt_cmp.estimate(system, point, draws)
+                with np.errstate(divide="ignore", invalid="ignore"):  # a draw with EER 0: no ratio
+                    ratio = tgt_cmp.resampled_means(system, draws) / ref_means
+                low, high = percentile_interval(np.where(np.isfinite(ratio), ratio, np.nan), tgt_cmp.level)
+                row[f"{name}_ratio"] = {"value": float(point.mean() / ref_point.mean()), "low": low, "high": high}
             rows.append(row)
         return {"reference": ref_comp.shares().tolist(), "target": tgt_comp.shares().tolist(),
                 "cells": [ref_comp.cell_name(c) for c in range(ref_comp.n_cells)]}, rows
