@@ -50,7 +50,6 @@ import warnings
 import numpy as np
 import torch
 
-from speechbrain_ext import data as sx_data
 from speechbrain_ext import (
     evaluation,  # the evaluation stage: the one import of it here
     extraction,
@@ -58,6 +57,7 @@ from speechbrain_ext import (
     report,
 )
 from speechbrain_ext.errors import SpeechBrainExtError
+from speechbrain_ext.splits import recipe_splits
 
 __all__ = [
     "REQUIREMENT",
@@ -249,11 +249,6 @@ def _read_cache(path):
         return None
 
 
-def _make_loader(dataset, batch_size=8):
-    """Batches of whole utterances for :func:`speechbrain_ext.extraction.extract_embeddings` (main process)."""
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=sx_data.collate_skipping)
-
-
 def embed_manifest(manifest, data_folder, cache_dir=None, encoder=None, name=None):
     """Resemblyzer embeddings of every readable utterance of a manifest, cached on disk.
 
@@ -304,7 +299,7 @@ def embed_manifest(manifest, data_folder, cache_dir=None, encoder=None, name=Non
             return cached
     dataset = extraction.utterance_dataset(manifest, data_folder, SAMPLE_RATE)
     before = (encoder.embedded_untrimmed, encoder.audio_seconds)
-    ids, embeddings = extraction.extract_embeddings(encoder.encode, _make_loader, dataset, desc=name)
+    ids, embeddings = extraction.extract_embeddings(encoder.encode, extraction.utterance_loader, dataset, desc=name)
     if not ids:
         embeddings = torch.zeros(0, 256)
     info = {
@@ -411,7 +406,7 @@ def evaluate_anchor(eval_splits, data_folder, out_dir, cache_dir=None, title=Non
         "embedded": embedded,
     }
     metrics = evaluation.evaluate(
-        encoder.encode, _make_loader, eval_splits, data_folder, out_dir, sample_rate=SAMPLE_RATE,
+        encoder.encode, extraction.utterance_loader, eval_splits, data_folder, out_dir, sample_rate=SAMPLE_RATE,
         cache_dir=cache_dir, checkpoint_path=_identity(data_folder, encoder.version, encoder.preprocess, cache_dir),
         n_draws=n_draws, title=title, extra=extra,
     )
@@ -433,17 +428,6 @@ def status_line(payload):
     conditions = payload["conditions"]
     name = "all" if "all" in conditions else next(iter(conditions))
     return f"anchor ({payload.get('system', SYSTEM)}): EER {100 * conditions[name]['eer']:.2f} % on {name}"
-
-
-def _recipe_splits(hparams_file, recipe_args):
-    """``(eval_splits, data_folder)`` of a recipe configuration (its manifests and trial folders checked)."""
-    from speechbrain_ext.hparams import load_hparams
-    from speechbrain_ext.recipe import parse_arguments
-    from speechbrain_ext.splits import check_splits
-
-    _, _, overrides = parse_arguments([hparams_file, *recipe_args])
-    hparams, _ = load_hparams(hparams_file, overrides)
-    return check_splits(hparams)[0], hparams["data_folder"]
 
 
 def main(argv=None):
@@ -473,7 +457,7 @@ def main(argv=None):
         if reason is not None:
             payload = _write_skipped(args.out_dir, f"{SYSTEM} (external anchor)", reason)
         else:
-            eval_splits, data_folder = _recipe_splits(args.hparams, recipe_args)
+            eval_splits, data_folder = recipe_splits(args.hparams, recipe_args)
             payload = evaluate_anchor(eval_splits, data_folder, args.out_dir, cache_dir=args.cache_dir,
                                       preprocess=not args.no_preprocess, n_draws=args.draws)
     except (SpeechBrainExtError, ValueError, FileNotFoundError) as err:

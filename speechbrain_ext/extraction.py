@@ -20,7 +20,7 @@ from speechbrain_ext.files import TMP_PREFIX, atomic_path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["cache_key", "extract_embeddings", "utterance_dataset", "write_cache"]
+__all__ = ["cache_key", "extract_embeddings", "utterance_dataset", "utterance_loader", "write_cache"]
 
 
 def utterance_dataset(manifest, data_folder, sample_rate):
@@ -41,6 +41,18 @@ def utterance_dataset(manifest, data_folder, sample_rate):
     sx_data.add_audio(dataset, sx_data.AudioReader(sample_rate))
     dataset.set_output_keys(["id", "sig", "audio_issue"])
     return dataset.filtered_sorted(sort_key="duration", reverse=True)
+
+
+def utterance_loader(dataset, batch_size=8):
+    """Batches of whole utterances for :func:`extract_embeddings`, read in the main process.
+
+    Example
+    -------
+    >>> batch = next(iter(utterance_loader([{"id": "a", "sig": torch.zeros(4), "audio_issue": ""}])))
+    >>> batch.id
+    ['a']
+    """
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=sx_data.collate_skipping)
 
 
 def extract_embeddings(encode, make_loader, dataset, cache_path=None, desc="embeddings"):

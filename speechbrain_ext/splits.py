@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 from speechbrain_ext.hparams import HparamsError
 
-__all__ = ["MEAN", "Split", "SplitError", "calibration_splits", "check_splits", "parse_splits", "selection_rule"]
+__all__ = ["MEAN", "Split", "SplitError", "calibration_splits", "check_splits", "parse_splits", "recipe_splits",
+           "selection_rule"]
 
 #: ``checkpoint_selection`` value that selects on the mean EER over every valid split.
 MEAN = "mean"
@@ -212,3 +213,25 @@ def check_splits(hparams):
     for split in eval_splits:
         _check_one(split, "eval_splits", validation=False)
     return eval_splits, valid_splits
+
+
+def recipe_splits(hparams_file, recipe_args=()):
+    """``(eval_splits, data_folder)`` of a recipe configuration, for a tool that scores its trial lists.
+
+    ``recipe_args`` are the recipe's own command-line overrides (``["--data_folder", "x"]``),
+    applied as its ``train.py`` applies them; the manifests and trial folders are checked
+    (:func:`check_splits`), so the corpus must be prepared already.
+
+    Example
+    -------
+    >>> recipe_splits("/nonexistent.yaml")
+    Traceback (most recent call last):
+    ...
+    speechbrain_ext.hparams.HparamsError: hyperparameter file not found: /nonexistent.yaml
+    """
+    from speechbrain_ext.hparams import load_hparams
+    from speechbrain_ext.recipe import parse_arguments
+
+    _, _, overrides = parse_arguments([hparams_file, *recipe_args])
+    hparams, _ = load_hparams(hparams_file, overrides)
+    return check_splits(hparams)[0], hparams["data_folder"]

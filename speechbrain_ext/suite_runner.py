@@ -54,7 +54,7 @@ from speechbrain_ext.suite_values import override_args, parse_value
 
 __all__ = [
     "RECORDS", "RUN_RECORD", "check_finished", "estimate_left", "format_duration", "is_finished", "main",
-    "prepare", "run_suite", "suite_lock", "train_suite",
+    "parse_settings", "prepare", "run_suite", "suite_lock", "train_suite",
 ]
 
 LOCK = ".suite.lock"
@@ -456,7 +456,14 @@ def _arguments(argv):
     return p.parse_args(argv)
 
 
-def _settings(items):
+def parse_settings(items):
+    """``--set key=value ...`` as ``{key: value}``, each value read as YAML reads it.
+
+    Example
+    -------
+    >>> parse_settings(["data_folder=data/x", "voice_space={expressiveness_mean: 2.4}"])
+    {'data_folder': 'data/x', 'voice_space': {'expressiveness_mean': 2.4}}
+    """
     out = {}
     for item in items:
         key, eq, value = item.partition("=")
@@ -489,7 +496,7 @@ def main(argv=None):
     args = _arguments(argv)
     try:
         suite = load_suite(args.suite, seeds=args.seeds, rows=args.rows, variants=args.variants,
-                           settings=_settings(args.settings), runs=args.runs, report=args.report, jobs=args.jobs,
+                           settings=parse_settings(args.settings), runs=args.runs, report=args.report, jobs=args.jobs,
                            threads=args.threads, draws=args.draws)
         if args.background and not (args.dry_run or args.report_only):
             rest = [a for a in argv if a != "--background"]

@@ -19,7 +19,7 @@ to, or from the Hub once pushed::
 * ``calibration.json``: the run's score calibration (cosine → log-likelihood ratio), when
   the run wrote one next to its ``metrics.json``
   (:mod:`~speechbrain_ext.publish.calibration`); without one the model is uncalibrated;
-* ``export.json``: provenance (checkpoint, validation EER, epoch) and the marker that
+* ``export.json``: provenance (system, seed, checkpoint, validation EER, epoch) and the marker that
   lets a later export replace this folder;
 * ``README.md``: the model card (:mod:`~speechbrain_ext.publish.model_card`);
 * with ``onnx``: ``embedding.onnx`` and ``embedding.torchscript.pt``, waveform →
@@ -267,6 +267,7 @@ def _provenance(info, meta, ckpt_rel, metrics, reload_diff):
         "exported_by": MARKER,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "system": info["system"],
+        "seed": metrics.get("seed"),
         "checkpoint": ckpt_rel,
         "valid_EER": meta.get("EER"),
         "epoch": meta.get("epoch"),

@@ -11,9 +11,12 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 from conftest import ROOT, TINY_CORPUS
+
+from speechbrain_ext.compare import load_run
 
 RUN = os.path.join(ROOT, "recipes", "SynthEmo", "ablation", "run.py")
 ROWS = {"contrastive": ["ecapa_aam", "ecapa_aam_amsupcon_caa_mgda"],
@@ -29,11 +32,15 @@ def has_resemblyzer():
     return True
 
 
+def tiny_settings(data_folder):
+    return [f"data_folder={data_folder}", f"n_train_speakers={TINY_CORPUS['n_train']}",
+            f"n_valid_speakers={TINY_CORPUS['n_valid']}", f"n_eval_speakers={TINY_CORPUS['n_eval']}",
+            f"n_sentences={TINY_CORPUS['n_sentences']}", "channels=32", "speakers_per_batch=4",
+            "number_of_epochs=1", "bootstrap_draws=100"]
+
+
 def run_suite(name, data_folder, tmp_path):
-    settings = [f"data_folder={data_folder}", f"n_train_speakers={TINY_CORPUS['n_train']}",
-                f"n_valid_speakers={TINY_CORPUS['n_valid']}", f"n_eval_speakers={TINY_CORPUS['n_eval']}",
-                f"n_sentences={TINY_CORPUS['n_sentences']}", "channels=32", "speakers_per_batch=4",
-                "number_of_epochs=1", "bootstrap_draws=100"]
+    settings = tiny_settings(data_folder)
     command = [sys.executable, RUN, name, "--rows", *ROWS[name], "--seeds", "1986", "1987", "--jobs", "2",
                "--threads", "1", "--draws", "200", "--runs", str(tmp_path / "runs"),
                "--report", str(tmp_path / f"ablation_{name}.md"), "--set", *settings]
@@ -83,6 +90,35 @@ def test_both_suites_run_end_to_end_share_the_baseline_and_resume(tiny_synthemo,
     assert "every run of" in out and not re.search(r"\] \d/\d ", out) and "test-time masking probe" not in out
     assert json.load(open(tmp_path / "runs" / "suite_runs.json")) == records
     assert report.stat().st_mtime > 0 and again.split("## Systems")[1] == text.split("## Systems")[1]
+
+    # the finished runs exported and scored again (suite_rescore), here on their own trial lists: their own scores
+    suite = os.path.join(ROOT, "recipes", "SynthEmo", "ablation", "contrastive.yaml")
+    rescore = [sys.executable, "-m", "speechbrain_ext.suite_rescore", suite, "--rows", *ROWS["contrastive"],
+               "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "rescored"), "--draws", "50",
+               "--set", *tiny_settings(data_folder)]
+    done = subprocess.run([*rescore, "--seeds", "1986", "1987"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rescored = (tmp_path / "rescored" / "report.md").read_text()
+    assert "| AAM + AM-SupCon + CAA + MGDA (paper A) |" in rescored
+    assert ("| Resemblyzer (external anchor) | 1 |" in rescored) == has_resemblyzer()
+    for row in ROWS["contrastive"]:
+        for seed in (1986, 1987):
+            for split in ("eval", "ood"):
+                mine = load_run(str(tmp_path / "rescored" / "scores" / row / f"seed{seed}"), split)
+                theirs = load_run(str(tmp_path / "runs" / row / f"seed{seed}"), split)
+                assert mine.seed == seed
+                for condition, (scores, _, _) in theirs.conditions.items():
+                    np.testing.assert_allclose(mine.conditions[condition][0], scores, atol=1e-6)
+    # other trial lists into the same folder (here: fewer non-targets per target) are scored again, not reused
+    done = subprocess.run([*rescore, "nontargets_per_target=5", "--seeds", "1986"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fewer = load_run(str(tmp_path / "rescored" / "scores" / "ecapa_aam" / "seed1986"), "eval").conditions["all"]
+    own = load_run(str(tmp_path / "runs" / "ecapa_aam" / "seed1986"), "eval").conditions["all"]
+    assert (fewer[1] == 1).sum() == (own[1] == 1).sum() and (fewer[1] == 0).sum() < (own[1] == 0).sum()
+    done = subprocess.run([*rescore, "--seeds", "1988"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 1 and "run ecapa_aam/seed1988 has not finished" in done.stderr
 
 
 def test_suite_files_name_existing_systems_and_the_ablation_rows():

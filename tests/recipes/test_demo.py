@@ -12,8 +12,10 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from speechbrain_ext.compare import load_run
 from speechbrain_ext.epoch_log import read_epoch_log
 from speechbrain_ext.suite import load_suite
 from speechbrain_ext.system_choice import choose_system, validation_eers
@@ -108,6 +110,24 @@ def test_demo_trains_reports_and_publishes_the_validation_best_system(demo):
                  f"--model {model} --prior 0.01"):
         assert line in tail
     assert "neutral_emotional ood" in tail and "[" in tail
+
+
+def test_the_published_model_scored_by_model_eval_gives_its_runs_own_scores(demo, tmp_path):
+    """What a held-out check does with the demo model: score it on a recipe's trials (here the demo's own)."""
+    out = demo["out"]
+    run = json.load(open(os.path.join(out, "model", "published.json")))["run"]
+    hparams = json.load(open(os.path.join(run, "suite_run.json")))["hparams"]
+    args = [f"--{k}={v}" for k, v in settings(demo["data"]).items()] + [f"--output_root={out}/runs"]
+    command = [sys.executable, "-m", "speechbrain_ext.model_eval", str(tmp_path / "scored"), hparams,
+               "--model", os.path.join(out, "model"), "--draws", "100", *args]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for split in ("eval", "ood"):
+        mine, theirs = load_run(str(tmp_path / "scored"), split), load_run(run, split)
+        assert mine.seed == theirs.seed == 1986
+        for condition, (scores, labels, _) in theirs.conditions.items():
+            np.testing.assert_allclose(mine.conditions[condition][0], scores, atol=1e-6)
+            assert (mine.conditions[condition][1] == labels).all()
 
 
 def test_half_trained_system_is_resumed_not_retrained(demo):

@@ -1,0 +1,214 @@
+"""A suite's finished runs scored on other trial lists, without training: ``python -m speechbrain_ext.suite_rescore``.
+
+    python -m speechbrain_ext.suite_rescore <suite.yaml> --out <folder> --set key=value ... [--rows ...] [--seeds ...]
+
+For every row x seed of the suite (each run in the suite's runs folder must have finished),
+the checkpoint the run evaluated is exported (:func:`speechbrain_ext.publish.export_model`,
+``<out>/models/<row>/seed<seed>``) and scored (:func:`speechbrain_ext.model_eval.evaluate_model`,
+``<out>/scores/<row>/seed<seed>``) on the ``eval_splits`` of the recipe configuration that
+the suite's settings, the row's overrides and ``--set`` give, e.g. another ``data_folder``:
+another corpus, or SynthEmo with another voice space. The corpus is prepared once in
+``<out>`` (the reference row's ``prepare_data``, as the suite runner does). Then the report
+(``<out>/report.md``, or ``--report``): every row against the suite's reference, paired by
+seed, on the suite's splits and conditions, with speaker-bootstrap intervals, and the suite's
+anchor (Resemblyzer) scored on the same trials
+(:mod:`speechbrain_ext.compare`).
+
+What it answers: how systems trained on one corpus rank on another, e.g. SynthEmo's rows,
+trained at the default emotion strength, on test speech with stronger emotions than any
+training utterance (the mismatch that emotion-invariant training is for). Interrupted, it
+resumes: an export of the run's current checkpoint is kept, and so is a score folder whose
+``rescore.json`` names the same model files and the same recipe options (another ``--set``
+into the same ``--out`` scores again).
+"""
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import shutil
+import sys
+
+from speechbrain_ext.compare import SplitComparison
+from speechbrain_ext.compare_report import build_report, write_report
+from speechbrain_ext.errors import SpeechBrainExtError
+from speechbrain_ext.files import atomic_write_json
+from speechbrain_ext.model_eval import evaluate_model, model_digest
+from speechbrain_ext.splits import recipe_splits
+from speechbrain_ext.suite import SuiteError, load_suite
+from speechbrain_ext.suite_records import is_finished, source_checkpoint
+from speechbrain_ext.suite_report import ANCHOR_LABEL
+from speechbrain_ext.suite_runner import parse_settings, prepare
+from speechbrain_ext.suite_values import override_args
+
+__all__ = ["main", "rescore_suite"]
+
+logger = logging.getLogger(__name__)
+
+#: Written in a score folder after its scoring: the model and the trial-list options it was scored with.
+IDENTITY = "rescore.json"
+
+
+def _recipe_args(suite, row, seed, out):
+    """The recipe's command-line overrides of one run, with the manifests of ``out``."""
+    values = {k: v for k, v in suite.overrides(row, seed).items() if k != "output_folder"}
+    return override_args({**values, "output_root": out})
+
+
+def _export(run, model_dir):
+    """The export of the checkpoint ``run`` evaluated (made again when the run was trained again since)."""
+    from speechbrain_ext.publish import export_model
+
+    checkpoint = source_checkpoint(run)
+    info = os.path.join(model_dir, "export.json")
+    if os.path.isfile(info):
+        with open(info, encoding="utf-8") as f:
+            if os.path.basename(str(json.load(f).get("checkpoint"))) == os.path.basename(str(checkpoint)):
+                return
+    os.makedirs(os.path.dirname(model_dir), exist_ok=True)
+    export_model(run, model_dir, checkpoint=os.path.basename(str(checkpoint)))
+
+
+def _identity(model_dir, recipe_args):
+    """What a score folder was made from: the model's files and the recipe options that chose the trials."""
+    return {"model_digest": model_digest(model_dir), "recipe_args": list(recipe_args)}
+
+
+def _scored(folder, identity):
+    """True when ``folder`` holds a complete scoring of this model on these trial lists."""
+    path = os.path.join(folder, IDENTITY)
+    if not os.path.isfile(os.path.join(folder, "metrics.json")) or not os.path.isfile(path):
+        return False
+    with open(path, encoding="utf-8") as f:
+        return json.load(f) == identity
+
+
+def _anchor(suite, reference, out, n_draws, systems, out_print):
+    """The suite's anchor scored on the same trial lists (``<out>/scores/<anchor>``), added to ``systems``."""
+    from speechbrain_ext.anchor import evaluate_anchor, skip_reason
+
+    folder = os.path.join(out, "scores", suite.anchor)
+    recipe_args = _recipe_args(suite, reference, suite.seeds[0], out)
+    identity = {"anchor": suite.anchor, "recipe_args": recipe_args}
+    if not _scored(folder, identity):
+        shutil.rmtree(folder, ignore_errors=True)
+        eval_splits, data_folder = recipe_splits(reference.hparams, recipe_args)
+        if not evaluate_anchor(eval_splits, data_folder, folder, n_draws=n_draws).get("skipped"):
+            atomic_write_json(os.path.join(folder, IDENTITY), identity, indent=1)
+    reason = skip_reason(folder)
+    if reason:
+        out_print(f"anchor row skipped: {reason}")
+    else:
+        systems[ANCHOR_LABEL] = [folder]
+
+
+def rescore_suite(suite, out, n_draws=None, report=None, conditions=None, scored_on=None, out_print=print):
+    """Export and score every run of ``suite`` on its (changed) evaluation splits; write the comparison.
+
+    Arguments
+    ---------
+    suite : speechbrain_ext.suite.Suite
+        The suite, with the settings that point at the trial lists to score (``--set``).
+    out : str
+        Folder of the prepared manifests, the exports, the scores and the report.
+    n_draws : int or None
+        Bootstrap draws (default: the suite's).
+    report : str or None
+        The report path (default: ``<out>/report.md``).
+    conditions : list of str or None
+        The report's conditions (default: the suite's).
+    scored_on : str or None
+        What the trial lists are, for the report's title (e.g. the ``--set`` values).
+
+    Returns
+    -------
+    str
+        The report path.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp(); s = os.path.join(d, "s.yaml"); h = os.path.join(d, "h.yaml")
+    >>> _ = open(h, "w").write("seed: 1\\noutput_root: x\\noutput_folder: y\\n")
+    >>> _ = open(s, "w").write("title: t\\nrecipe: h.yaml\\nruns: r\\nreport: r.md\\nseeds: [1]\\n"
+    ...                        "reference: h\\nrows: [{hparams: h.yaml}]\\n")
+    >>> rescore_suite(load_suite(s, runs=os.path.join(d, "runs")), os.path.join(d, "out"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    speechbrain_ext.suite.SuiteError: ...: run h/seed1 has not finished (no .../runs/h/seed1/report/metrics.json); ...
+    """
+    rows = [r for r in suite.rows if not r.variant]
+    missing = [(row, seed) for row in rows for seed in suite.seeds if not is_finished(suite, row, seed)]
+    if missing:
+        row, seed = missing[0]
+        raise SuiteError(
+            f"{suite.path}: run {suite.run_key(row, seed)} has not finished (no "
+            f"{os.path.join(suite.run_folder(row, seed), 'report', 'metrics.json')}); {len(missing)} run(s) "
+            f"missing: train them first (python -m speechbrain_ext.suite {suite.path})")
+    reference = suite.row(suite.reference)
+    out_print(f"preparing the trial lists in {out}")
+    prepare([reference.hparams, *_recipe_args(suite, reference, suite.seeds[0], out)])
+    systems = {}
+    for row in rows:
+        for seed in suite.seeds:
+            key = suite.run_key(row, seed)
+            model_dir = os.path.join(out, "models", row.name, f"seed{seed}")
+            scores = os.path.join(out, "scores", row.name, f"seed{seed}")
+            _export(suite.run_folder(row, seed), model_dir)
+            recipe_args = _recipe_args(suite, row, seed, out)
+            identity = _identity(model_dir, recipe_args)
+            if not _scored(scores, identity):
+                shutil.rmtree(scores, ignore_errors=True)  # scored with other options: its embeddings too
+                eval_splits, data_folder = recipe_splits(row.hparams, recipe_args)
+                evaluate_model(model_dir, eval_splits, data_folder, scores, system=row.name, seed=seed,
+                               n_draws=n_draws or suite.draws)
+                atomic_write_json(os.path.join(scores, IDENTITY), identity, indent=1)
+                out_print(f"scored {key}")
+            systems.setdefault(row.label, []).append(scores)
+    if suite.anchor:
+        _anchor(suite, reference, out, n_draws or suite.draws, systems, out_print)
+    comparisons = [SplitComparison(systems, split, n_draws=n_draws or suite.draws, seed=suite.bootstrap_seed,
+                                   conditions=conditions or suite.conditions) for split in suite.splits]
+    command = shlex.join(["python", "-m", "speechbrain_ext.suite_rescore", *sys.argv[1:]])
+    path = report or os.path.join(out, "report.md")
+    title = f"{suite.title}: the runs of {os.path.relpath(suite.runs)} scored on {scored_on or 'other trial lists'}"
+    write_report(path, build_report(comparisons, reference.label, command), title=title)
+    return path
+
+
+def main(argv=None):
+    """Command-line entry point; returns the exit status (1 with one ``error:`` line on bad input).
+
+    Example
+    -------
+    >>> main(["/nonexistent/suite.yaml", "--out", "/tmp/x"])  # prints "error: suite file not found: ..."
+    1
+    """
+    p = argparse.ArgumentParser(prog="python -m speechbrain_ext.suite_rescore", description=__doc__.split("\n")[0])
+    p.add_argument("suite", help="the suite file (YAML)")
+    p.add_argument("--out", required=True, help="folder of the manifests, exports, scores and report")
+    p.add_argument("--set", nargs="+", default=[], metavar="key=value", dest="settings",
+                   help="settings of the trial lists to score (recipe overrides), e.g. data_folder=...")
+    p.add_argument("--rows", nargs="+", help="only these rows (names)")
+    p.add_argument("--seeds", type=int, nargs="+", help="replace the suite's seeds")
+    p.add_argument("--runs", help="replace the runs folder")
+    p.add_argument("--report", help="the report path (default: <out>/report.md)")
+    p.add_argument("--draws", type=int, help="bootstrap draws of the report's intervals")
+    p.add_argument("--conditions", nargs="+", help="the report's conditions (default: the suite's)")
+    args = p.parse_args(argv)
+    try:
+        suite = load_suite(args.suite, seeds=args.seeds, rows=args.rows, settings=parse_settings(args.settings),
+                           runs=args.runs)
+        path = rescore_suite(suite, args.out, n_draws=args.draws, report=args.report, conditions=args.conditions,
+                             scored_on="the trial lists of " + ", ".join(args.settings) if args.settings else None)
+    except SpeechBrainExtError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"report: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(main())
