@@ -125,6 +125,32 @@ def test_cnceleb_paper_a_row_reports_both_protocols(cnceleb_paper_a):
     assert os.path.isfile(os.path.join(out, "augment", "rir.csv"))
 
 
+def test_an_export_scored_by_model_eval_gives_the_runs_own_scores_on_both_protocols(cnceleb_paper_a,
+                                                                                     cnceleb_replica, augment_folders,
+                                                                                     tmp_path):
+    """The way a held-out check scores a published model, on the CN-Celeb layout (multi-utterance enrolment)."""
+    from speechbrain_ext.compare import load_run
+    from speechbrain_ext.publish import export_model
+
+    _, _, out = cnceleb_paper_a
+    run = os.path.join(out, "ecapa_aam_amsupcon_caa_mgda", "seed1986")
+    export_model(run, str(tmp_path / "model"))
+    recipe_args = ["--data_folder", cnceleb_replica, "--output_root", out, "--n_speakers", str(CNC_SPEAKERS),
+                   "--n_valid_speakers", "2", *TINY, *augment_args(augment_folders)]
+    command = [sys.executable, "-m", "speechbrain_ext.model_eval", str(tmp_path / "scored"),
+               os.path.join(ROOT, "recipes", "CNCeleb", "hparams", "ecapa_aam_amsupcon_caa_mgda.yaml"),
+               "--model", str(tmp_path / "model"), "--draws", "50", *recipe_args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=str(tmp_path),
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    for split in ("cnc_eval_avg", "cnc_eval_concat"):
+        mine, theirs = load_run(str(tmp_path / "scored"), split), load_run(run, split)
+        assert mine.seed == theirs.seed == 1986 and mine.conditions.keys() == theirs.conditions.keys()
+        for condition, (scores, labels, _) in theirs.conditions.items():
+            assert (mine.conditions[condition][1] == labels).all()
+            assert abs(mine.conditions[condition][0] - scores).max() < 1e-5
+
+
 def test_voxceleb_baseline_reports_vox1_o_e_h(augment_folders, tmp_path):
     data = replicas.make_voxceleb(tmp_path / "vox", extra_vox2_speakers=6)["data_folder"]
     out = tmp_path / "out"
