@@ -57,7 +57,7 @@ from speechbrain_ext import (
     report,
 )
 from speechbrain_ext.errors import SpeechBrainExtError
-from speechbrain_ext.splits import recipe_splits
+from speechbrain_ext.splits import recipe_splits, scoring_arguments
 
 __all__ = [
     "REQUIREMENT",
@@ -444,12 +444,8 @@ def main(argv=None):
                     "writes metrics.json, report.md and scores/<split>.npz. Further --key value arguments are "
                     "overrides of the recipe's hparams (as for its train.py).",
     )
-    parser.add_argument("out_dir", help="where metrics.json, report.md, the plots and scores/ go")
-    parser.add_argument("hparams", help="a recipe's hparams file: its eval_splits and data_folder are scored")
-    parser.add_argument("--cache-dir", help="embedding cache folder (default: <out_dir>/embeddings)")
+    scoring_arguments(parser, threads_help="torch threads (default 1: see the module notes)")
     parser.add_argument("--no-preprocess", action="store_true", help="skip Resemblyzer's preprocess_wav")
-    parser.add_argument("--draws", type=int, default=1000, help="speaker-bootstrap draws (default 1000)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: see the module notes)")
     args, recipe_args = parser.parse_known_args(argv)
     torch.set_num_threads(args.threads)
     try:

@@ -38,7 +38,7 @@ from speechbrain_ext.checkpoints import file_digest
 from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.publish.layout import EXPORT_INFO
 from speechbrain_ext.publish.verify import load_model
-from speechbrain_ext.splits import recipe_splits
+from speechbrain_ext.splits import recipe_splits, scoring_arguments
 
 __all__ = ["ModelEvalError", "evaluate_model", "main", "model_digest", "model_info"]
 
@@ -196,14 +196,10 @@ def main(argv=None):
                     "metrics.json, report.md and scores/<split>.npz. Further --key value arguments are overrides "
                     "of the recipe's hparams (as for its train.py).",
     )
-    parser.add_argument("out_dir", help="where metrics.json, report.md, the plots and scores/ go")
-    parser.add_argument("hparams", help="a recipe's hparams file: its eval_splits and data_folder are scored")
+    scoring_arguments(parser)
     parser.add_argument("--model", required=True, help="the model folder (SpeechBrain inference layout)")
     parser.add_argument("--system", help="the name the scores carry (default: the export's system)")
     parser.add_argument("--seed", type=int, help="the seed the scores carry (default: the export's)")
-    parser.add_argument("--cache-dir", help="embedding cache folder (default: <out_dir>/embeddings)")
-    parser.add_argument("--draws", type=int, default=1000, help="speaker-bootstrap draws (default 1000)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args, recipe_args = parser.parse_known_args(argv)
     torch.set_num_threads(args.threads)
     try:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from speechbrain_ext.hparams import HparamsError
 
 __all__ = ["MEAN", "Split", "SplitError", "calibration_splits", "check_splits", "parse_splits", "recipe_splits",
+           "scoring_arguments",
            "selection_rule"]
 
 #: ``checkpoint_selection`` value that selects on the mean EER over every valid split.
@@ -235,3 +236,24 @@ def recipe_splits(hparams_file, recipe_args=()):
     _, _, overrides = parse_arguments([hparams_file, *recipe_args])
     hparams, _ = load_hparams(hparams_file, overrides)
     return check_splits(hparams)[0], hparams["data_folder"]
+
+
+def scoring_arguments(parser, threads_help="torch threads (default 1)"):
+    """The command line shared by the tools that score a recipe's ``eval_splits`` with one encoder.
+
+    ``out_dir``, ``hparams``, ``--cache-dir``, ``--draws`` and ``--threads``; the recipe's own
+    ``--key value`` overrides are what ``parse_known_args`` leaves (:func:`recipe_splits`).
+
+    Example
+    -------
+    >>> import argparse
+    >>> p = argparse.ArgumentParser(); scoring_arguments(p)
+    >>> args, rest = p.parse_known_args(["out", "h.yaml", "--draws", "10", "--data_folder", "d"])
+    >>> args.out_dir, args.draws, args.threads, rest
+    ('out', 10, 1, ['--data_folder', 'd'])
+    """
+    parser.add_argument("out_dir", help="where metrics.json, report.md, the plots and scores/ go")
+    parser.add_argument("hparams", help="a recipe's hparams file: its eval_splits and data_folder are scored")
+    parser.add_argument("--cache-dir", help="embedding cache folder (default: <out_dir>/embeddings)")
+    parser.add_argument("--draws", type=int, default=1000, help="speaker-bootstrap draws (default 1000)")
+    parser.add_argument("--threads", type=int, default=1, help=threads_help)
