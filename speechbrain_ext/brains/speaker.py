@@ -61,7 +61,8 @@ class SpeakerBrain(compat.Brain):
     ``data_folder``, ``sample_rate``, ``crop_seconds``, ``n_speakers``,
     ``max_skipped_share``, ``epoch_counter``, ``lr_annealing``, ``train_logger``, ``train_log``,
     ``margin_scheduler`` (null, or a :class:`speechbrain_ext.margin.MarginScheduler`
-    stepped in :meth:`on_fit_batch_start`).
+    stepped in :meth:`on_fit_batch_start`), ``speed_perturb`` (null, or a
+    :class:`speechbrain_ext.augment.SpeakerSpeedPerturb` applied before ``wav_augment``).
 
     Example
     -------
@@ -189,9 +190,15 @@ class SpeakerBrain(compat.Brain):
 
     # ---------------------------------------------------------------- model hooks
     def prepare_waveforms(self, batch, stage):
-        """Hook: return ``(wavs, lens, labels)`` for the encoder; applies wav augmentation in training."""
+        """Hook: return ``(wavs, lens, labels)`` for the encoder.
+
+        In training: speed perturbation (``speed_perturb``, each perturbed speaker a new class),
+        then wav augmentation.
+        """
         wavs, lens = batch.sig
         labels = batch.spk_id_encoded.data if stage == sb.Stage.TRAIN else None
+        if stage == sb.Stage.TRAIN and self.hparams.speed_perturb is not None:
+            wavs, lens, labels = self.hparams.speed_perturb(wavs, lens, labels)
         augment = self.hparams.wav_augment
         if stage == sb.Stage.TRAIN and augment is not None:
             wavs, lens = augment(wavs, lens)
@@ -267,6 +274,8 @@ class SpeakerBrain(compat.Brain):
         if "epoch_progress" not in self.checkpointer.recoverables:
             self.epoch_progress = EpochProgress(self)
             self.checkpointer.add_recoverable("epoch_progress", self.epoch_progress)
+        if self.hparams.speed_perturb is not None:
+            self.hparams.speed_perturb.check_classifier(self.modules.classifier)
         margin_scheduler = self.hparams.margin_scheduler
         if margin_scheduler is not None and "margin_scheduler" not in self.checkpointer.recoverables:
             self.checkpointer.add_recoverable("margin_scheduler", margin_scheduler)

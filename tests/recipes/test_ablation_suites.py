@@ -143,7 +143,8 @@ def test_suite_files_name_existing_systems_and_the_ablation_rows():
         ("campp_aam", None, {"number_of_epochs": 2})]
     augmentation = load_suite(os.path.join(ROOT, "recipes", "SynthEmo", "ablation", "augmentation.yaml"))
     assert [r.name for r in augmentation.rows] == [
-        "ecapa_aam", "ecapa_aam_dropaug", "ecapa_aam_amsupcon", "ecapa_aam_amsupcon_dropaug"]
+        "ecapa_aam", "ecapa_aam_dropaug", "ecapa_aam_amsupcon", "ecapa_aam_amsupcon_dropaug",
+        "ecapa_aam_speedperturb", "ecapa_aam_amsupcon_speedperturb"]
     from speechbrain_ext.suite_report import resolve_sections
 
     assert [type(s).__name__ for s in resolve_sections(emotion)] == ["EmotionGap", "CompositionSection", "Projection",

@@ -5,6 +5,7 @@ import math
 import os
 
 import pytest
+import torch
 
 from speechbrain_ext.compare import summarise
 from speechbrain_ext.epoch_log import read_epoch_log
@@ -93,3 +94,24 @@ def test_wrong_speaker_count_is_named(run_synthemo_recipe, n_speakers):
     )
     assert completed.returncode != 0
     assert "has 8 speakers but the hparams set n_speakers=5" in completed.stdout + completed.stderr
+
+
+def test_speed_perturbation_trains_with_copypaste_and_a_wrong_classifier_size_is_named(run_synthemo_recipe, tmp_path):
+    # CopyPaste (x and x' of a speaker share its speed: one draw per class of the batch) layered with
+    # speed perturbation: 3 x 8 tiny speakers, so a classifier of 24 outputs in the checkpoint.
+    system = tmp_path / "copypaste_speedperturb.yaml"
+    hparams = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "SynthEmo", "hparams")
+    system.write_text(f"base: [{os.path.abspath(hparams)}/ecapa_aam_copypaste_cos.yaml, "
+                      f"{os.path.abspath(hparams)}/../../shared_hparams/speed_perturb.yaml]\n"
+                      "system: copypaste_speedperturb\n")
+    _, out = run_synthemo_recipe(str(system), "--number_of_epochs", "1", "--bootstrap_draws", "20")
+    exp = os.path.join(out, "copypaste_speedperturb", "seed1986")
+    assert read_metrics(out, "copypaste_speedperturb")["epoch"] == 1
+    (checkpoint,) = [d for d in os.listdir(os.path.join(exp, "save")) if d.startswith("CKPT")]
+    weight = torch.load(os.path.join(exp, "save", checkpoint, "classifier.ckpt"))["weight"]
+    assert weight.shape[0] == 24
+
+    completed, _ = run_synthemo_recipe(str(system), "--number_of_epochs", "1", "--speed_perturb_speeds",
+                                       "[1.0, 0.9]", output_root=tmp_path / "other", check=False)
+    assert completed.returncode != 0
+    assert "classifier has 24 outputs but speed perturbation needs 16" in completed.stdout + completed.stderr
