@@ -37,7 +37,7 @@ import torchaudio
 
 from speechbrain_ext.errors import SpeechBrainExtError
 
-__all__ = ["SpeakerSpeedPerturb", "SpeedPerturbError"]
+__all__ = ["SpeakerSpeedPerturb", "SpeedPerturbError", "expand_label_encoder"]
 
 
 class SpeedPerturbError(SpeechBrainExtError, ValueError):
@@ -170,3 +170,32 @@ class SpeakerSpeedPerturb(torch.nn.Module):
         """The settings, in the module's printed form."""
         return f"speeds={self.speeds}, n_speakers={self.n_speakers}, sample_rate={self.sample_rate}"
 
+
+
+def expand_label_encoder(encoder, speeds):
+    """The classes of a speed-perturbed classifier, as a label encoder of its size.
+
+    Speaker ``label`` (index ``i`` of ``encoder``) at the ``k``-th speed is index
+    ``k * len(encoder) + i``, labelled ``label`` at speed 1.0 and ``label@speed<s>``
+    otherwise, so a published classifier names every one of its outputs.
+
+    Example
+    -------
+    >>> from speechbrain.dataio.encoder import CategoricalEncoder
+    >>> speakers = CategoricalEncoder(); speakers.update_from_iterable(["ann", "bob"])
+    >>> expanded = expand_label_encoder(speakers, [1.0, 0.9])
+    >>> [expanded.ind2lab[i] for i in range(4)]
+    ['ann', 'bob', 'ann@speed0.9', 'bob@speed0.9']
+    """
+    from speechbrain.dataio.encoder import CategoricalEncoder
+
+    n = len(encoder)
+    expanded = CategoricalEncoder()
+    for speed in (float(s) for s in speeds):
+        suffix = "" if speed == 1.0 else f"@speed{speed:g}"
+        for i in range(n):
+            label = f"{encoder.ind2lab[i]}{suffix}"
+            if label in expanded.lab2ind:
+                raise SpeedPerturbError(f"speeds {list(speeds)} give the class label {label!r} twice")
+            expanded.add_label(label)
+    return expanded

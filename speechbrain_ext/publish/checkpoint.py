@@ -12,6 +12,7 @@ import torch
 
 from speechbrain_ext.publish.experiment import plain, recoverable_names
 from speechbrain_ext.publish.layout import HPARAMS, PublishError
+from speechbrain_ext.speed_perturb import expand_label_encoder
 
 __all__ = ["is_statistics", "load_checked", "load_modules", "load_state", "read_label_encoder"]
 
@@ -158,7 +159,16 @@ def load_modules(hp, modules, loadables, ckpt_path):
 
 
 def read_label_encoder(experiment_dir, hp):
-    """``save/label_encoder.txt`` of the experiment, checked against the classifier's size; its path.
+    """``save/label_encoder.txt`` of the experiment, checked against the classifier's size.
+
+    A run trained with speed perturbation (``speed_perturb`` set, each perturbed speaker a new
+    class) has ``len(speeds)`` classes per speaker: its encoder is expanded to name every
+    output (:func:`speechbrain_ext.speed_perturb.expand_label_encoder`).
+
+    Returns
+    -------
+    speechbrain.dataio.encoder.CategoricalEncoder
+        One label per output of the classifier.
 
     Example
     -------
@@ -178,6 +188,10 @@ def read_label_encoder(experiment_dir, hp):
     except Exception as err:
         raise PublishError(f"{label_src}: not a label encoder file: {err}") from err
     n_out = plain(hp["classifier"]).get("out_neurons") if isinstance(hp.get("classifier"), dict) else None
-    if n_out is not None and len(encoder) != int(n_out):
-        raise PublishError(f"{label_src} has {len(encoder)} speakers but the classifier has out_neurons={n_out}")
-    return label_src
+    perturb = plain(hp["speed_perturb"]) if isinstance(hp.get("speed_perturb"), dict) else {}
+    speeds = perturb.get("speeds") or [1.0]
+    if n_out is not None and len(encoder) * len(speeds) != int(n_out):
+        per_speaker = f" x {len(speeds)} speeds (speed_perturb)" if len(speeds) > 1 else ""
+        raise PublishError(f"{label_src} has {len(encoder)} speakers{per_speaker} but the classifier has "
+                           f"out_neurons={n_out}")
+    return expand_label_encoder(encoder, speeds) if len(speeds) > 1 else encoder

@@ -103,8 +103,8 @@ def _build_model(hp, experiment_dir, ckpt_path):
         raise PublishError(f"the model blocks of {where} do not build: {type(err).__name__}: {err}") from err
     modules = {k: inference[k] for k in parts}
     sources = load_modules(hp, modules, loadables, ckpt_path)
-    label_src = read_label_encoder(experiment_dir, hp) if "classifier" in parts else None
-    return {"text": text, "parts": parts, "modules": modules, "sources": sources, "label_src": label_src}
+    labels = read_label_encoder(experiment_dir, hp) if "classifier" in parts else None
+    return {"text": text, "parts": parts, "modules": modules, "sources": sources, "labels": labels}
 
 
 def _describe(hp, metrics, ckpt_path, parts):
@@ -176,9 +176,9 @@ def _write_model_files(folder, model):
             shutil.copyfile(path, os.path.join(folder, f"{key}.ckpt"))
         else:
             torch.save(modules[key].state_dict(), os.path.join(folder, f"{key}.ckpt"))
-    if model["label_src"] is not None:
-        shutil.copyfile(model["label_src"], os.path.join(folder, "label_encoder.txt"))
-        shutil.copyfile(model["label_src"], os.path.join(folder, "label_encoder.ckpt"))
+    if model["labels"] is not None:
+        for name in ("label_encoder.txt", "label_encoder.ckpt"):
+            model["labels"].save(os.path.join(folder, name))
 
 
 def _write_verification(folder, metrics, info):

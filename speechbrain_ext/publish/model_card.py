@@ -75,9 +75,11 @@ _CLOSING = [
 
 
 def _call_repr(node):
-    """``ClassName(arg=value, ...)`` of a tagged mapping (scalar arguments only)."""
+    """``ClassName(arg=value, ...)`` of a tagged mapping (scalar arguments and lists of scalars)."""
     args = plain(node) if isinstance(node, dict) else {}
-    inner = ", ".join(f"{k}={v}" for k, v in args.items() if not isinstance(v, dict | list))
+    inner = ", ".join(f"{k}={v}" for k, v in args.items()
+                      if not isinstance(v, dict | list) or (isinstance(v, list) and not any(
+                          isinstance(x, dict | list) for x in v)))
     name = short_class(yaml_tag(node).split(":", 1)[1])
     return f"{name}({inner})" if inner else name
 
@@ -123,7 +125,8 @@ def describe_losses(hp):
         text = _call_repr(balancer) if not inner else f"{_call_repr(balancer)} of {_call_repr(inner)}"
         rows.append(("loss balancing", text))
     for key, label in (("class_aware_attention", "class-aware attention"), ("copypaste", "CopyPaste"),
-                       ("emotion_mask", "emotion-aware masking")):
+                       ("emotion_mask", "emotion-aware masking"),
+                       ("speed_perturb", "speed perturbation, each perturbed speaker a class")):
         if yaml_tag(hp.get(key)):
             rows.append((label, _call_repr(hp[key])))
     return rows

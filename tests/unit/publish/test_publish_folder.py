@@ -16,7 +16,7 @@ import sys
 import pytest
 import soundfile as sf
 import torch
-from publish_helpers import ROOT, SPEAKERS, assert_no_machine_strings, write_wav
+from publish_helpers import HPARAMS_DIR, ROOT, SPEAKERS, assert_no_machine_strings, build_experiment, write_wav
 
 from speechbrain_ext.publish import PublishError, export_model
 from speechbrain_ext.publish.cli import main
@@ -299,3 +299,31 @@ def test_global_feature_normalisation_is_exported_as_its_statistics(experiment, 
     with open(out / "hyperparams.yaml") as f:
         loadables = load_hyperpyyaml(f)["pretrainer"].loadables
     assert list(loadables) == ["mean_var_norm", "embedding_model", "classifier", "label_encoder"]
+
+
+def test_a_speed_perturbed_run_exports_one_label_per_class(tmp_path):
+    # speed_perturb: each speaker at 0.9 and 1.1 is a class of its own, so the classifier has 3 x 4
+    # outputs; the published label encoder names every one of them.
+    from speechbrain.inference.classifiers import EncoderClassifier
+
+    exp, hp, _, _ = build_experiment(tmp_path / "sp", recipe=os.path.join(HPARAMS_DIR, "ecapa_aam_speedperturb.yaml"))
+    assert hp["classifier"].weight.shape[0] == 3 * len(SPEAKERS)
+    out = str(tmp_path / "model")
+    export_model(exp, out)
+    model = EncoderClassifier.from_hparams(source=out, savedir=str(tmp_path / "cls"))
+    labels = model.hparams.label_encoder
+    labels.expect_len(12)
+    assert [labels.ind2lab[i] for i in (0, 3, 4, 11)] == ["S0001", "S0004", "S0001@speed0.9", "S0004@speed1.1"]
+    wav = torch.from_numpy(sf.read(write_wav(tmp_path / "a.wav", 1.5, 0), dtype="float32")[0])[None]
+    assert set(model.classify_batch(wav)[3]) <= set(labels.lab2ind)
+
+    # speeds that do not match the classifier: named, nothing published
+    path = os.path.join(exp, "hyperparams.yaml")
+    text = open(path).read()
+    open(path, "w").write(text.replace("speed_perturb_speeds: [1.0, 0.9, 1.1]", "speed_perturb_speeds: [1.0, 0.9]"))
+    with pytest.raises(PublishError, match="4 speakers x 2 speeds \\(speed_perturb\\) but the classifier has "
+                                           "out_neurons=12"):
+        export_model(exp, str(tmp_path / "other"))
+    assert not os.path.exists(tmp_path / "other")
+    card = open(os.path.join(out, "README.md")).read()
+    assert "speed perturbation, each perturbed speaker a class" in card and "1.0, 0.9, 1.1" in card
