@@ -1,14 +1,13 @@
 """recipes/shared_hparams/dropout_augment.yaml: frequency and chunk dropout layered on a recipe's augmentation."""
 
-import io
 import os
 
 import pytest
-import ruamel.yaml
 import torch
 from speechbrain.augment.time_domain import AddNoise, AddReverb, DropChunk, DropFreq
+from system_files import changed_keys, composed_texts
 
-from speechbrain_ext.hparams import compose_hparams, load_hparams
+from speechbrain_ext.hparams import load_hparams
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HPARAMS = os.path.join(ROOT, "recipes", "SynthEmo", "hparams")
@@ -16,22 +15,10 @@ AUGMENT_KEYS = {"drop_freq", "drop_chunk", "wav_augment", "system"}
 PAIRS = [("ecapa_aam.yaml", "ecapa_aam_dropaug.yaml"), ("ecapa_aam_amsupcon.yaml", "ecapa_aam_amsupcon_dropaug.yaml")]
 
 
-def composed(name):
-    """Every top-level key of a composed system file and its YAML text (tags included)."""
-    yaml = ruamel.yaml.YAML()
-    out = {}
-    for key, value in yaml.load(compose_hparams(os.path.join(HPARAMS, name))).items():
-        stream = io.StringIO()
-        yaml.dump({key: value}, stream)
-        out[key] = stream.getvalue()
-    return out
-
-
 @pytest.mark.parametrize(("plain", "dropped"), PAIRS)
 def test_a_dropout_system_differs_from_its_base_only_in_the_augmentation(plain, dropped):
-    a, b = composed(plain), composed(dropped)
-    assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == AUGMENT_KEYS
-    assert b["system"] == f"system: {dropped.removesuffix('.yaml')}\n"
+    assert changed_keys(plain, dropped) == AUGMENT_KEYS
+    assert composed_texts(dropped)["system"] == f"system: {dropped.removesuffix('.yaml')}\n"
 
 
 def test_the_chain_keeps_the_batch_and_silences_at_most_a_fifth_of_a_crop(tmp_path):

@@ -1,15 +1,14 @@
 """speechbrain_ext.speed_perturb: speed perturbation, each perturbed speaker a new class."""
 
-import io
 import os
 
 import pytest
-import ruamel.yaml
 import torch
 from speechbrain.lobes.models.ECAPA_TDNN import Classifier
+from system_files import changed_keys, composed_texts
 
 from speechbrain_ext.augment import SpeakerSpeedPerturb
-from speechbrain_ext.hparams import compose_hparams, load_hparams
+from speechbrain_ext.hparams import load_hparams
 from speechbrain_ext.speed_perturb import SpeedPerturbError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -103,25 +102,13 @@ def test_bad_speaker_count_and_classifier_are_named():
         perturb.check_classifier(torch.nn.Sequential(torch.nn.Linear(4, 10)))
 
 
-def composed(name):
-    yaml = ruamel.yaml.YAML()
-    out = {}
-    for key, value in yaml.load(compose_hparams(os.path.join(HPARAMS, name))).items():
-        stream = io.StringIO()
-        yaml.dump({key: value}, stream)
-        out[key] = stream.getvalue()
-    return out
-
-
 @pytest.mark.parametrize(("plain", "perturbed"), [
     ("ecapa_aam.yaml", "ecapa_aam_speedperturb.yaml"),
     ("ecapa_aam_amsupcon.yaml", "ecapa_aam_amsupcon_speedperturb.yaml"),
 ])
 def test_a_speed_perturbed_system_differs_from_its_base_only_in_the_perturbation(plain, perturbed, tmp_path):
-    a, b = composed(plain), composed(perturbed)
-    assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == {
-        "speed_perturb", "speed_perturb_speeds", "classifier", "system"}
-    assert a["speed_perturb"].strip() == "speed_perturb:"  # null
+    assert changed_keys(plain, perturbed) == {"speed_perturb", "speed_perturb_speeds", "classifier", "system"}
+    assert composed_texts(plain)["speed_perturb"].strip() == "speed_perturb:"  # null
     hparams, _ = load_hparams(os.path.join(HPARAMS, perturbed),
                               {"manifest_folder": str(tmp_path), "output_root": str(tmp_path)})
     perturb = hparams["speed_perturb"]
