@@ -373,13 +373,19 @@ class SplitComparison:
         low, high = self.system_interval(system, draws)
         return {"value": float(np.mean(point)), "low": low, "high": high}
 
-    def resampled_means(self, system, draws):
+    def resampled_means(self, system, draws, paired_with=None):
         """``[n_draws]``: per draw, the mean over ``system``'s resampled runs of per-run draws ``[R, n_draws]``.
 
         The runs drawn are those of :meth:`system_interval` (the same for every metric of the
         system), so two quantities of the same runs, e.g. on two splits, can be combined draw by draw.
+        With ``paired_with`` (another system with the same seeds), the runs drawn are those
+        :meth:`difference` draws for the pair, the same seeds for both systems.
         """
-        picks = self._seed_draws(len(self.systems[system]), "system", system)
+        n_runs = len(self.systems[system])
+        if paired_with is not None and self.paired_seeds(system, paired_with):
+            picks = self._seed_draws(n_runs, "paired")
+        else:
+            picks = self._seed_draws(n_runs, "system", system)
         return self._resampled_mean(np.asarray(draws), picks)
 
     def _seed_draws(self, n_runs, *key):
@@ -427,7 +433,8 @@ class SplitComparison:
                 })
         return rows
 
-    def _paired_seeds(self, system, reference):
+    def paired_seeds(self, system, reference):
+        """Whether both systems recorded the same seeds, so that their runs pair by seed."""
         seeds = [tuple(r.seed for r in self.systems[n]) for n in (system, reference)]
         return None not in seeds[0] and None not in seeds[1] and seeds[0] == seeds[1]
 
@@ -443,10 +450,8 @@ class SplitComparison:
         for name in (system, reference):
             if name not in self.systems:
                 raise ComparisonError(f"no system {name!r} in split {self.split!r} (have {list(self.systems)})")
-        paired = self._paired_seeds(system, reference)
+        paired = self.paired_seeds(system, reference)
         n_sys, n_ref = len(self.systems[system]), len(self.systems[reference])
-        if paired:
-            both = self._seed_draws(n_sys, "paired")
         rows = []
         for cond in self.conditions:
             if cond not in self.systems[system][0].conditions or cond not in self.systems[reference][0].conditions:
@@ -456,11 +461,8 @@ class SplitComparison:
             (p_sys, d_sys), (p_ref, d_ref) = self.replicates(system, cond), self.replicates(reference, cond)
             metrics = {}
             for k in self.keys:
-                if paired:
-                    values = self._resampled_mean(d_sys[k] - d_ref[k], both)
-                else:
-                    values = self._resampled_mean(d_sys[k], self._seed_draws(n_sys, "system", system))
-                    values -= self._resampled_mean(d_ref[k], self._seed_draws(n_ref, "system", reference))
+                values = (self.resampled_means(system, d_sys[k], paired_with=reference)
+                          - self.resampled_means(reference, d_ref[k], paired_with=system))
                 low, high = self._interval(values)
                 metrics[k] = {"difference": float(p_sys[k].mean() - p_ref[k].mean()), "low": low, "high": high,
                               "half_width": (high - low) / 2, "verdict": verdict(low, high)}

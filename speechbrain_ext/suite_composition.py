@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 from speechbrain_ext.bootstrap import percentile_interval
-from speechbrain_ext.compare import SplitComparison
+from speechbrain_ext.compare import SplitComparison, verdict
 from speechbrain_ext.emotion_report import read_labels
 from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.suite import SuiteError
@@ -28,6 +28,31 @@ from speechbrain_ext.suite_report import ANCHOR_LABEL, Section, interval_cell
 from speechbrain_ext.trial_composition import ComposedTrials, TrialComposition, UnmatchedComposition, read_attributes
 
 __all__ = ["CompositionSection"]
+
+
+def _ratio_draws(cmp, system, draws, ref_draws, paired_with=None):
+    """Per draw, target / reference EER of the same resampled runs (seeds paired across the two splits)."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # a draw with EER 0: no ratio
+        ratio = (cmp.resampled_means(system, draws, paired_with)
+                 / cmp.resampled_means(system, ref_draws, paired_with))
+    return np.where(np.isfinite(ratio), ratio, np.nan)
+
+
+def _ratio_differences(cmp, system, reference, per_run):
+    """``{raw|matched: {difference, low, high, verdict, paired}}``: system's ratio - the reference's, draw by draw.
+
+    The same speaker draws for both systems on each split; runs paired by seed when the two
+    have the same seeds (as :meth:`SplitComparison.difference`), else resampled independently.
+    """
+    out = {}
+    for name in ("raw", "matched"):
+        (value, draws, ref_draws), (ref_value, r_draws, r_ref_draws) = per_run[system][name], per_run[reference][name]
+        diff = (_ratio_draws(cmp, system, draws, ref_draws, paired_with=reference)
+                - _ratio_draws(cmp, reference, r_draws, r_ref_draws, paired_with=system))
+        low, high = percentile_interval(diff, cmp.level)
+        out[name] = {"difference": float(value - ref_value), "low": low, "high": high, "verdict": verdict(low, high),
+                     "paired": cmp.paired_seeds(system, reference)}
+    return out
 
 
 class CompositionSection(Section):
@@ -71,21 +96,25 @@ class CompositionSection(Section):
                                     f"{run.path}: {self.target} condition {condition!r}", tgt_cmp.speakers)
             return trials.metrics(counts, tgt_cmp.p_targets)
 
-        rows = []
+        per_run, rows = {}, []
         for system in systems:
             ref_point, ref_draws = (v["eer"] for v in ref_cmp.replicates(system, self.condition))
-            ref_means = tgt_cmp.resampled_means(system, ref_draws)  # seeds paired across the splits
             row = {"system": system, "n_runs": len(systems[system]),
                    "reference": ref_cmp.estimate(system, ref_point, ref_draws)}
+            per_run[system] = {}
             for name, values in (("raw", tgt_cmp.replicates(system, self.condition)),
                                  ("matched", tgt_cmp.replicates(system, self.condition, matched, "composition"))):
                 point, draws = (v["eer"] for v in values)
                 row[name] = tgt_cmp.estimate(system, point, draws)
-                with np.errstate(divide="ignore", invalid="ignore"):  # a draw with EER 0: no ratio
-                    ratio = tgt_cmp.resampled_means(system, draws) / ref_means
-                low, high = percentile_interval(np.where(np.isfinite(ratio), ratio, np.nan), tgt_cmp.level)
+                per_run[system][name] = (point.mean() / ref_point.mean(), draws, ref_draws)
+                low, high = percentile_interval(_ratio_draws(tgt_cmp, system, draws, ref_draws), tgt_cmp.level)
                 row[f"{name}_ratio"] = {"value": float(point.mean() / ref_point.mean()), "low": low, "high": high}
             rows.append(row)
+        reference = ctx.suite.row(ctx.suite.reference).label
+        if reference in per_run:
+            for row in rows:
+                if row["system"] != reference:
+                    row["ratio_difference"] = _ratio_differences(tgt_cmp, row["system"], reference, per_run)
         return {"reference": ref_comp.shares().tolist(), "target": tgt_comp.shares().tolist(),
                 "cells": [ref_comp.cell_name(c) for c in range(ref_comp.n_cells)]}, rows
 
@@ -114,6 +143,22 @@ class CompositionSection(Section):
             ratios = [f"{r[k]['value']:.2f} [{r[k]['low']:.2f}, {r[k]['high']:.2f}]" for k in ("raw_ratio",
                                                                                               "matched_ratio")]
             lines.append(f"| {r['system']} | {r['n_runs']} | " + " | ".join(eers + ratios) + " |")
-        return lines + ["", f"What the matched column removes is the part of {tgt}'s extra error that comes from "
-                        f"its impostors sharing attributes more often than {ref}'s; what remains is the model's "
-                        "own gap on held-out material. Both are shown; neither replaces the raw EER.", ""]
+        lines += ["", f"What the matched column removes is the part of {tgt}'s extra error that comes from "
+                  f"its impostors sharing attributes more often than {ref}'s; what remains is the model's "
+                  "own gap on held-out material. Both are shown; neither replaces the raw EER.", ""]
+        compared = [r for r in rows if "ratio_difference" in r]
+        if compared:
+            reference = next(r["system"] for r in rows if "ratio_difference" not in r)
+            lines += [f"Does a system narrow the gap? Its ratio minus {reference}'s, per draw (same speaker draws; "
+                      "runs paired by seed where both have the same seeds): negative is a narrower gap, "
+                      "**better** / **worse** only when the interval excludes 0.", "",
+                      "| system | pairing | ratio − reference's | ratio matched − reference's |",
+                      "|:---|:---|---:|---:|"]
+            for r in compared:
+                d = r["ratio_difference"]
+                cells = [interval_cell("ratio", d[k]["difference"], d[k]["low"], d[k]["high"], d[k]["verdict"],
+                                       signed=True) for k in ("raw", "matched")]
+                pairing = "paired by seed" if d["raw"]["paired"] else "unpaired"
+                lines.append(f"| {r['system']} | {pairing} | " + " | ".join(cells) + " |")
+            lines.append("")
+        return lines

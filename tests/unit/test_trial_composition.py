@@ -207,3 +207,46 @@ def test_the_section_reads_a_tab_separated_speaker_table_with_another_id_column(
     (section,) = resolve_sections(suite)
     text = "\n".join(section.render(ReportContext(suite, runs, {}, str(tmp_path), "report")))
     assert "| same Nationality, same Gender |" in text and "| system base | 1 |" in text
+
+
+def test_a_narrower_gap_is_resolved_against_the_reference_and_an_identical_system_is_not(tmp_path):
+    # base: EER about 35 % on eval, about 70 % on ood (targets scored BELOW impostors): ratio about 2.
+    # narrow: ood as easy as eval, ratio about 1. same: base's score files, its ratio base's in every draw.
+    suite = load_suite(make_suite(tmp_path, rows=("base", "same", "narrow"), seeds=(1, 2),
+                                  sections=[{"section": "composition", "keys": KEYS}]))
+    runs_dir = suite.runs
+    rows = write_split(runs_dir, "eval", 2) + write_split(runs_dir, "ood", 2)
+    with open(os.path.join(runs_dir, "manifests", "speakers.csv"), "w") as f:
+        f.write("spk_id,accent,gender\n" + "\n".join(rows) + "\n")
+    labels = np.tile([1] + [0] * (PER_SPK - 1), N_SPK).astype(np.int8)
+    separation = {("base", "eval"): 0.8, ("base", "ood"): -1.0, ("narrow", "eval"): 0.8, ("narrow", "ood"): 0.8}
+    runs = {}
+    for seed in suite.seeds:
+        rng = np.random.default_rng(seed)
+        per_split = {(name, split): rng.normal(size=(2, labels.size)) for name in ("base", "narrow")
+                     for split in suite.splits}
+        for row in suite.rows:
+            source = "base" if row.name == "same" else row.name
+            folder = suite.run_folder(row, seed)
+            runs[(row.name, seed)] = RunResult(row, seed, folder, {"epoch": 1})
+            for split in suite.splits:
+                noise = per_split[(source, split)]
+                scores = np.where(labels == 1, noise[0] + separation[(source, split)], noise[1])
+                save_trial_scores(scores_path(os.path.join(folder, "report"), split), {"all": (scores, labels)},
+                                  {"all": [f"{split[0].upper()}{s}" for s in np.repeat(np.arange(N_SPK), PER_SPK)]},
+                                  {"seed": seed})
+    (section,) = resolve_sections(suite)
+    ctx = ReportContext(suite, runs, {}, str(tmp_path), "report")
+    _, table = section.numbers(ctx)
+    by_name = {r["system"]: r for r in table}
+    assert "ratio_difference" not in by_name["system base"]
+    same = by_name["system same"]["ratio_difference"]
+    for kind in ("raw", "matched"):
+        assert same[kind]["paired"] and same[kind]["difference"] == 0.0
+        assert same[kind]["low"] == same[kind]["high"] == 0.0 and same[kind]["verdict"] == "not resolved"
+    narrow, base = by_name["system narrow"], by_name["system base"]
+    d = narrow["ratio_difference"]["raw"]
+    assert d["difference"] == pytest.approx(narrow["raw_ratio"]["value"] - base["raw_ratio"]["value"])
+    assert d["high"] < 0 and d["verdict"] == "better" and base["raw_ratio"]["value"] > 1.5
+    text = "\n".join(section.render(ctx))
+    assert "| system narrow | paired by seed | " in text and "**better**" in text
