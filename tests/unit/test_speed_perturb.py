@@ -115,3 +115,16 @@ def test_a_speed_perturbed_system_differs_from_its_base_only_in_the_perturbation
     assert perturb.speeds == [1.0, 0.9, 1.1] and perturb.n_speakers == hparams["n_speakers"]
     perturb.check_classifier(hparams["classifier"])
     assert hparams["modules"]["classifier"] is hparams["classifier"]
+
+
+@pytest.mark.parametrize("recipe", ["CNCeleb", "VoxCeleb"])
+def test_the_fragment_layers_on_the_paper_scale_systems_the_same_way(recipe, tmp_path):
+    # The CN-Celeb and VoxCeleb READMEs' recipe: `base: [ecapa_aam.yaml, ../../shared_hparams/speed_perturb.yaml]`.
+    folder = os.path.join(ROOT, "recipes", recipe, "hparams")
+    layered = tmp_path / "ecapa_aam_sp.yaml"
+    layered.write_text(f"base: [{folder}/ecapa_aam.yaml, {ROOT}/recipes/shared_hparams/speed_perturb.yaml]\n"
+                       "system: ecapa_aam_sp\n")
+    assert changed_keys("ecapa_aam.yaml", str(layered), folder) == {
+        "speed_perturb", "speed_perturb_speeds", "classifier", "system"}
+    classifier = composed_texts(str(layered), folder)["classifier"]
+    assert "input_size: !ref <emb_dim>" in classifier and "out_neurons: !ref <n_speakers> * 3" in classifier
