@@ -106,9 +106,10 @@ class CompositionSection(Section):
                                  ("matched", tgt_cmp.replicates(system, self.condition, matched, "composition"))):
                 point, draws = (v["eer"] for v in values)
                 row[name] = tgt_cmp.estimate(system, point, draws)
-                per_run[system][name] = (point.mean() / ref_point.mean(), draws, ref_draws)
+                ratio = float(point.mean() / ref_point.mean())
+                per_run[system][name] = (ratio, draws, ref_draws)
                 low, high = percentile_interval(_ratio_draws(tgt_cmp, system, draws, ref_draws), tgt_cmp.level)
-                row[f"{name}_ratio"] = {"value": float(point.mean() / ref_point.mean()), "low": low, "high": high}
+                row[f"{name}_ratio"] = {"value": ratio, "low": low, "high": high}
             rows.append(row)
         reference = ctx.suite.row(ctx.suite.reference).label
         if reference in per_run:
@@ -148,7 +149,7 @@ class CompositionSection(Section):
                   "own gap on held-out material. Both are shown; neither replaces the raw EER.", ""]
         compared = [r for r in rows if "ratio_difference" in r]
         if compared:
-            reference = next(r["system"] for r in rows if "ratio_difference" not in r)
+            reference = ctx.suite.row(ctx.suite.reference).label
             lines += [f"Does a system narrow the gap? Its ratio minus {reference}'s, per draw (same speaker draws; "
                       "runs paired by seed where both have the same seeds): negative is a narrower gap, "
                       "**better** / **worse** only when the interval excludes 0.", "",
