@@ -12,6 +12,16 @@ class in a P x K batch is the same voice, so contrastive positives stay positive
 a CopyPaste input ``x'`` gets the speed of its ``x``. The draws use torch's global
 generator (seeded and checkpointed with the run, like SpeechBrain's augmentations).
 
+In a recipe of this collection it is one YAML key (``speed_perturb``, see
+``recipes/shared_hparams/speed_perturb.yaml``). In another SpeechBrain recipe, build it with
+the number of training speakers, size the classifier ``perturb.n_classes``, and call it in
+``compute_forward`` on training batches only, before any other waveform augmentation::
+
+    if stage == sb.Stage.TRAIN:
+        wavs, lens, labels = self.hparams.speed_perturb(wavs, lens, batch.spk_id_encoded.data)
+
+and use the returned ``labels`` in the classification (and any contrastive) loss.
+
 Lengths: the output keeps the batch's padded length. A sped-up row is shorter and is
 zero-padded (its relative length falls below 1); a slowed-down row is longer and is
 cut at the padded length. Only training sees it; validation and evaluation do not.
