@@ -22,6 +22,7 @@ specific to a corpus or a method::
         overrides: {lr: 0.001}                    # optional recipe overrides of this row
       - hparams: ../hparams/ecapa_aam_lm.yaml     # a second stage: continues the run of the same seed
         continues: ecapa_aam                      # of that row (its init_from; trained after it)
+        compare_with: ecapa_aam                   # also compared with this row (its own base; optional)
     splits: [eval, ood]                           # evaluation splits reported side by side
     conditions: [all, neutral_emotional]          # headline trial conditions (the report has all)
     sections: [emotion_gap, em_probe.py:EmProbeSection]   # extra report sections (optional)
@@ -67,7 +68,7 @@ _KEYS = {
     "conditions": list, "sections": list, "anchor": (str, type(None)), "bootstrap": dict, "prepare": bool,
 }
 _REQUIRED = ("title", "recipe", "runs", "report", "seeds", "reference", "rows")
-_ROW_KEYS = {"hparams": str, "name": str, "label": str, "overrides": dict, "continues": str}
+_ROW_KEYS = {"hparams": str, "name": str, "label": str, "overrides": dict, "continues": str, "compare_with": str}
 _BOOTSTRAP_KEYS = {"draws": int, "seed": int}
 #: Recipe keys the runner sets itself (from ``seeds`` and ``runs``).
 RESERVED_KEYS = ("seed", "output_root", "output_folder")
@@ -103,6 +104,9 @@ class Row:
         Trained for the validation diagnostics only (``--variants``): not in the evaluation tables.
     continues : str or None
         The row whose run of the same seed this row's run continues (its ``init_from``).
+    compare_with : str or None
+        A row this one is also compared with in the report (e.g. the system it adds one thing to),
+        besides the suite's reference.
 
     Example
     -------
@@ -116,6 +120,7 @@ class Row:
     overrides: tuple = ()
     variant: bool = False
     continues: str = None
+    compare_with: str = None
 
     @functools.cached_property
     def cost_weight(self):
@@ -394,10 +399,16 @@ def _rows(path, data):
         if name in [r.name for r in rows]:
             raise SuiteError(f"{path}: {where}: row name {name!r} is used twice (give one a 'name')")
         rows.append(Row(name, hparams, spec.get("label", name), tuple(spec.get("overrides", {}).items()),
-                        continues=spec.get("continues")))
+                        continues=spec.get("continues"), compare_with=spec.get("compare_with")))
     if not rows:
         raise SuiteError(f"{path}: rows: no row")
     _check_continues(path, rows)
+    names = [r.name for r in rows]
+    for i, row in enumerate(rows):
+        if row.compare_with is not None and (row.compare_with not in names or row.compare_with == row.name):
+            what = "the row itself" if row.compare_with == row.name else \
+                f"no row {row.compare_with!r}{_suggest(row.compare_with, names)}"
+            raise SuiteError(f"{path}: rows[{i}] ({row.name}): compare_with: {what}")
     return rows
 
 

@@ -278,7 +278,12 @@ def compare(suite, runs, command=None):
                                                p_targets=P_TARGETS))
         except SpeechBrainExtError as err:
             raise SuiteError(f"{suite.path}: split {split!r}: {err}") from err
-    return compare_report.build_report(comparisons, reference, command), note
+    report = compare_report.build_report(comparisons, reference, command)
+    pairs = [(row.label, suite.row(row.compare_with).label) for row in ctx.rows if row.compare_with]
+    for cmp in comparisons:  # each row against its own base (compare_with), where both have finished runs
+        report["splits"][cmp.split]["own_base"] = [d for system, base in pairs if {system, base} <= set(systems)
+                                                   for d in cmp.difference(system, base)]
+    return report, note
 
 
 # ---------------------------------------------------------------------------- the markdown
@@ -312,12 +317,47 @@ def _headline(ctx):
                     if d is None:
                         cells.append("n/a")
                         continue
-                    pairing = "paired by seed" if d["paired_seeds"] else f"unpaired ({d['n_runs'][0]} vs " \
-                        f"{d['n_runs'][1]} runs)"
-                    m = d["metrics"][key]
-                    cells.append(interval_cell(key, m["difference"], m["low"], m["high"], m["verdict"], signed=True))
+                    pairing, cell = _difference_cell(d, key)
+                    cells.append(cell)
                 lines.append(f"| {system} | {pairing} | " + " | ".join(cells) + " |")
             lines.append("")
+    return lines
+
+
+def _difference_cell(d, key):
+    """``(pairing, cell)`` of a paired-difference row of :meth:`SplitComparison.difference` on metric ``key``."""
+    pairing = "paired by seed" if d["paired_seeds"] else f"unpaired ({d['n_runs'][0]} vs {d['n_runs'][1]} runs)"
+    m = d["metrics"][key]
+    return pairing, interval_cell(key, m["difference"], m["low"], m["high"], m["verdict"], signed=True)
+
+
+def _own_base(ctx):
+    """Rows with ``compare_with``: their paired differences against that row, every headline metric."""
+    splits = [s for s in ctx.suite.splits if ctx.comparison["splits"].get(s, {}).get("own_base")]
+    if not splits:
+        return []
+    columns = [(c, s) for c in ctx.suite.conditions for s in splits]
+    header = " | ".join(f"`{c}` {s}" for c, s in columns)
+    lines = ["## Against its own base", "",
+             "Rows that add one thing to another row (`compare_with` in the suite file), paired with that row as "
+             "above (same speaker draws, runs paired by seed).", ""]
+    for key in metric_keys(P_TARGETS):
+        lines += [f"{_label(key)}, system − its base:", "", f"| system | base | pairing | {header} |",
+                  "|:---|:---|:---|" + "---:|" * len(columns)]
+        found = {(d["split"], d["condition"], d["system"]): d for s in splits
+                 for d in ctx.comparison["splits"][s]["own_base"]}
+        for system, base in dict.fromkeys((d["system"], d["reference"]) for d in found.values()):
+            cells, pairing = [], "–"
+            for c, s in columns:
+                kept = next((k for k, a in ctx.comparison["splits"][s]["aliases"].items() if c in a), c)
+                d = found.get((s, kept, system))
+                if d is None:
+                    cells.append("n/a")
+                    continue
+                pairing, cell = _difference_cell(d, key)
+                cells.append(cell)
+            lines.append(f"| {system} | {base} | {pairing} | " + " | ".join(cells) + " |")
+        lines.append("")
     return lines
 
 
@@ -463,7 +503,7 @@ def write_report(suite, sections=(), command=None):
     ctx = ReportContext(suite, runs, comparison, os.path.dirname(suite.report), os.path.basename(stem), note)
     lines = _header(ctx, command) + _systems(ctx)
     if ctx.comparison.get("format"):
-        lines += _headline(ctx) + _resolution(ctx)
+        lines += _headline(ctx) + _own_base(ctx) + _resolution(ctx)
     for section in sections:
         lines += section.render(ctx)
     lines += _cost(ctx) + _validation(ctx) + _full(ctx)

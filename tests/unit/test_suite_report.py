@@ -7,6 +7,7 @@ import re
 import shutil
 
 import pytest
+import yaml
 from suite_fixtures import SYSTEMS, make_suite, write_system
 
 from speechbrain_ext import anchor, suite_report, suite_runner, trial_scores
@@ -195,3 +196,30 @@ def test_a_report_of_some_rows_names_the_rows_left_out(trained, tmp_path):
     assert "**Rows of the suite file not run for this report** (`--rows`): same, worse, odd." in text
     _, full, _ = build(root, path)
     assert "not run for this report" not in full
+
+
+def test_rows_compared_with_their_own_base(trained, tmp_path):
+    root, path = trained
+    spec = yaml.safe_load(open(path))
+    for row in spec["rows"]:
+        base = {"same": "base", "worse": "good"}.get(os.path.splitext(os.path.basename(row["hparams"]))[0])
+        if base:
+            row["compare_with"] = base
+    spec["report"] = str(tmp_path / "own.md")
+    own = os.path.join(os.path.dirname(path), "own_base.yaml")
+    with open(own, "w") as f:
+        yaml.safe_dump(spec, f, sort_keys=False)
+    suite, text, data = build(root, own)
+    assert [r.compare_with for r in suite.rows] == [None, None, "base", "good", None]
+    rows = table_rows(section(text, "Against its own base").split("minDCF(0.01)")[0])
+    assert set(rows) == {"system", "system same", "system worse"}
+    assert "| system base | paired by seed |" in rows["system same"]
+    assert rows["system same"].count("0.00 [0.00, 0.00] **not resolved**") == 4  # the base's scores
+    assert "| system good | paired by seed |" in rows["system worse"] and "**worse**" in rows["system worse"]
+    own_eval = [d for d in data["comparison"]["splits"]["eval"]["own_base"] if d["condition"] == "all"]
+    assert [(d["system"], d["reference"]) for d in own_eval] == [("system same", "system base"),
+                                                                ("system worse", "system good")]
+    # the reference's table is the suite's as before
+    _, plain, _ = build(root, path)
+    assert section(plain, "EER (%) [95 % CI]") == section(text, "EER (%) [95 % CI]")
+    assert "Against its own base" not in plain

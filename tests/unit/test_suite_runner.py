@@ -261,3 +261,15 @@ def test_a_setting_moved_from_the_suite_into_the_system_file_is_the_same_run(tmp
     spec["settings"] = {"quality": 3.0}
     open(path, "w").write(yaml.safe_dump(spec))
     assert suite_runner.train_suite(load_suite(path), lambda line: None) == []  # 2.5 in the file, 3.0 on top
+
+
+@pytest.mark.parametrize(("target", "message"), [("bse", "compare_with: no row 'bse' (did you mean 'base'?)"),
+                                                 ("good", "compare_with: the row itself")])
+def test_a_compare_with_that_names_no_other_row_is_named(tmp_path, target, message):
+    path = make_suite(tmp_path, rows=("base", "good"))
+    spec = yaml.safe_load(open(path))
+    spec["rows"][1]["compare_with"] = target
+    with open(path, "w") as f:
+        yaml.safe_dump(spec, f, sort_keys=False)
+    with pytest.raises(SuiteError, match=re.escape(f"rows[1] (good): {message}")):
+        load_suite(path)
