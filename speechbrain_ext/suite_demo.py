@@ -156,13 +156,29 @@ def _stat(path):
     return [st.st_size, st.st_mtime_ns]
 
 
+def _package_digest(root=None):
+    """A digest of the ``.py`` files under ``root`` (this package): a demo finished by other code reports again."""
+    root = root or os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(f for f in files if f.endswith(".py")):
+            path = os.path.join(folder, name)
+            digest.update(os.path.relpath(path, root).encode())
+            with open(path, "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
 def state_digest(suite, model):
     """A digest of everything the demo's outputs depend on (None when a run is not finished).
 
     The suite (file, settings, seeds, rows and their composed system files), every run's
-    ``metrics.json``, the anchor's, and the exported model's ``published.json``.
+    ``metrics.json``, the anchor's, the exported model's ``published.json``, and the source of
+    this package (which writes the report and the export).
     """
     parts = {"suite": _stat(suite.path), "settings": suite.settings, "seeds": suite.seeds, "draws": suite.draws,
+             "code": _package_digest(),
              "rows": [(r.name, r.label, config_digest(r.hparams), r.overrides) for r in suite.rows], "runs": {}}
     for row in suite.rows:
         for seed in suite.seeds:

@@ -89,3 +89,18 @@ def test_time_left_follows_the_pool_and_what_was_measured():
     eta.observe("run", 150.0, 1.0, key="a")  # this machine: 1.5x the first guess
     assert eta.job("a", "run", 1.0) == 150.0 and eta.job("c", "run", 2.0) == 300.0
     assert eta.guess("report") == Eta.PRIORS["report"]  # another kind keeps its prior: runs say little of it
+
+
+def test_the_package_digest_follows_the_source_files_only(tmp_path):
+    from speechbrain_ext.suite_demo import _package_digest
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    first = _package_digest(str(tmp_path))
+    (tmp_path / "notes.txt").write_text("not code")
+    (tmp_path / "sub" / "b.cpython-311.pyc").write_bytes(b"\0")
+    assert _package_digest(str(tmp_path)) == first
+    (tmp_path / "sub" / "b.py").write_text("y = 3\n")
+    assert _package_digest(str(tmp_path)) != first
+    assert len(_package_digest()) == 16  # this package's own
