@@ -235,12 +235,12 @@ class ReportContext:
                 return row
         return None
 
-    def difference(self, split, condition, system):
-        """The comparison's paired difference of ``system`` vs the reference on ``condition``."""
+    def difference(self, split, condition, system, base=None):
+        """The paired difference of ``system`` vs the reference (or vs its ``compare_with`` row ``base``)."""
         data = self.comparison["splits"].get(split, {})
         kept = next((c for c, a in data.get("aliases", {}).items() if condition in a), condition)
-        for row in data.get("differences", []):
-            if row["system"] == system and row["condition"] == kept:
+        for row in data.get("differences" if base is None else "own_base", []):
+            if row["system"] == system and row["condition"] == kept and base in (None, row["reference"]):
                 return row
         return None
 
@@ -311,24 +311,24 @@ def _headline(ctx):
             lines += [f"Paired difference vs {reference} (points of EER, minDCF as is) and verdict:", "",
                       f"| system | pairing | {header} |", "|:---|:---|" + "---:|" * len(columns)]
             for system in [s for s in systems if s != reference]:
-                cells, pairing = [], "–"
-                for c, s in columns:
-                    d = ctx.difference(s, c, system)
-                    if d is None:
-                        cells.append("n/a")
-                        continue
-                    pairing, cell = _difference_cell(d, key)
-                    cells.append(cell)
+                pairing, cells = _difference_cells(ctx, columns, key, system)
                 lines.append(f"| {system} | {pairing} | " + " | ".join(cells) + " |")
             lines.append("")
     return lines
 
 
-def _difference_cell(d, key):
-    """``(pairing, cell)`` of a paired-difference row of :meth:`SplitComparison.difference` on metric ``key``."""
-    pairing = "paired by seed" if d["paired_seeds"] else f"unpaired ({d['n_runs'][0]} vs {d['n_runs'][1]} runs)"
-    m = d["metrics"][key]
-    return pairing, interval_cell(key, m["difference"], m["low"], m["high"], m["verdict"], signed=True)
+def _difference_cells(ctx, columns, key, system, base=None):
+    """``(pairing, cells)``: ``system``'s paired differences on metric ``key`` in each ``(condition, split)``."""
+    cells, pairing = [], "–"
+    for c, s in columns:
+        d = ctx.difference(s, c, system, base)
+        if d is None:
+            cells.append("n/a")
+            continue
+        pairing = "paired by seed" if d["paired_seeds"] else f"unpaired ({d['n_runs'][0]} vs {d['n_runs'][1]} runs)"
+        m = d["metrics"][key]
+        cells.append(interval_cell(key, m["difference"], m["low"], m["high"], m["verdict"], signed=True))
+    return pairing, cells
 
 
 def _own_base(ctx):
@@ -344,18 +344,10 @@ def _own_base(ctx):
     for key in metric_keys(P_TARGETS):
         lines += [f"{_label(key)}, system − its base:", "", f"| system | base | pairing | {header} |",
                   "|:---|:---|:---|" + "---:|" * len(columns)]
-        found = {(d["split"], d["condition"], d["system"]): d for s in splits
-                 for d in ctx.comparison["splits"][s]["own_base"]}
-        for system, base in dict.fromkeys((d["system"], d["reference"]) for d in found.values()):
-            cells, pairing = [], "–"
-            for c, s in columns:
-                kept = next((k for k, a in ctx.comparison["splits"][s]["aliases"].items() if c in a), c)
-                d = found.get((s, kept, system))
-                if d is None:
-                    cells.append("n/a")
-                    continue
-                pairing, cell = _difference_cell(d, key)
-                cells.append(cell)
+        pairs = dict.fromkeys((d["system"], d["reference"]) for s in splits for d in ctx.comparison["splits"][s]
+                              ["own_base"])
+        for system, base in pairs:
+            pairing, cells = _difference_cells(ctx, columns, key, system, base)
             lines.append(f"| {system} | {base} | {pairing} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
