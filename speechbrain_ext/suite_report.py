@@ -279,7 +279,8 @@ def compare(suite, runs, command=None):
         except SpeechBrainExtError as err:
             raise SuiteError(f"{suite.path}: split {split!r}: {err}") from err
     report = compare_report.build_report(comparisons, reference, command)
-    pairs = [(row.label, suite.row(row.compare_with).label) for row in ctx.rows if row.compare_with]
+    chosen = {row.name for row in suite.rows}  # --rows may leave a row's base out: then no such pair
+    pairs = [(row.label, suite.row(row.compare_with).label) for row in ctx.rows if row.compare_with in chosen]
     for cmp in comparisons:  # each row against its own base (compare_with), where both have finished runs
         report["splits"][cmp.split]["own_base"] = [d for system, base in pairs if {system, base} <= set(systems)
                                                    for d in cmp.difference(system, base)]

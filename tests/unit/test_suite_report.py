@@ -223,3 +223,8 @@ def test_rows_compared_with_their_own_base(trained, tmp_path):
     _, plain, _ = build(root, path)
     assert section(plain, "EER (%) [95 % CI]") == section(text, "EER (%) [95 % CI]")
     assert "Against its own base" not in plain
+    # --rows leaving a row's base out: that pair is left out, the rest of the report as usual
+    some = load_suite(own, rows=["base", "same", "worse"], report=str(tmp_path / "some.md"))
+    text = open(suite_report.write_report(some, suite_report.resolve_sections(some))["report"]).read()
+    assert set(table_rows(section(text, "Against its own base").split("minDCF(0.01)")[0])) == {
+        "system", "system same"}
