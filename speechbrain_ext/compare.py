@@ -381,12 +381,14 @@ class SplitComparison:
         With ``paired_with`` (another system with the same seeds), the runs drawn are those
         :meth:`difference` draws for the pair, the same seeds for both systems.
         """
+        return self._resampled_mean(np.asarray(draws), self._seed_picks(system, paired_with))
+
+    def _seed_picks(self, system, paired_with=None):
+        """The runs of ``system`` drawn in each draw: shared with ``paired_with`` when the two pair by seed."""
         n_runs = len(self.systems[system])
         if paired_with is not None and self.paired_seeds(system, paired_with):
-            picks = self._seed_draws(n_runs, "paired")
-        else:
-            picks = self._seed_draws(n_runs, "system", system)
-        return self._resampled_mean(np.asarray(draws), picks)
+            return self._seed_draws(n_runs, "paired")
+        return self._seed_draws(n_runs, "system", system)
 
     def _seed_draws(self, n_runs, *key):
         """``[n_draws, n_runs]`` indices of the runs drawn in each draw (all runs once when R = 1)."""
@@ -452,6 +454,7 @@ class SplitComparison:
                 raise ComparisonError(f"no system {name!r} in split {self.split!r} (have {list(self.systems)})")
         paired = self.paired_seeds(system, reference)
         n_sys, n_ref = len(self.systems[system]), len(self.systems[reference])
+        picks_sys, picks_ref = self._seed_picks(system, reference), self._seed_picks(reference, system)
         rows = []
         for cond in self.conditions:
             if cond not in self.systems[system][0].conditions or cond not in self.systems[reference][0].conditions:
@@ -461,8 +464,8 @@ class SplitComparison:
             (p_sys, d_sys), (p_ref, d_ref) = self.replicates(system, cond), self.replicates(reference, cond)
             metrics = {}
             for k in self.keys:
-                values = (self.resampled_means(system, d_sys[k], paired_with=reference)
-                          - self.resampled_means(reference, d_ref[k], paired_with=system))
+                values = (self._resampled_mean(np.asarray(d_sys[k]), picks_sys)
+                          - self._resampled_mean(np.asarray(d_ref[k]), picks_ref))
                 low, high = self._interval(values)
                 metrics[k] = {"difference": float(p_sys[k].mean() - p_ref[k].mean()), "low": low, "high": high,
                               "half_width": (high - low) / 2, "verdict": verdict(low, high)}
