@@ -24,6 +24,8 @@ private API                                 used for
                                             noise loaders of a wav augmentation stand
 ``SaveableDataLoader._speechbrain_recovery  :func:`fast_forward`: a fresh iterator that skips what an
 _skip_to``                                  earlier one had yielded
+``speechbrain.nnet.CNN.Conv1d               :func:`use_sliced_reflect_padding`: the same ``reflect``
+._manage_padding``                          padding of a ``same`` convolution, made from slices
 ==========================================  ===========================================================
 """
 
@@ -31,6 +33,8 @@ import speechbrain as sb
 import speechbrain.core
 import torch
 from speechbrain.dataio.dataloader import SaveableDataLoader
+from speechbrain.lobes.models import ECAPA_TDNN as ecapa_tdnn
+from speechbrain.nnet.CNN import Conv1d, get_padding_elem
 from speechbrain.utils import checkpoints as sb_checkpoints
 
 __all__ = [
@@ -40,6 +44,7 @@ __all__ = [
     "fast_forward",
     "loader_iterators",
     "replace_sync_batchnorm",
+    "use_sliced_reflect_padding",
 ]
 
 
@@ -57,6 +62,10 @@ class Brain(sb.core.Brain):
     >>> issubclass(Brain, sb.core.Brain), Brain.rank_partitioned_sampler(None, {"batch_sampler": [1]})
     (True, None)
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        use_sliced_reflect_padding(self.modules)
 
     def _train_loader_specifics(self, dataset, loader_kwargs):
         sampler = self.rank_partitioned_sampler(loader_kwargs)
@@ -181,3 +190,64 @@ def fast_forward(loader, count):
     for _ in range(count):
         next(iterator)
     return iterator
+
+
+
+class _SlicedReflectPadding:
+    """The ``same`` + ``reflect`` padding of SpeechBrain's ``Conv1d``, built from slices.
+
+    SpeechBrain pads with ``F.pad(x, (left, right), mode="reflect")`` before every such
+    convolution, a kernel-1 one included (a zero-width pad that still copies the
+    tensor), and on CPU the backward of ``reflect`` padding is slow. The mirrored
+    edges concatenated to ``x`` are the same values and give the same gradients,
+    bit for bit (``tests/unit/test_compat.py``; an input so short that a frame is
+    mirrored to both sides is padded by SpeechBrain, whose gradient sums three terms
+    in its own order). A training step of SynthEmo's ECAPA-TDNN
+    (C=64, one CPU thread) takes 0.83x the CPU time (``bench/bench_padding.py``).
+    """
+
+    def _manage_padding(self, x, kernel_size: int, dilation: int, stride: int):
+        left, right = get_padding_elem(self.in_channels, stride, kernel_size, dilation)
+        if left == 0 and right == 0:
+            return x
+        if left + right >= x.shape[-1] - 1:
+            # A frame mirrored to both sides would get three gradient terms, summed in another
+            # order than F.pad's; F.pad also raises its own error for a pad wider than the input.
+            return super()._manage_padding(x, kernel_size, dilation, stride)
+        return torch.cat([x[..., 1:left + 1].flip(-1), x, x[..., -right - 1:-1].flip(-1)], dim=-1)
+
+
+class SlicedReflectConv1d(_SlicedReflectPadding, Conv1d):
+    """``speechbrain.nnet.CNN.Conv1d`` with sliced padding (made by :func:`use_sliced_reflect_padding`)."""
+
+
+class SlicedReflectECAPAConv1d(_SlicedReflectPadding, ecapa_tdnn.Conv1d):
+    """ECAPA-TDNN's ``Conv1d`` with sliced padding (made by :func:`use_sliced_reflect_padding`)."""
+
+
+_SLICED = {Conv1d: SlicedReflectConv1d, ecapa_tdnn.Conv1d: SlicedReflectECAPAConv1d}
+
+
+def use_sliced_reflect_padding(module):
+    """Give every ``same`` / ``reflect`` SpeechBrain ``Conv1d`` in ``module`` the sliced padding.
+
+    The layers keep their parameters, state-dict keys and outputs (to the bit); only
+    their class changes (to a subclass of the one they had), so a copy or a pickle of
+    the module keeps the faster padding. :class:`Brain` applies it to its ``modules``.
+    Returns how many layers changed.
+
+    Example
+    -------
+    >>> enc = ecapa_tdnn.ECAPA_TDNN(20, channels=[16, 16, 16, 16, 48], lin_neurons=8, attention_channels=8).eval()
+    >>> x = torch.randn(2, 50, 20)
+    >>> before = enc(x)
+    >>> use_sliced_reflect_padding(enc), torch.equal(enc(x), before)
+    (38, True)
+    """
+    changed = 0
+    for layer in module.modules():
+        sliced = _SLICED.get(type(layer))
+        if sliced is not None and layer.padding == "same" and layer.padding_mode == "reflect":
+            layer.__class__ = sliced
+            changed += 1
+    return changed

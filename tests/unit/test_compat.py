@@ -5,8 +5,10 @@ Each test names the private API it guards; a failure after an upgrade of the pin
 to adapt.
 """
 
+import copy
 import inspect
 import os
+import pickle
 
 import pytest
 import speechbrain as sb
@@ -14,6 +16,9 @@ import speechbrain.core
 import torch
 from speechbrain.dataio.dataloader import SaveableDataLoader
 from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.lobes.models import ECAPA_TDNN as ecapa_tdnn
+from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+from speechbrain.nnet.CNN import Conv1d
 from speechbrain.utils import checkpoints as sb_checkpoints
 
 from speechbrain_ext import compat
@@ -151,3 +156,83 @@ def test_saveable_dataloader_skips_to_the_recovery_position():
     assert next(iterator).tolist() == [4, 5] and compat.batches_yielded(iterator) == 3
     assert loader._speechbrain_recovery_skip_to is None  # consumed by the new iterator
     assert next(compat.fast_forward(torch.utils.data.DataLoader(list(range(6)), batch_size=2), 1)).tolist() == [2, 3]
+
+
+# ------------------------------------------------------------------ Conv1d._manage_padding
+def _ecapa(seed=0):
+    torch.manual_seed(seed)
+    return ECAPA_TDNN(20, channels=[16, 16, 16, 16, 48], kernel_sizes=[5, 3, 3, 3, 1], dilations=[1, 2, 3, 4, 1],
+                      lin_neurons=8, attention_channels=8)
+
+
+def test_conv1d_pads_same_convolutions_in_manage_padding_with_its_padding_mode():
+    assert _parameters(Conv1d._manage_padding) == ["self", "x", "kernel_size", "dilation", "stride"], (
+        "speechbrain.nnet.CNN.Conv1d._manage_padding changed its signature: adapt compat._SlicedReflectPadding"
+    )
+    assert "self._manage_padding(" in inspect.getsource(Conv1d.forward)
+    assert "mode=self.padding_mode" in inspect.getsource(Conv1d._manage_padding)
+    assert issubclass(ecapa_tdnn.Conv1d, Conv1d)
+
+
+@pytest.mark.parametrize("frames", [9, 10, 40, 101])
+def test_sliced_padding_gives_speechbrains_outputs_and_gradients_to_the_bit(frames):
+    reference, sliced = _ecapa(), _ecapa()
+    assert compat.use_sliced_reflect_padding(sliced) == 38
+    x = torch.randn(3, frames, 20)
+    lens = torch.tensor([1.0, 0.8, 0.5])
+    outputs = []
+    for model in (reference, sliced):
+        y = model(x, lens)
+        y.pow(2).sum().backward()
+        outputs.append(y)
+    assert torch.equal(outputs[0], outputs[1])
+    for (name, a), (_, b) in zip(reference.named_parameters(), sliced.named_parameters()):
+        assert torch.equal(a.grad, b.grad), name
+
+
+@pytest.mark.parametrize("kernel, dilation", [(1, 1), (3, 1), (3, 4), (5, 1), (5, 3)])
+def test_sliced_padding_is_reflect_padding_of_every_width(kernel, dilation):
+    conv = Conv1d(out_channels=2, kernel_size=kernel, dilation=dilation, in_channels=3, skip_transpose=True)
+    x = torch.randn(2, 3, 17)
+    expected = conv(x)
+    compat.use_sliced_reflect_padding(conv)
+    assert type(conv) is compat.SlicedReflectConv1d and torch.equal(conv(x), expected)
+
+
+def test_a_pad_as_wide_as_the_input_still_fails_as_speechbrain_does():
+    conv = Conv1d(out_channels=2, kernel_size=5, in_channels=3, skip_transpose=True)
+    x = torch.randn(1, 3, 2)
+    with pytest.raises(RuntimeError) as speechbrain_error:
+        conv(x)
+    compat.use_sliced_reflect_padding(conv)
+    with pytest.raises(RuntimeError) as sliced_error:
+        conv(x)
+    assert str(sliced_error.value) == str(speechbrain_error.value)
+
+
+def test_only_same_reflect_convolutions_change():
+    layers = torch.nn.ModuleList([
+        Conv1d(2, 3, in_channels=2, padding="valid"),
+        Conv1d(2, 3, in_channels=2, padding="causal"),
+        Conv1d(2, 3, in_channels=2, padding_mode="circular"),
+        torch.nn.Conv1d(2, 2, 3),
+    ])
+    before = [type(layer) for layer in layers]
+    assert compat.use_sliced_reflect_padding(layers) == 0
+    assert [type(layer) for layer in layers] == before
+
+
+def test_sliced_layers_keep_their_state_and_survive_copy_and_pickle():
+    model = _ecapa()
+    keys = list(model.state_dict())
+    compat.use_sliced_reflect_padding(model)
+    assert list(model.state_dict()) == keys
+    for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert type(other.blocks[0].conv) is compat.SlicedReflectECAPAConv1d
+    assert compat.use_sliced_reflect_padding(model) == 0  # already sliced
+
+
+def test_brain_gives_its_modules_the_sliced_padding():
+    brain = compat.Brain(modules={"encoder": _ecapa()}, run_opts={"device": "cpu"})
+    convs = [m for m in brain.modules.modules() if isinstance(m, Conv1d)]
+    assert convs and all(type(m) is compat.SlicedReflectECAPAConv1d for m in convs)
