@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT := results/demo
 THREADS ?= 2
 
-.PHONY: demo demo-strong-emotions test lint unit reliability bench ablation-contrastive ablation-emotion ablation-extensions ablation-augmentation clean
+.PHONY: demo test lint unit reliability bench ablation-contrastive ablation-emotion ablation-extensions ablation-augmentation clean
 
 # Resemblyzer (the reports' external anchor) goes in without its declared deps: setup.cfg's
 # `anchor` extra brings the ones it needs (webrtcvad-wheels in place of the source-only webrtcvad).
@@ -19,19 +19,11 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 # The baseline, both papers' systems and the recommended one on SynthEmo, the Resemblyzer anchor, the
-# report and the validation-best model (recipes/SynthEmo/demo.yaml). Resumable; a finished demo only
-# prints its summary again. ARGS="--jobs 1 --threads 2" changes the schedule.
+# same runs scored on stronger emotions than any training utterance, the report and the
+# validation-best model (recipes/SynthEmo/demo.yaml). Resumable; a finished demo only prints its
+# summary again. ARGS="--jobs 1 --threads 2" changes the schedule.
 demo: $(STAMP)
 	$(PY) recipes/SynthEmo/demo.py --out $(DEMO_OUT) $(ARGS)
-
-# The demo's finished runs scored on the same speakers and sentences with stronger emotions than any
-# training utterance (SynthEmo at expressiveness_mean 2.4, generated into data/SynthEmo_expr2.4 when
-# missing, about a minute); nothing is trained. Report: results/demo_on_expr2.4.md.
-STRONG_EMOTIONS := recipes/SynthEmo/demo.yaml --out $(DEMO_OUT)_on_expr2.4 --set data_folder=data/SynthEmo_expr2.4 \
-	"voice_space={expressiveness_mean: 2.4}"
-demo-strong-emotions: demo
-	OMP_NUM_THREADS=1 $(PY) -m speechbrain_ext.suite_rescore $(STRONG_EMOTIONS) --report $(DEMO_OUT)_on_expr2.4.md
-
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -69,9 +69,10 @@ class Eta:
     The first guesses (``priors``, seconds) are the stage times of ``make demo`` measured on
     this project's 2-core machine with SynthEmo's base settings (README, "Demo results"): the
     corpus 70 s, the Resemblyzer anchor 90 s, about 330 s per plain-AAM run on one core (a
-    CopyPaste system, 2 inputs encoded per step, about twice that), export and report a few
-    seconds. Every measured stage or run gives a ratio measured / guessed; a guess still ahead
-    is scaled by the mean ratio of its own kind once one is measured, else it stays the prior
+    CopyPaste system, 2 inputs encoded per step, about twice that), a section's work after
+    training (the stronger-emotion rescoring) 150 s, export and report a few seconds. Every
+    measured stage or run gives a ratio measured / guessed; a guess still ahead is scaled by
+    the mean ratio of its own kind once one is measured, else it stays the prior
     (the corpus generation's or the anchor's speed says little about training's). A row with a
     measured run (in this runs folder, this or an earlier invocation) is expected to take that
     long again.
@@ -87,11 +88,13 @@ class Eta:
     1320.0
     """
 
-    PRIORS = {"corpus": 70.0, "corpus_ready": 10.0, "run": 330.0, "anchor": 90.0, "export": 10.0, "report": 10.0}
+    PRIORS = {"corpus": 70.0, "corpus_ready": 10.0, "run": 330.0, "anchor": 90.0, "export": 10.0, "report": 10.0,
+              "section": 150.0}
 
-    def __init__(self, jobs, priors=None):
+    def __init__(self, jobs, priors=None, sections=0):
         self.jobs, self.priors, self.measured = jobs, {**self.PRIORS, **(priors or {})}, {}
         self.ratios = {}  # kind -> measured / guessed ratios
+        self.sections = sections  # sections with work after training (e.g. rescoring every run)
 
     def speed(self, kind):
         """Mean measured / guessed ratio of ``kind`` (1 before one is measured)."""
@@ -114,8 +117,8 @@ class Eta:
         return sum(values) / len(values) if values else self.guess(kind, weight)
 
     def after_training(self):
-        """Expected seconds of the stages after training."""
-        return self.guess("export") + self.guess("report")
+        """Expected seconds of the stages after training (the sections' work included)."""
+        return self.sections * self.guess("section") + self.guess("export") + self.guess("report")
 
 
 def tail(path, lines=15):
@@ -487,7 +490,8 @@ def run_demo(suite, out=print, command=None):
     started = time.time()
     try:
         with _LogToFile(os.path.join(os.path.dirname(suite.report), "logs", "demo.log")):
-            eta = Eta(suite.jobs)
+            working = [extra for extra in sections if type(extra).after_runs is not suite_report.Section.after_runs]
+            eta = Eta(suite.jobs, sections=len(working))
             seed_eta(suite, eta)
             stage_data(suite, eta, out)
             failed = stage_training(suite, eta, out)
@@ -495,8 +499,11 @@ def run_demo(suite, out=print, command=None):
                 out(f"failed: {', '.join(failed)} (their logs are above); fix the cause and run the same command "
                     "again: finished systems are kept and an interrupted one resumes from its last checkpoint")
                 return 1
-            for extra in sections:  # the sections' own work after training (e.g. a probe of every run)
+            for extra in working:  # the sections' own work after training (e.g. rescoring every run)
+                start = time.time()
                 extra.after_runs(suite, lambda line: out("    " + line))
+                eta.observe("section", time.time() - start)
+                eta.sections -= 1
             published = stage_publish(suite, eta, out, section)
             data = stage_report(suite, eta, out, sections, published, command)
     except KeyboardInterrupt:
@@ -504,6 +511,9 @@ def run_demo(suite, out=print, command=None):
             f"resumes from its last checkpoint; logs in {shown(os.path.join(suite.runs, 'logs'))})")
         return 130
     summary = summary_lines(suite, data, model, published, section.prior)
+    for extra in sections:
+        lines = extra.summary_lines(suite)
+        summary += ["", *lines] if lines else []
     atomic_write_json(os.path.join(os.path.dirname(suite.report), STATE),
                       {"digest": state_digest(suite, model), "summary": summary}, indent=1)
     out(f"[{_now()}] demo 5/5 done in {format_duration(time.time() - started)}")

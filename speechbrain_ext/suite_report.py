@@ -62,6 +62,10 @@ class Section:
         """The section's markdown lines (:class:`ReportContext` gives the runs and the comparison)."""
         return []
 
+    def summary_lines(self, suite):
+        """Lines a demo adds to its closing summary (:mod:`speechbrain_ext.suite_demo`); none by default."""
+        return []
+
 
 def resolve_sections(suite):
     """The suite's sections as :class:`Section` objects (built-in names or ``FILE.py:NAME``).

@@ -16,7 +16,9 @@ anchor (Resemblyzer) scored on the same trials
 
 What it answers: how systems trained on one corpus rank on another, e.g. SynthEmo's rows,
 trained at the default emotion strength, on test speech with stronger emotions than any
-training utterance (the mismatch that emotion-invariant training is for). Interrupted, it
+training utterance (the mismatch that emotion-invariant training is for). A suite can also
+do this itself after training, its report showing the result: the section
+:class:`RescoreSection` (``{section: rescore, name: ..., settings: {...}}``). Interrupted, it
 resumes: an export of the run's current checkpoint is kept, and so is a score folder whose
 ``rescore.json`` names the same model files and the same recipe options (another ``--set``
 into the same ``--out`` scores again).
@@ -28,21 +30,23 @@ import logging
 import os
 import shlex
 import shutil
+import subprocess
 import sys
+import time
 
 from speechbrain_ext.compare import SplitComparison
-from speechbrain_ext.compare_report import build_report, write_report
+from speechbrain_ext.compare_report import build_report, render_markdown, write_report
 from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.files import atomic_write_json
 from speechbrain_ext.model_eval import evaluate_model, model_digest
 from speechbrain_ext.splits import recipe_splits
 from speechbrain_ext.suite import SuiteError, load_suite
 from speechbrain_ext.suite_records import is_finished, source_checkpoint
-from speechbrain_ext.suite_report import ANCHOR_LABEL
+from speechbrain_ext.suite_report import ANCHOR_LABEL, Section, terminal_summary
 from speechbrain_ext.suite_runner import parse_settings, prepare
 from speechbrain_ext.suite_values import override_args
 
-__all__ = ["main", "rescore_suite"]
+__all__ = ["RescoreSection", "main", "rescore_suite"]
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +179,132 @@ def rescore_suite(suite, out, n_draws=None, report=None, conditions=None, scored
     title = f"{suite.title}: the runs of {os.path.relpath(suite.runs)} scored on {scored_on or 'other trial lists'}"
     write_report(path, build_report(comparisons, reference.label, command), title=title)
     return path
+
+
+class RescoreSection(Section):
+    """A suite's finished runs scored on other trial lists after training, shown in its report.
+
+    After training, :func:`rescore_suite` scores every run (and the anchor) on the trial
+    lists that ``settings`` give, in ``<report folder>/<name>/`` (its full comparison in
+    ``report.md`` there); the section shows that comparison (every system with 95 %
+    intervals, paired differences against the reference, what the trial sets resolve).
+
+    Arguments
+    ---------
+    name : str
+        Folder of the scores, beside the report.
+    title : str
+        The section's heading.
+    settings : dict
+        Recipe overrides that choose the trial lists (e.g. another ``data_folder``), over the suite's.
+        In a string, ``{key}`` is the suite's setting ``key`` (``"{data_folder}_expr2.4"``: a corpus
+        beside the suite's, wherever a command line puts that).
+    about : str
+        A sentence on what the trial lists are.
+    conditions : list of str or None
+        Conditions shown (default: the suite's).
+
+    Example
+    -------
+    >>> s = RescoreSection("expr2.4", "Stronger emotions", {"data_folder": "{data_folder}_2", "n": 3})
+    >>> s.resolved({"data_folder": "data/x", "seed": 1})
+    {'data_folder': 'data/x_2', 'n': 3}
+    >>> s.resolved({})
+    Traceback (most recent call last):
+    ...
+    speechbrain_ext.suite.SuiteError: section rescore expr2.4: settings.data_folder names '{data_folder}', ...
+    >>> RescoreSection("a/b", "t", {"k": 1})
+    Traceback (most recent call last):
+    ...
+    speechbrain_ext.suite.SuiteError: section rescore: name 'a/b' must be a plain folder name
+    """
+
+    def __init__(self, name, title, settings, about="", conditions=None):
+        if not isinstance(name, str) or not name or os.path.basename(name) != name or name in (".", ".."):
+            raise SuiteError(f"section rescore: name {name!r} must be a plain folder name")
+        if not isinstance(settings, dict) or not settings:
+            raise SuiteError(f"section rescore {name}: settings must be a non-empty mapping of recipe overrides")
+        self.name, self.title, self.settings, self.about = name, title, dict(settings), about
+        self.conditions = list(conditions) if conditions else None
+
+    def resolved(self, suite_settings):
+        """The section's settings with ``{key}`` in strings replaced by the suite's settings."""
+        out = {}
+        for key, value in self.settings.items():
+            try:
+                out[key] = value.format(**suite_settings) if isinstance(value, str) else value
+            except (KeyError, IndexError) as err:
+                raise SuiteError(f"section rescore {self.name}: settings.{key} names '{{{err.args[0]}}}', which is "
+                                 "not a setting of the suite") from None
+        return out
+
+    def folder(self, suite):
+        """Where the scores and the full comparison go."""
+        return os.path.join(os.path.dirname(suite.report), self.name)
+
+    def _report_json(self, suite):
+        return os.path.join(self.folder(suite), "report.json")
+
+    def after_runs(self, suite, out=print):
+        """Score the finished runs (kept when already scored with the same model and trial lists).
+
+        The scoring runs as ``python -m speechbrain_ext.suite_rescore`` in a subprocess, its output
+        (data preparation, progress bars) in ``<folder>/rescore.log``.
+        """
+        folder = self.folder(suite)
+        log = os.path.join(folder, "rescore.log")
+        out(f"[{time.strftime('%H:%M:%S')}] {self.title}: every run and the anchor scored on the trial lists of "
+            f"{self._scored_on(suite)}, prepared when missing (log {log})")
+        os.makedirs(folder, exist_ok=True)
+        with open(log, "w") as f:
+            done = subprocess.run(self.command(suite), stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  env={**os.environ, "OMP_NUM_THREADS": str(suite.jobs * suite.threads)})
+        if done.returncode:
+            with open(log, encoding="utf-8", errors="replace") as f:
+                last = "".join(f.readlines()[-15:])
+            raise SuiteError(f"section rescore {self.name} failed (exit status {done.returncode}); log: {log}\n{last}")
+
+    def command(self, suite):
+        """The ``suite_rescore`` command of this section (every setting, row and seed of ``suite`` spelled out)."""
+        settings = {**dict(suite.settings), **self.resolved(dict(suite.settings))}
+        folder = self.folder(suite)
+        return [sys.executable, "-m", "speechbrain_ext.suite_rescore", suite.path, "--out", folder,
+                "--report", os.path.join(folder, "report.md"), "--runs", suite.runs, "--draws", str(suite.draws),
+                "--rows", *(r.name for r in suite.rows if not r.variant), "--seeds", *map(str, suite.seeds),
+                "--set", *(f"{k}={json.dumps(v)}" for k, v in settings.items()),
+                *(["--conditions", *self.conditions] if self.conditions else [])]
+
+    def _scored_on(self, suite, code=""):
+        return ", ".join(f"{code}{k}={v}{code}" for k, v in self.resolved(dict(suite.settings)).items())
+
+    def _comparison(self, suite):
+        path = self._report_json(suite)
+        if not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def summary_lines(self, suite):
+        """The terminal's lines: EER [95 % CI] of every system on the headline conditions of these trials."""
+        comparison = self._comparison(suite)
+        if comparison is None:
+            return []
+        conditions = [c for c in (self.conditions or suite.conditions) if c != "neutral_neutral"][:2]
+        data = {"comparison": comparison, "conditions": conditions, "splits": list(comparison["splits"])}
+        return [f"{self.title}:", *terminal_summary(data, conditions)]
+
+    def render(self, ctx):
+        """The comparison of the rescored runs, its headings one level down."""
+        lines = [f"## {self.title}", ""]
+        comparison = self._comparison(ctx.suite)
+        if comparison is None:
+            return lines + ["Not scored yet (it runs after training; not with `--report-only`).", ""]
+        where = os.path.relpath(os.path.join(self.folder(ctx.suite), "report.md"), os.path.dirname(ctx.suite.report))
+        lines += [" ".join(filter(None, [self.about, "The same runs, untouched, scored on the trial lists of "
+                                         f"{self._scored_on(ctx.suite, '`')} (this comparison alone: `{where}`)."])),
+                  ""]
+        body = render_markdown(comparison).splitlines()[2:]  # without its own title
+        return lines + [("#" + line) if line.startswith("##") else line for line in body] + [""]
 
 
 def main(argv=None):

@@ -13,7 +13,10 @@
   (:class:`speechbrain_ext.suite_calibration.CalibrationSection`);
 - ``composition``: a target split's EER (ood) at a reference split's mix of impostors (eval):
   how much of the gap between the two is the trial lists' composition, not the model
-  (:class:`speechbrain_ext.suite_composition.CompositionSection`).
+  (:class:`speechbrain_ext.suite_composition.CompositionSection`);
+- ``rescore``: the finished runs scored after training on other trial lists (other recipe
+  settings, e.g. SynthEmo with stronger emotions), with intervals and paired differences
+  (:class:`speechbrain_ext.suite_rescore.RescoreSection`).
 
 A suite's own sections subclass :class:`speechbrain_ext.suite_report.Section` in a file next
 to the suite (``sections: [my_sections.py:MySection]``).
@@ -25,8 +28,10 @@ from speechbrain_ext import report
 from speechbrain_ext.suite_calibration import CalibrationSection
 from speechbrain_ext.suite_composition import CompositionSection
 from speechbrain_ext.suite_report import ANCHOR_LABEL, Section, fmt, interval_cell, mean_std
+from speechbrain_ext.suite_rescore import RescoreSection
 
-__all__ = ["SECTIONS", "Balancer", "CalibrationSection", "CompositionSection", "EmotionGap", "Projection"]
+__all__ = ["SECTIONS", "Balancer", "CalibrationSection", "CompositionSection", "EmotionGap", "Projection",
+           "RescoreSection"]
 
 
 def _emotion_condition(emotion):
@@ -179,4 +184,4 @@ class Balancer(Section):
 
 #: The built-in sections by the name a suite file uses.
 SECTIONS = {"emotion_gap": EmotionGap, "projection": Projection, "balancer": Balancer,
-            "calibration": CalibrationSection, "composition": CompositionSection}
+            "calibration": CalibrationSection, "composition": CompositionSection, "rescore": RescoreSection}

@@ -159,10 +159,3 @@ def test_make_targets_run_the_suites(target):
     name = target.split("-")[1]
     assert f"recipes/SynthEmo/ablation/run.py {name} --dry-run --jobs 1" in done.stdout
 
-
-def test_make_demo_strong_emotions_rescores_the_demo_runs_without_training():
-    done = subprocess.run(["make", "-n", "demo-strong-emotions"], capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
-    assert ("-m speechbrain_ext.suite_rescore recipes/SynthEmo/demo.yaml --out results/demo_on_expr2.4 --set "
-            "data_folder=data/SynthEmo_expr2.4") in done.stdout
-    assert "recipes/SynthEmo/demo.py --out results/demo" in done.stdout  # the demo first (it resumes)

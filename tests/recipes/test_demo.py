@@ -112,6 +112,26 @@ def test_demo_trains_reports_and_publishes_the_validation_best_system(demo):
     assert "neutral_emotional ood" in tail and "[" in tail
 
 
+def test_the_demo_scores_its_runs_on_stronger_emotions_beside_its_corpus(demo):
+    """The rescore section of demo.yaml: the same runs on the corpus generated at expressiveness 2.4."""
+    out, data = demo["out"], demo["data"]
+    strong = json.load(open(os.path.join(out, "expr2.4", "report.json")))
+    assert set(strong["splits"]) == {"eval", "ood"}
+    systems = set(strong["splits"]["eval"]["systems"])
+    assert {"baseline (ECAPA + AAM)", PAPER_A, "Resemblyzer (external anchor)"} <= systems
+    # generated beside the demo's corpus (wherever --set put it), never into the repository's data/
+    prepared = json.load(open(os.path.join(out, "expr2.4", "manifests", "prepare.json")))["options"]
+    assert prepared["data_folder"] == os.path.abspath(data + "_expr2.4")
+    assert prepared["voice_space"]["expressiveness_mean"] == 2.4
+    # the same speakers as the demo's own eval split, other recordings
+    ids = {line.split(",")[0] for line in open(os.path.join(out, "runs", "manifests", "eval.csv"))}
+    assert ids == {line.split(",")[0] for line in open(os.path.join(out, "expr2.4", "manifests", "eval.csv"))}
+    report = open(os.path.join(out, "report.md")).read()
+    assert "## Stronger emotions than any training utterance" in report and "#### Paired differences vs" in report
+    tail = demo["stdout"][demo["stdout"].index("demo 5/5 done"):]
+    assert "Stronger emotions than any training utterance" in tail
+
+
 def test_the_published_model_scored_by_model_eval_gives_its_runs_own_scores(demo, tmp_path):
     """What a held-out check does with the demo model: score it on a recipe's trials (here the demo's own)."""
     out = demo["out"]
