@@ -26,12 +26,16 @@ private API                                 used for
 _skip_to``                                  earlier one had yielded
 ``speechbrain.nnet.CNN.Conv1d               :func:`use_sliced_reflect_padding`: the same ``reflect``
 ._manage_padding``                          padding of a ``same`` convolution, made from slices
+``AddNoise._load_noise``,                   :func:`use_windowed_noise`: the same noise window, without
+``_load_noise_batch``, ``data_loader``      padding whole noise files to one width first, from noise
+                                            read once when it fits in memory
 ==========================================  ===========================================================
 """
 
 import speechbrain as sb
 import speechbrain.core
 import torch
+from speechbrain.augment.time_domain import AddNoise
 from speechbrain.dataio.dataloader import SaveableDataLoader
 from speechbrain.lobes.models import ECAPA_TDNN as ecapa_tdnn
 from speechbrain.nnet.CNN import Conv1d, get_padding_elem
@@ -43,8 +47,10 @@ __all__ = [
     "batches_yielded",
     "fast_forward",
     "loader_iterators",
+    "module_parts",
     "replace_sync_batchnorm",
     "use_sliced_reflect_padding",
+    "use_windowed_noise",
 ]
 
 
@@ -63,9 +69,13 @@ class Brain(sb.core.Brain):
     (True, None)
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        use_sliced_reflect_padding(self.modules)
+    def __init__(self, modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None):
+        super().__init__(modules, opt_class, hparams, run_opts, checkpointer)
+        # Faster paths with the same numbers, for the modules and for what hparams hold (wav_augment)
+        held = [value for value in (hparams or {}).values() if isinstance(value, torch.nn.Module)]
+        for module in [self.modules, *held]:
+            use_sliced_reflect_padding(module)
+            use_windowed_noise(module)
 
     def _train_loader_specifics(self, dataset, loader_kwargs):
         sampler = self.rank_partitioned_sampler(loader_kwargs)
@@ -203,7 +213,7 @@ class _SlicedReflectPadding:
     bit for bit (``tests/unit/test_compat.py``; an input so short that a frame is
     mirrored to both sides is padded by SpeechBrain, whose gradient sums three terms
     in its own order). A training step of SynthEmo's ECAPA-TDNN
-    (C=64, one CPU thread) takes 0.83x the CPU time (``bench/bench_padding.py``).
+    (C=64, one CPU thread) takes about 0.83x the CPU time (``bench/bench_fast_paths.py``).
     """
 
     def _manage_padding(self, x, kernel_size: int, dilation: int, stride: int):
@@ -249,5 +259,128 @@ def use_sliced_reflect_padding(module):
         sliced = _SLICED.get(type(layer))
         if sliced is not None and layer.padding == "same" and layer.padding_mode == "reflect":
             layer.__class__ = sliced
+            changed += 1
+    return changed
+
+
+class WindowedAddNoise(AddNoise):
+    """SpeechBrain's ``AddNoise`` that cuts each noise's window without padding whole files first.
+
+    For every batch SpeechBrain concatenates the noise loader's batches padded to the longest
+    noise file, then keeps a window of the clean batch's length: seconds of noise padded and
+    copied to use one. This class reads the same loader batches, computes the relative lengths
+    with the same arithmetic, draws the same window start and copies only the window: the same
+    noise, to the bit (``tests/unit/test_compat.py``), and the same random draws, so a resumed
+    run's noise is unchanged. Cases SpeechBrain handles otherwise (``pad_noise``, a fixed
+    ``start_index``, resampled noise, the first call that builds the loader) are left to it.
+
+    SpeechBrain also reads every noise file again for every batch. When the decoded noise
+    (the durations of the noise list) fits in :attr:`memory_bytes`, the files are read once
+    and the loader is rebuilt over them with the same sampler and collation: the same
+    batches in the same order. A larger noise list (e.g. MUSAN) is read as SpeechBrain reads it.
+    SynthEmo's noise added to a recipe batch takes about 0.2x the CPU time
+    (``bench/bench_fast_paths.py``). Made by :func:`use_windowed_noise`, never built directly.
+    """
+
+    #: The most decoded noise (float32 bytes) kept in memory; set to 0 to always read the files.
+    memory_bytes = 256 * 2 ** 20
+    _memory_decided = False
+
+    def _load_noise(self, lengths, max_length):
+        if self.pad_noise or self.start_index is not None or self.noise_sample_rate != self.clean_sample_rate \
+                or not hasattr(self, "data_loader"):
+            return super()._load_noise(lengths, max_length)
+        if not self._memory_decided:
+            self._keep_noise_in_memory()
+        lengths = lengths.long().squeeze(1)
+        batch_size = len(lengths)
+        parts, noise_lens, width = [], None, 0
+        while sum(len(part) for part in parts) < batch_size:
+            added, added_lens = self._load_noise_batch()
+            if noise_lens is None:
+                noise_lens, width = added_lens, added.shape[1]
+            else:  # AddNoise._concat_batch's arithmetic, without the padding
+                if width > added.shape[1]:
+                    added_lens = added_lens * added.shape[1] / width
+                else:
+                    noise_lens = noise_lens * width / added.shape[1]
+                    width = added.shape[1]
+                noise_lens = torch.cat((noise_lens, added_lens))
+            parts.append(added)
+        noise_len = (noise_lens[:batch_size].to(lengths.device) * width).long()
+        width = max(width, max_length)  # SpeechBrain pads a batch of short noises to max_length
+        max_chop = (noise_len - lengths).min().clamp(min=1)
+        start = torch.randint(high=max_chop, size=(1,), device=lengths.device)
+        first = int(start)
+        window = torch.zeros(batch_size, min(max_length, width - first), *parts[0].shape[2:], dtype=parts[0].dtype,
+                             device=lengths.device)
+        row = 0
+        for part in parts:
+            piece = part[: batch_size - row, first:first + window.shape[1]]
+            window[row:row + len(piece), : piece.shape[1]] = piece
+            row += len(piece)
+        return window, (noise_len - start).clamp(max=max_length).unsqueeze(1)
+
+    def _keep_noise_in_memory(self):
+        self._memory_decided = True
+        loader, dataset = self.data_loader, self.data_loader.dataset
+        seconds = sum(float(item.get("duration", "inf")) for item in dataset.data.values())
+        if seconds * self.clean_sample_rate * 4 > self.memory_bytes:
+            return
+        # The iterator already running keeps reading files until its epoch ends; the next one reads memory.
+        self.data_loader = SaveableDataLoader([dataset[i] for i in range(len(dataset))], batch_size=loader.batch_size,
+                                              sampler=loader.sampler, collate_fn=loader.collate_fn)
+
+
+def module_parts(obj):
+    """Every object inside ``obj``, depth first, in a fixed order, the parts of an ``Augmenter`` included.
+
+    SpeechBrain's ``Augmenter`` keeps its augmentations in a dict, not as submodules, so
+    ``Module.modules()`` does not reach them.
+
+    Example
+    -------
+    >>> from speechbrain.augment.augmenter import Augmenter
+    >>> noise = AddNoise("noise.csv")
+    >>> augment = Augmenter(augmentations=[noise])
+    >>> noise in list(augment.modules()), noise in module_parts(augment)
+    (False, True)
+    """
+    seen, out = set(), []
+
+    def visit(part):
+        if part is None or id(part) in seen:
+            return
+        seen.add(id(part))
+        out.append(part)
+        children = list(part.children()) if isinstance(part, torch.nn.Module) else []
+        inner = getattr(part, "augmentations", None)
+        if isinstance(inner, dict):
+            children.extend(inner.values())
+        elif isinstance(inner, list | tuple):
+            children.extend(inner)
+        for child in children:
+            visit(child)
+
+    visit(obj)
+    return out
+
+
+def use_windowed_noise(module):
+    """Make every SpeechBrain ``AddNoise`` with a noise file list in ``module`` a :class:`WindowedAddNoise`.
+
+    Returns how many changed (an ``AddNoise`` of generated noise, ``csv_file=None``, keeps its class).
+
+    Example
+    -------
+    >>> from speechbrain.augment.augmenter import Augmenter
+    >>> augment = Augmenter(augmentations=[AddNoise("noise.csv"), AddNoise()])
+    >>> use_windowed_noise(augment), [type(a).__name__ for a in augment.augmentations.values()]
+    (1, ['WindowedAddNoise', 'AddNoise'])
+    """
+    changed = 0
+    for layer in module_parts(module):
+        if type(layer) is AddNoise and layer.csv_file is not None:
+            layer.__class__ = WindowedAddNoise
             changed += 1
     return changed

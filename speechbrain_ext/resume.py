@@ -166,30 +166,6 @@ def isolated_rng():
             random.setstate(py_state)
 
 
-def _augment_parts(augment):
-    """Every object inside a wav augmentation, depth first, in a fixed order (Augmenter keeps a dict)."""
-    seen, out = set(), []
-
-    def visit(obj):
-        if obj is None or id(obj) in seen:
-            return
-        seen.add(id(obj))
-        out.append(obj)
-        children = []
-        if isinstance(obj, torch.nn.Module):
-            children.extend(obj.children())
-        parts = getattr(obj, "augmentations", None)
-        if isinstance(parts, dict):
-            children.extend(parts.values())
-        elif isinstance(parts, list | tuple):
-            children.extend(parts)
-        for child in children:
-            visit(child)
-
-    visit(augment)
-    return out
-
-
 @register_checkpoint_hooks
 class AugmentState:
     """Saves where the noise and impulse-response loaders of a wav augmentation stand.
@@ -222,7 +198,7 @@ class AugmentState:
     def save(self, path):
         """Write the loader positions to ``path`` (JSON)."""
         parts = []
-        for part in _augment_parts(self.augment):
+        for part in compat.module_parts(self.augment):
             loader = getattr(part, "data_loader", None)
             if not isinstance(loader, torch.utils.data.DataLoader):
                 parts.append(None)
@@ -237,7 +213,7 @@ class AugmentState:
         """Recreate the loaders saved at ``path`` and move them to their saved positions."""
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)["parts"]
-        parts = _augment_parts(self.augment)
+        parts = compat.module_parts(self.augment)
         if len(parts) != len(saved):
             logger.warning("%s: the augmentation has changed since this checkpoint; loader positions not restored",
                            path)

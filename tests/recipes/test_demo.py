@@ -121,8 +121,9 @@ def test_the_demo_scores_its_runs_on_stronger_emotions_beside_its_corpus(demo):
     assert {"baseline (ECAPA + AAM)", PAPER_A, "Resemblyzer (external anchor)"} <= systems
     # generated beside the demo's corpus (wherever --set put it), never into the repository's data/
     prepared = json.load(open(os.path.join(out, "expr2.4", "manifests", "prepare.json")))["options"]
-    assert prepared["data_folder"] == os.path.abspath(data + "_expr2.4")
+    assert prepared["data_folder"] == os.path.abspath(data + "_expr2.4_eval")
     assert prepared["voice_space"]["expressiveness_mean"] == 2.4
+    assert prepared["n_train"] == 0  # no training speaker generated
     # the same speakers as the demo's own eval split, other recordings
     ids = {line.split(",")[0] for line in open(os.path.join(out, "runs", "manifests", "eval.csv"))}
     assert ids == {line.split(",")[0] for line in open(os.path.join(out, "expr2.4", "manifests", "eval.csv"))}

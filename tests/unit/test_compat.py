@@ -10,10 +10,14 @@ import inspect
 import os
 import pickle
 
+import numpy as np
 import pytest
+import soundfile
 import speechbrain as sb
 import speechbrain.core
 import torch
+from speechbrain.augment.augmenter import Augmenter
+from speechbrain.augment.time_domain import AddNoise
 from speechbrain.dataio.dataloader import SaveableDataLoader
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.lobes.models import ECAPA_TDNN as ecapa_tdnn
@@ -236,3 +240,78 @@ def test_brain_gives_its_modules_the_sliced_padding():
     brain = compat.Brain(modules={"encoder": _ecapa()}, run_opts={"device": "cpu"})
     convs = [m for m in brain.modules.modules() if isinstance(m, Conv1d)]
     assert convs and all(type(m) is compat.SlicedReflectECAPAConv1d for m in convs)
+
+
+# ------------------------------------------------------------------ AddNoise._load_noise
+def _noise_csv(folder, seconds=(0.3, 0.7, 1.3, 2.1, 0.5)):
+    rows = ["ID,duration,wav,wav_format,wav_opts"]
+    rng = np.random.default_rng(0)
+    for i, length in enumerate(seconds):
+        path = os.path.join(folder, f"n{i}.wav")
+        soundfile.write(path, rng.normal(scale=0.1, size=int(16000 * length)).astype(np.float32), 16000)
+        rows.append(f"n{i},{length},{path},wav,")
+    csv = os.path.join(folder, "noise.csv")
+    with open(csv, "w") as f:
+        f.write("\n".join(rows) + "\n")
+    return csv
+
+
+def test_add_noise_loads_its_noise_in_load_noise_from_its_loader_batches():
+    assert _parameters(AddNoise._load_noise) == ["self", "lengths", "max_length"], (
+        "AddNoise._load_noise changed its signature: adapt compat.WindowedAddNoise"
+    )
+    source = inspect.getsource(AddNoise._load_noise)
+    for step in ("self._load_noise_batch_of_size(batch_size)", "noise_len = (noise_len * noise_batch.shape[1]).long()",
+                 "torch.randint(", "noise_batch[:, start_index : start_index + max_length]"):
+        assert step in source, f"AddNoise._load_noise no longer does {step!r}: adapt compat.WindowedAddNoise"
+    assert "self._load_noise_batch()" in inspect.getsource(AddNoise._load_noise_batch_of_size)
+    assert "added_lens * added_tensor_len / noise_tensor_len" in inspect.getsource(AddNoise._concat_batch)
+
+
+@pytest.mark.parametrize("memory_bytes", [compat.WindowedAddNoise.memory_bytes, 0])
+@pytest.mark.parametrize("batch_sizes", [(3, 3, 8, 2, 13, 5, 1, 9), (8, 3, 1, 13), (1, 7, 7, 2)])
+def test_windowed_noise_is_speechbrains_noise_to_the_bit(tmp_path, batch_sizes, memory_bytes):
+    csv = _noise_csv(str(tmp_path))
+    reference, windowed = (AddNoise(csv, snr_low=0, snr_high=15) for _ in range(2))
+    assert compat.use_windowed_noise(windowed) == 1 and type(windowed) is compat.WindowedAddNoise
+    windowed.memory_bytes = memory_bytes
+    failed = 0
+    for call, size in enumerate(batch_sizes * 3):  # the loader restarts: 5 noises, batches of the first size
+        clean = torch.randn(size, 16000)
+        lens = torch.rand(size) * 0.8 + 0.2
+        outputs = []
+        for augment in (reference, windowed):
+            torch.manual_seed(call)
+            try:
+                outputs.append(augment(clean, lens))
+            except RuntimeError as err:  # SpeechBrain's window can overrun a short noise: the same error then
+                outputs.append(str(err))
+            outputs.append(torch.rand(1))  # both consumed the same random draws
+        if isinstance(outputs[0], str):
+            failed += 1
+            assert outputs[0] == outputs[2]
+        else:
+            assert torch.equal(outputs[0], outputs[2]) and not torch.equal(outputs[0], clean), (call, size)
+        assert torch.equal(outputs[1], outputs[3])
+    assert failed < len(batch_sizes)
+    # 4.9 s of noise: read once and kept, unless the limit says no
+    assert isinstance(windowed.data_loader.dataset, list) == (memory_bytes > 0)
+    assert not isinstance(reference.data_loader.dataset, list)
+
+
+def test_windowed_noise_keeps_speechbrains_path_where_it_differs(tmp_path):
+    csv = _noise_csv(str(tmp_path))
+    generated, padded = AddNoise(), AddNoise(csv, pad_noise=True)
+    assert compat.use_windowed_noise(torch.nn.ModuleList([generated])) == 0  # no noise files: nothing to window
+    compat.use_windowed_noise(padded)
+    torch.manual_seed(0)
+    reference = AddNoise(csv, pad_noise=True)(torch.randn(4, 16000), torch.ones(4))
+    torch.manual_seed(0)
+    assert torch.equal(padded(torch.randn(4, 16000), torch.ones(4)), reference)
+
+
+def test_brain_gives_the_noise_of_its_wav_augmentation_the_windowed_loading(tmp_path):
+    noise = AddNoise(_noise_csv(str(tmp_path)))
+    brain = compat.Brain(modules={"encoder": _ecapa()}, hparams={"wav_augment": Augmenter(augmentations=[noise])},
+                         run_opts={"device": "cpu"})
+    assert type(brain.hparams.wav_augment.augmentations["AddNoise0"]) is compat.WindowedAddNoise
