@@ -35,13 +35,13 @@ import sys
 import tempfile
 
 import numpy as np
-import soundfile
 import torch
 from bench_encoder_cost import HPARAMS, Step, time_steps
 from readme_sections import show_and_write
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from data_prep.noise import white_noise_list  # noqa: E402
 from speechbrain_ext.compat import use_sliced_reflect_padding, use_windowed_noise  # noqa: E402
 from speechbrain_ext.hparams import load_hparams  # noqa: E402
 
@@ -60,14 +60,7 @@ class NoiseStep:
 
     def __init__(self, folder, seconds=(6.5, 6.9, 7.1, 7.4, 7.7) * 5):
         if not os.path.isfile(os.path.join(folder, "noise.csv")):
-            rows = ["ID,duration,wav,wav_format,wav_opts"]
-            rng = np.random.default_rng(0)
-            for i, length in enumerate(seconds):
-                path = os.path.join(folder, f"noise{i}.wav")
-                soundfile.write(path, rng.normal(scale=0.1, size=int(16000 * length)).astype(np.float32), 16000)
-                rows.append(f"noise{i},{length},{path},wav,")
-            with open(os.path.join(folder, "noise.csv"), "w") as f:
-                f.write("\n".join(rows) + "\n")
+            white_noise_list(folder, seconds)
         hp, _ = load_hparams(os.path.join(HPARAMS, "ecapa_aam.yaml"),
                              {"data_folder": "/none", "manifest_folder": folder})
         self.noise = hp["add_noise"]

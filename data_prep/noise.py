@@ -31,6 +31,7 @@ import logging
 import math
 import os
 
+import numpy as np
 import soundfile as sf
 
 from data_prep.common import PreparationError
@@ -39,7 +40,8 @@ from speechbrain_ext.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MUSAN_SUBSETS", "RIR_SUBSETS", "choose", "prepare_noise", "prepare_recipe_data", "segment_bounds"]
+__all__ = ["MUSAN_SUBSETS", "RIR_SUBSETS", "choose", "prepare_noise", "prepare_recipe_data", "segment_bounds",
+           "white_noise_list"]
 
 MUSAN_SUBSETS = ("noise", "music", "speech")
 RIR_SUBSETS = ("simulated_rirs",)
@@ -145,6 +147,30 @@ def _write_csv(path, rows):
         for uid, duration, wav in rows:
             ext = os.path.splitext(wav)[1].lower().lstrip(".")
             writer.writerow([uid, f"{duration:.3f}", wav, ext, ""])
+
+
+def white_noise_list(folder, seconds, sample_rate=16000, seed=0):
+    """Write Gaussian white-noise files of the given durations and their ``noise.csv`` in ``folder``.
+
+    A noise list for ``AddNoise`` without MUSAN: tests, benchmarks, a smoke run. Returns the
+    CSV's path.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = white_noise_list(tempfile.mkdtemp(), [0.5, 1.25])
+    >>> [line.split(",")[:2] for line in open(path).read().splitlines()]
+    [['ID', 'duration'], ['noise0', '0.500'], ['noise1', '1.250']]
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, length in enumerate(seconds):
+        path = os.path.join(os.path.abspath(folder), f"noise{i}.wav")
+        sf.write(path, rng.normal(scale=0.1, size=int(sample_rate * length)).astype(np.float32), sample_rate)
+        rows.append((f"noise{i}", float(length), path))
+    csv_path = os.path.join(folder, "noise.csv")
+    _write_csv(csv_path, rows)
+    return csv_path
 
 
 def _write_kind(kind, folders, max_seconds, save_folder, sample_rate, skips, num_workers):

@@ -9,6 +9,7 @@ one line with the estimated time left (:class:`Eta`):
    data preparation's message (the differing keys) and what to do;
 2. training and evaluation of every system and the anchor (:func:`speechbrain_ext.suite_runner.train_suite`,
    ``jobs`` at a time), one line per finished job; a failed job prints its log's path and last lines;
+   then the sections' own work after training (e.g. ``rescore``: every run scored on other trial lists);
 3. the choice of the system to publish (validation splits only) and its export
    (:mod:`speechbrain_ext.suite_publish`);
 4. the report (:func:`speechbrain_ext.suite_report.write_report`) and ``<out>/metrics.json``;
@@ -68,12 +69,12 @@ class Eta:
 
     The first guesses (``priors``, seconds) are the stage times of ``make demo`` measured on
     this project's 2-core machine with SynthEmo's base settings (README, "Demo results"): the
-    corpus 70 s, the Resemblyzer anchor 90 s, about 330 s per plain-AAM run on one core (a
-    CopyPaste system, 2 inputs encoded per step, about twice that), a section's work after
-    training (the stronger-emotion rescoring) 150 s, export and report a few seconds. Every
-    measured stage or run gives a ratio measured / guessed; a guess still ahead is scaled by
-    the mean ratio of its own kind once one is measured, else it stays the prior
-    (the corpus generation's or the anchor's speed says little about training's). A row with a
+    corpus 70 s, the Resemblyzer anchor 90 s, about 280 s per plain-AAM run on one core (a
+    CopyPaste system, 2 inputs encoded per step, guessed at twice that; measured about 1.6x),
+    a section's work after training (the stronger-emotion rescoring) 240 s, export and report
+    a few seconds. Every measured stage or run gives a ratio measured / guessed; a guess still
+    ahead is scaled by the mean ratio of its own kind once one is measured, else it stays the
+    prior (the corpus generation's or the anchor's speed says little about training's). A row with a
     measured run (in this runs folder, this or an earlier invocation) is expected to take that
     long again.
 
@@ -88,8 +89,8 @@ class Eta:
     1320.0
     """
 
-    PRIORS = {"corpus": 70.0, "corpus_ready": 10.0, "run": 330.0, "anchor": 90.0, "export": 10.0, "report": 10.0,
-              "section": 150.0}
+    PRIORS = {"corpus": 70.0, "corpus_ready": 10.0, "run": 280.0, "anchor": 90.0, "export": 10.0, "report": 10.0,
+              "section": 240.0}
 
     def __init__(self, jobs, priors=None, sections=0):
         self.jobs, self.priors, self.measured = jobs, {**self.PRIORS, **(priors or {})}, {}

@@ -10,9 +10,7 @@ import inspect
 import os
 import pickle
 
-import numpy as np
 import pytest
-import soundfile
 import speechbrain as sb
 import speechbrain.core
 import torch
@@ -25,6 +23,7 @@ from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 from speechbrain.nnet.CNN import Conv1d
 from speechbrain.utils import checkpoints as sb_checkpoints
 
+from data_prep.noise import white_noise_list
 from speechbrain_ext import compat
 
 
@@ -243,17 +242,8 @@ def test_brain_gives_its_modules_the_sliced_padding():
 
 
 # ------------------------------------------------------------------ AddNoise._load_noise
-def _noise_csv(folder, seconds=(0.3, 0.7, 1.3, 2.1, 0.5)):
-    rows = ["ID,duration,wav,wav_format,wav_opts"]
-    rng = np.random.default_rng(0)
-    for i, length in enumerate(seconds):
-        path = os.path.join(folder, f"n{i}.wav")
-        soundfile.write(path, rng.normal(scale=0.1, size=int(16000 * length)).astype(np.float32), 16000)
-        rows.append(f"n{i},{length},{path},wav,")
-    csv = os.path.join(folder, "noise.csv")
-    with open(csv, "w") as f:
-        f.write("\n".join(rows) + "\n")
-    return csv
+def _noise_csv(folder):
+    return white_noise_list(folder, [0.3, 0.7, 1.3, 2.1, 0.5])  # shorter and longer than the 1 s clean batches
 
 
 def test_add_noise_loads_its_noise_in_load_noise_from_its_loader_batches():
