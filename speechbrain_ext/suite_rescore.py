@@ -278,11 +278,15 @@ class RescoreSection(Section):
         return ", ".join(f"{code}{k}={v}{code}" for k, v in self.resolved(dict(suite.settings)).items())
 
     def _comparison(self, suite):
+        """The comparison this section's command wrote; None when there is none or another command wrote it."""
         path = self._report_json(suite)
         if not os.path.isfile(path):
             return None
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            comparison = json.load(f)
+        # Another suite, row, seed or setting since (e.g. --report-only after a change): not these runs' scores.
+        expected = shlex.join(["python", "-m", "speechbrain_ext.suite_rescore", *self.command(suite)[3:]])
+        return comparison if comparison.get("command") == expected else None
 
     def summary_lines(self, suite):
         """The terminal's lines: EER [95 % CI] of every system on the headline conditions of these trials."""
@@ -298,7 +302,8 @@ class RescoreSection(Section):
         lines = [f"## {self.title}", ""]
         comparison = self._comparison(ctx.suite)
         if comparison is None:
-            return lines + ["Not scored yet (it runs after training; not with `--report-only`).", ""]
+            return lines + ["Not scored with this suite's runs and settings yet (it runs after training; not with "
+                            "`--report-only`).", ""]
         where = os.path.relpath(os.path.join(self.folder(ctx.suite), "report.md"), os.path.dirname(ctx.suite.report))
         lines += [" ".join(filter(None, [self.about, "The same runs, untouched, scored on the trial lists of "
                                          f"{self._scored_on(ctx.suite, '`')} (this comparison alone: `{where}`)."])),

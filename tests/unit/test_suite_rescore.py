@@ -3,6 +3,7 @@ tests/recipes/test_ablation_suites.py)."""
 
 import json
 import os
+import shlex
 import sys
 from types import SimpleNamespace
 
@@ -124,11 +125,16 @@ def test_the_section_shows_the_rescored_comparison_in_the_report_and_the_summary
     suite = _suite(tmp_path)
     section = _section()
     ctx = SimpleNamespace(suite=suite)
-    assert "Not scored yet" in "\n".join(section.render(ctx))
+    assert "Not scored with this suite's runs and settings yet" in "\n".join(section.render(ctx))
     assert section.summary_lines(suite) == []
     comparison = SplitComparison({"system base": [_scores(0, 1.0)], "system good": [_scores(1, 3.0)]}, n_draws=50)
     os.makedirs(section.folder(suite))
-    write_report(os.path.join(section.folder(suite), "report.md"), build_report([comparison], "system base"))
+    command = shlex.join(["python", "-m", "speechbrain_ext.suite_rescore", *section.command(suite)[3:]])
+    write_report(os.path.join(section.folder(suite), "report.md"), build_report([comparison], "system base", command))
+    # scored with other settings: never shown as this section's
+    other = _section(settings={"data_folder": "{data_folder}_other"})
+    assert "Not scored with this suite's runs and settings yet" in "\n".join(other.render(ctx))
+    assert other.summary_lines(suite) == []
     text = "\n".join(section.render(ctx))
     assert text.startswith("## Stronger emotions\n\nHarder trials. The same runs, untouched, scored on the trial "
                            "lists of `data_folder=data/x_strong`")
