@@ -118,3 +118,20 @@ def atomic_write_json(path, payload, **json_kwargs):
     with atomic_write(path) as f:
         json.dump(payload, f, **json_kwargs)
         f.write("\n")
+
+
+def tail(path, lines=15):
+    """The last ``lines`` lines of a text file ('' when it cannot be read).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.log"); _ = open(p, "w").write("a\\nb\\nc\\n")
+    >>> tail(p, 2)
+    'b\\nc'
+    """
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return "\n".join(f.read().rstrip("\n").splitlines()[-lines:])
+    except OSError:
+        return ""

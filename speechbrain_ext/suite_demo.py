@@ -30,7 +30,7 @@ import re
 import subprocess
 import time
 
-from speechbrain_ext.files import atomic_write_json
+from speechbrain_ext.files import atomic_write_json, tail
 from speechbrain_ext.suite import SuiteError, config_digest
 from speechbrain_ext.suite_publish import PUBLISHED, Publish, choose, export, shown, verify_command
 from speechbrain_ext.suite_runner import (
@@ -42,7 +42,7 @@ from speechbrain_ext.suite_runner import (
     train_suite,
 )
 
-__all__ = ["Eta", "makespan", "run_demo", "seed_eta", "state_digest", "tail"]
+__all__ = ["Eta", "makespan", "run_demo", "seed_eta", "state_digest"]
 
 STATE = ".demo_state.json"
 FORMAT = "speechbrain_ext.suite_demo/1"
@@ -120,23 +120,6 @@ class Eta:
     def after_training(self):
         """Expected seconds of the stages after training (the sections' work included)."""
         return self.sections * self.guess("section") + self.guess("export") + self.guess("report")
-
-
-def tail(path, lines=15):
-    """The last ``lines`` lines of a text file ('' when it cannot be read).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> p = os.path.join(tempfile.mkdtemp(), "x.log"); _ = open(p, "w").write("a\\nb\\nc\\n")
-    >>> tail(p, 2)
-    'b\\nc'
-    """
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return "\n".join(f.read().rstrip("\n").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def _now():

@@ -37,7 +37,7 @@ import time
 from speechbrain_ext.compare import SplitComparison
 from speechbrain_ext.compare_report import build_report, render_markdown, write_report
 from speechbrain_ext.errors import SpeechBrainExtError
-from speechbrain_ext.files import atomic_write_json
+from speechbrain_ext.files import atomic_write_json, tail
 from speechbrain_ext.model_eval import evaluate_model, model_digest
 from speechbrain_ext.splits import recipe_splits
 from speechbrain_ext.suite import SuiteError, load_suite
@@ -242,9 +242,6 @@ class RescoreSection(Section):
         """Where the scores and the full comparison go."""
         return os.path.join(os.path.dirname(suite.report), self.name)
 
-    def _report_json(self, suite):
-        return os.path.join(self.folder(suite), "report.json")
-
     def after_runs(self, suite, out=print):
         """Score the finished runs (kept when already scored with the same model and trial lists).
 
@@ -260,9 +257,8 @@ class RescoreSection(Section):
             done = subprocess.run(self.command(suite), stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                   env={**os.environ, "OMP_NUM_THREADS": str(suite.jobs * suite.threads)})
         if done.returncode:
-            with open(log, encoding="utf-8", errors="replace") as f:
-                last = "".join(f.readlines()[-15:])
-            raise SuiteError(f"section rescore {self.name} failed (exit status {done.returncode}); log: {log}\n{last}")
+            raise SuiteError(f"section rescore {self.name} failed (exit status {done.returncode}); log: {log}\n"
+                             f"{tail(log)}")
 
     def command(self, suite):
         """The ``suite_rescore`` command of this section (every setting, row and seed of ``suite`` spelled out)."""
@@ -279,7 +275,7 @@ class RescoreSection(Section):
 
     def _comparison(self, suite):
         """The comparison this section's command wrote; None when there is none or another command wrote it."""
-        path = self._report_json(suite)
+        path = os.path.join(self.folder(suite), "report.json")
         if not os.path.isfile(path):
             return None
         with open(path, encoding="utf-8") as f:

@@ -18,8 +18,9 @@ import sys
 
 from speechbrain_ext.comparison_figures import Det  # noqa: F401  (sections of demo.yaml)
 from speechbrain_ext.errors import SpeechBrainExtError
-from speechbrain_ext.suite import SuiteError, load_suite, parse_value
+from speechbrain_ext.suite import load_suite
 from speechbrain_ext.suite_publish import Publish  # noqa: F401
+from speechbrain_ext.suite_runner import parse_settings
 
 
 def parse_args(argv):
@@ -39,12 +40,7 @@ def parse_args(argv):
 
 def load(args):
     """The demo's suite with the command line's changes; runs, report and model go under ``--out``."""
-    settings = {}
-    for item in args.settings:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise SuiteError(f"--set {item!r}: expected key=value")
-        settings[key] = parse_value(value)
+    settings = parse_settings(args.settings)
     rows = None
     if args.rows:
         reference = load_suite(args.suite).reference
