@@ -26,8 +26,10 @@ disagree on ``speaker_emo``/``source_id`` are counted as ``conflicting_rows``).
 Rows without ``speaker_emo`` or ``source_id`` are counted skips. The ``.jsonl``
 file is read when both exist (``manifest_format`` chooses). TSV files are split on
 tabs without quoting, as the golos reader does; columns are found by the header
-(any order, CRLF line ends accepted); a row with fewer fields than the header is a
-counted skip (``short_row``). Durations come from the audio
+(any order, CRLF line ends accepted); a row with fewer fields than the header, or a
+``.jsonl`` row after the first without one of the required keys, is a counted skip
+(``short_row``, file and line named); a ``.jsonl`` line that is not a JSON object is an
+error naming its file and line. Durations come from the audio
 headers, not from the ``duration`` column.
 
 Manifests: ``ID`` = ``hash_id``, ``spk_id`` = ``source_id``, ``emotion`` =
@@ -108,8 +110,10 @@ def markup_path(data_folder, subset, manifest_format="auto"):
 def read_markup(path):
     """Yield the rows (dicts) of a raw Dusha markup file (``.jsonl`` or ``.tsv``).
 
-    Raises :class:`data_prep.common.PreparationError` naming a missing required column.
-    A TSV line with fewer fields than the header yields ``{SHORT_ROW: line number}``.
+    Raises :class:`data_prep.common.PreparationError` naming a missing required column
+    (header, or first JSON row) or a JSON line that is not an object. A TSV line with fewer
+    fields than the header, or a later JSON row without a required key, yields
+    ``{SHORT_ROW: line number}``.
 
     Example
     -------
@@ -138,9 +142,15 @@ def read_markup(path):
                     row = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise PreparationError(f"{path}:{number}: not JSON ({err})") from None
+                if not isinstance(row, dict):
+                    raise PreparationError(f"{path}:{number}: not a JSON object: {line.strip()[:80]!r}")
                 if not checked:
                     _check_columns(path, row.keys())
                     checked = True
+                elif any(column not in row for column in REQUIRED_COLUMNS):
+                    # a later row without a required key would crash the walk (KeyError): counted as a TSV short row
+                    yield {SHORT_ROW: number}
+                    continue
                 yield row
 
 

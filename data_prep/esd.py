@@ -15,8 +15,11 @@ flat tree listed in felixbur/nkululeko ``data/esd/esd_test.csv``)::
                 {train,evaluation,test}/<spk>_<nnnnnn>.wav   (original archive)
 
 Transcript encodings differ by speaker (UTF-8, UTF-16, GB2312, Latin-1 per the
-Strong-AI-Lab script): a BOM selects UTF-16, else UTF-8, GB18030 and Latin-1 are
-tried in that order (the one used is in the summary, ``transcript_encodings``). A
+Strong-AI-Lab script): a BOM selects UTF-16, else UTF-8 is tried, then GB18030 for
+the Mandarin speakers and Windows-1252 for the English ones, then Latin-1 (the one
+used is in the summary, ``transcript_encodings``). GB18030 is never tried on an
+English transcript: it decodes most Latin-1 text without error, turning ``naïve``
+into ``na飗e``. A
 transcript in which no line reads as ``<spk>_<nnnnnn> <text> <emotion>`` after decoding
 (an encoding ESD does not use: UTF-32, EBCDIC...) is an error naming the file.
 
@@ -107,17 +110,27 @@ def speakers_of(languages):
     return sorted(s for lang in languages for s in LANGUAGE_SPEAKERS[lang])
 
 
-def decode_transcript(raw):
+def decode_transcript(raw, language=None):
     """Decode transcript bytes whatever their encoding (see the module docstring): ``(text, encoding)``.
+
+    Arguments
+    ---------
+    raw : bytes
+        The transcript file's content.
+    language : str or None
+        ``"zh"`` or ``"en"`` (:func:`language_of` the speaker): the 8-bit encoding tried
+        after UTF-8 (GB18030, Windows-1252); ``None`` tries GB18030 (Mandarin first).
 
     Example
     -------
     >>> decode_transcript("0011_000001\\tHi.\\tNeutral\\n".encode("utf-16"))
     ('0011_000001\\tHi.\\tNeutral\\n', 'utf-16')
-    >>> decode_transcript("0001_000001\\t打开\\t中立".encode("gb2312"))
+    >>> decode_transcript("0001_000001\\t打开\\t中立".encode("gb2312"), "zh")
     ('0001_000001\\t打开\\t中立', 'gb18030')
     >>> decode_transcript("0012_000001\\tHi.".encode("utf-16-le"))
     ('0012_000001\\tHi.', 'utf-16-le')
+    >>> decode_transcript("0016_000001\\tA naïve idea.".encode("latin-1"), "en")
+    ('0016_000001\\tA naïve idea.', 'cp1252')
     """
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return raw.decode("utf-16"), "utf-16"
@@ -126,7 +139,9 @@ def decode_transcript(raw):
         # UTF-16 without a BOM (ASCII digits leave one NUL byte each; UTF-32 leaves three)
         encoding = "utf-16-le" if head[1] == 0 else "utf-16-be"
         return raw.decode(encoding, errors="replace"), encoding
-    for encoding in ("utf-8-sig", "gb18030"):
+    # An English transcript is never tried as GB18030: most Latin-1 byte pairs are valid GB18030.
+    eight_bit = ("cp1252",) if language == "en" else ("gb18030",)
+    for encoding in ("utf-8-sig", *eight_bit):
         try:
             return raw.decode(encoding), encoding.replace("-sig", "")
         except UnicodeDecodeError:
@@ -192,12 +207,14 @@ def _read_transcript(spk_dir, spk):
         raise PreparationError(f"{VERSION}: missing transcript {transcript}")
     with open(transcript, "rb") as f:
         raw = f.read()
-    text, encoding = decode_transcript(raw)
+    language = language_of(spk)
+    text, encoding = decode_transcript(raw, language)
     sentences, repaired, unparsed = parse_transcript(text)
     if not sentences and raw.strip():
+        tried = "GB18030" if language == "zh" else "Windows-1252"
         raise PreparationError(
             f"{transcript}: no line reads as '<spk>_<nnnnnn>\\t<text>\\t<emotion>' after decoding as {encoding} "
-            f"(tried UTF-16 by its BOM, UTF-8, GB18030, Latin-1; ESD's transcripts use those): "
+            f"(tried UTF-16 by its BOM, UTF-8, {tried}, Latin-1; ESD's transcripts use those): "
             f"save it in UTF-8 and run again"
         )
     for kind, numbers in (("repaired (space instead of a tab after the ID)", repaired), ("ignored", unparsed)):

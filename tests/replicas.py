@@ -322,7 +322,10 @@ ESD_SENTENCES = {
     "zh": ["打开 空调。", "今天 天气 很好！"],
     "en": ["Author of the danger trail.", "Going along slushy country roads."],
 }
-ESD_ENCODINGS = {"0001": "gb2312", "0003": "utf-16", "0016": "latin-1"}  # others: utf-8
+ESD_ENCODINGS = {"0001": "gb2312", "0003": "utf-16", "0016": "latin-1", "0017": "latin-1"}  # others: utf-8
+# Strong-AI-Lab/emotion datasets/ESD/process.py reads 0016.txt and 0017.txt as Latin-1 but 0011/0015/0020 as
+# UTF-8: they hold non-UTF-8 (8-bit) bytes. make_esd(non_ascii=True) gives every English speaker this sentence.
+ESD_NON_ASCII_SENTENCE = "A naïve idea."
 ESD_CHINESE_EMOTIONS = {
     "Neutral": "中立",
     "Angry": "生气",
@@ -335,14 +338,18 @@ ESD_CHINESE_EMOTIONS = {
 ESD_PUBLISHED_SPACE_AFTER_ID = ("0012_001355", "0013_000431", "0015_000137")  # 3 of the 14 (issue 13)
 
 
-def make_esd(root, speakers=None, space_after_id=()):
+def make_esd(root, speakers=None, space_after_id=(), non_ascii=False):
     """ESD: ``<spk>/<Emotion>/<spk>_<nnnnnn>.wav`` + ``<spk>/<spk>.txt``, 16 kHz WAV.
 
     Every speaker (default all 20) has 2 parallel sentences in each of the 5
     emotions, numbered like the real corpus (Neutral 000001-, Angry 000351-,
     Happy 000701-, Sad 001051-, Surprise 001401-). Transcripts are tab-separated
     ``id text emotion`` (Chinese emotion names for Mandarin speakers), in mixed
-    encodings (GB2312 for 0001, UTF-16 for 0003, Latin-1 for 0016, else UTF-8).
+    encodings (GB2312 for 0001, UTF-16 for 0003, Latin-1 for 0016 and 0017, else UTF-8).
+
+    ``non_ascii=True`` gives every English speaker a third sentence,
+    :data:`ESD_NON_ASCII_SENTENCE` (``naïve``), so the Latin-1 transcripts hold
+    non-ASCII bytes as the published ones do.
 
     ``space_after_id`` reproduces the published quirk: the line of each of these
     IDs has a space instead of the tab after the ID. An ID outside the replica
@@ -373,7 +380,8 @@ def make_esd(root, speakers=None, space_after_id=()):
     utterances, sentences = {}, {}
     for spk in speakers:
         lang = "zh" if int(spk) <= 10 else "en"
-        numbers = {k + 1: text for k, text in enumerate(ESD_SENTENCES[lang])}
+        sentences_of_lang = [*ESD_SENTENCES[lang], *([ESD_NON_ASCII_SENTENCE] if non_ascii and lang == "en" else [])]
+        numbers = {k + 1: text for k, text in enumerate(sentences_of_lang)}
         for utt in sorted(broken):
             index = (int(utt[5:]) - 1) % 350 + 1
             if utt.startswith(spk + "_") and index not in numbers:

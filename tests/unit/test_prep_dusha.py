@@ -158,3 +158,17 @@ def test_tsv_missing_a_column_or_a_field_and_nothing_prepared_is_lost(corpus, tm
         prepare_dusha(root, save, **{**OPTS, "seed": 5})
     assert tsv in str(err.value)
     assert {name: read(save, name) for name in before} == before
+
+
+def test_jsonl_row_without_a_required_key_is_a_counted_skip_and_a_non_object_is_named(corpus, tmp_path):
+    jsonl = os.path.join(corpus["data_folder"], "crowd_train", "raw_crowd_train.jsonl")
+    lines = open(jsonl, encoding="utf-8").read().splitlines()
+    row = json.loads(lines[4])
+    del row["audio_path"]  # a later row without a required key used to raise a bare KeyError
+    replicas.write_text(jsonl, "\n".join(lines[:4] + [json.dumps(row, ensure_ascii=False)] + lines[5:]) + "\n")
+    summary = prepare_dusha(corpus["data_folder"], str(tmp_path / "prep"), **OPTS)
+    assert summary["skipped"]["short_row"] == {"count": 1, "first": [f"{jsonl}:5"]}
+    replicas.write_text(jsonl, "\n".join(lines[:2] + ['["not", "an", "object"]'] + lines[2:]) + "\n")
+    with pytest.raises(PreparationError, match="not a JSON object") as err:
+        prepare_dusha(corpus["data_folder"], str(tmp_path / "again"), **OPTS)
+    assert f"{jsonl}:3" in str(err.value)

@@ -95,6 +95,19 @@ def test_transcripts_in_any_encoding(corpus, tmp_path):
     )
 
 
+
+def test_latin1_english_transcripts_are_never_read_as_gb18030(tmp_path):
+    # "naïve" in Latin-1 is also valid GB18030 ("na飗e"); the English 0016/0017 transcripts are Latin-1
+    info = replicas.make_esd(tmp_path / "esd", speakers=[f"{i:04d}" for i in range(11, 21)], non_ascii=True)
+    save = str(tmp_path / "prep")
+    summary = prepare_esd(info["data_folder"], save, languages=["en"])
+    assert summary["transcript_encodings"]["0016"] == "cp1252"
+    assert summary["transcript_encodings"]["0011"] == "utf-8"
+    rows = read(save, "train.csv") + read(save, "valid.csv") + read(save, "eval.csv")
+    assert "0016_000003,0.200,$data_root/0016/Neutral/0016_000003.wav,0016,neutral,a naïve idea\n" in rows
+    assert "0017_001403,0.200,$data_root/0017/Surprise/0017_001403.wav,0017,surprise,a naïve idea\n" in rows
+    assert "飗" not in rows
+
 def test_one_language(corpus, tmp_path):
     save = str(tmp_path / "prep")
     summary = prepare_esd(corpus["data_folder"], save, languages=["en"])
