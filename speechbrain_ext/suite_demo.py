@@ -70,7 +70,7 @@ class Eta:
     The first guesses (``priors``, seconds) are the stage times of ``make demo`` measured on
     this project's 2-core machine with SynthEmo's base settings (README, "Demo results"): the
     corpus 70 s, the Resemblyzer anchor 90 s, about 280 s per plain-AAM run on one core (a
-    CopyPaste system, 2 inputs encoded per step, guessed at twice that; measured about 1.6x),
+    CopyPaste system, 2 inputs encoded per step, 1.6x that: :attr:`speechbrain_ext.suite.Row.cost_weight`),
     a section's work after training (the stronger-emotion rescoring) 240 s, export and report
     a few seconds. Every measured stage or run gives a ratio measured / guessed; a guess still
     ahead is scaled by the mean ratio of its own kind once one is measured, else it stays the
