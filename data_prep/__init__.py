@@ -9,6 +9,7 @@ preparation); :mod:`data_prep.emotional` the template of the emotional corpora
 (ESD, CREMA-D, RAVDESS, Dusha), each of which states its layout as data.
 :mod:`data_prep.noise` writes the MUSAN / RIRS_NOISES manifests of augmentation;
 :mod:`data_prep.convert` converts VoxCeleb2's ``.m4a`` to WAV/FLAC
-(``python -m data_prep.convert``).
+(``python -m data_prep.convert``). :mod:`data_prep.other_engines` writes the other-engine check
+(voices of Flite and Festival, never trained on).
 ``data_prep`` may import :mod:`speechbrain_ext`; the package never imports ``data_prep``.
 """
