@@ -15,6 +15,7 @@ Festival's ``slt`` and ``kal``, Festival's three ``NSK`` voices) appears once
 Layout written under ``data_folder``::
 
     wav/<speaker>_<sentence>.wav            (the engine's own sample rate, mono)
+    wav/<speaker>_<sentence>.txt            (the engine, voice and text that made it)
     other.csv                               (ID, duration, wav, spk_id, engine, text)
     trials/other/all.txt                    (<label> <enrol> <test>: every pair of utterances
                                              with different sentences; label 1 = same speaker)
@@ -42,6 +43,7 @@ from typing import NamedTuple
 import soundfile as sf
 
 from data_prep.common import PreparationError, data_root_path, write_manifest, write_trials
+from speechbrain_ext.files import atomic_write
 
 __all__ = ["SENTENCES", "VOICES", "Voice", "all_pairs_trials", "missing_packages", "prepare_other_engines",
            "synthesize"]
@@ -191,7 +193,7 @@ def all_pairs_trials(rows):
 
 
 def prepare_other_engines(data_folder, voices=VOICES, sentences=SENTENCES, synthesize=synthesize):
-    """Synthesize the set (files already there are kept) and write its manifest and trial list.
+    """Synthesize the set (a file made by the same voice and text is kept) and write its manifest and trials.
 
     Arguments
     ---------
@@ -236,8 +238,13 @@ def prepare_other_engines(data_folder, voices=VOICES, sentences=SENTENCES, synth
         uid = f"{voice.speaker}_{voice.name}_{i:02d}" if sum(v.speaker == voice.speaker for v in voices) > 1 \
             else f"{voice.speaker}_{i:02d}"
         path = os.path.join(wav_dir, uid + ".wav")
-        if not os.path.exists(path):
+        # what made the file, beside it: another voice or text under the same ID is synthesized again
+        made_by = os.path.join(wav_dir, uid + ".txt")
+        source = f"{voice.engine} {voice.name}\n{text}\n"
+        if not os.path.exists(path) or not os.path.exists(made_by) or open(made_by).read() != source:
             synthesize(voice, text, path)
+            with atomic_write(made_by) as f:
+                f.write(source)
         try:
             info = sf.info(path)
         except (RuntimeError, sf.LibsndfileError) as err:

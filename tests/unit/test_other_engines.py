@@ -45,9 +45,12 @@ def test_a_second_run_keeps_the_audio_and_an_unreadable_file_is_named(tmp_path):
     assert len(calls) == 4
     oe.prepare_other_engines(str(tmp_path), oe.VOICES[:2], oe.SENTENCES[:2], synthesize=_tone(calls))
     assert len(calls) == 4
+    changed = (oe.SENTENCES[0], "Another text.")  # sentence 01 changes: only its files are made again
+    oe.prepare_other_engines(str(tmp_path), oe.VOICES[:2], changed, synthesize=_tone(calls))
+    assert calls[4:] == [("awb", "Another text."), ("rms", "Another text.")]
     (tmp_path / "wav" / "rms_01.wav").write_bytes(b"not audio")
     with pytest.raises(PreparationError, match=r"rms_01\.wav: unreadable"):
-        oe.prepare_other_engines(str(tmp_path), oe.VOICES[:2], oe.SENTENCES[:2], synthesize=_tone(calls))
+        oe.prepare_other_engines(str(tmp_path), oe.VOICES[:2], changed, synthesize=_tone(calls))
 
 
 def test_one_person_behind_two_voices_is_one_speaker(tmp_path):
