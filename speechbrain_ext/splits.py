@@ -204,24 +204,34 @@ def check_splits(hparams):
     speechbrain_ext.splits.SplitError: eval_splits.ood: annotation not found: /nope/ood.csv (did data preparation run?)
     """
     for key in ("eval_splits", "valid_splits", "checkpoint_selection"):
-        if key not in hparams:
-            raise SplitError(f"the hparams have no {key!r} (see speechbrain_ext.splits)")
+        _require(hparams, key)
     eval_splits = parse_splits(hparams["eval_splits"], "eval_splits")
     valid_splits = parse_splits(hparams["valid_splits"], "valid_splits")
     selection_rule(hparams["checkpoint_selection"], valid_splits)
     for split in valid_splits:
         _check_one(split, "valid_splits", validation=True)
+    return _checked_eval_splits(eval_splits), valid_splits
+
+
+def _require(hparams, key):
+    if key not in hparams:
+        raise SplitError(f"the hparams have no {key!r} (see speechbrain_ext.splits)")
+
+
+def _checked_eval_splits(eval_splits):
     for split in eval_splits:
         _check_one(split, "eval_splits", validation=False)
-    return eval_splits, valid_splits
+    return eval_splits
 
 
 def recipe_splits(hparams_file, recipe_args=()):
     """``(eval_splits, data_folder)`` of a recipe configuration, for a tool that scores its trial lists.
 
     ``recipe_args`` are the recipe's own command-line overrides (``["--data_folder", "x"]``),
-    applied as its ``train.py`` applies them; the manifests and trial folders are checked
-    (:func:`check_splits`), so the corpus must be prepared already.
+    applied as its ``train.py`` applies them; the eval splits' manifests and trial folders are
+    checked, so the corpus must be prepared already. Only ``eval_splits`` is read: a tool that
+    scores needs no validation split (``--eval_splits "{eval: null, mine: {annotation: ...,
+    trials: ...}}"`` scores a trial list of one's own with a recipe's settings).
 
     Example
     -------
@@ -235,7 +245,8 @@ def recipe_splits(hparams_file, recipe_args=()):
 
     _, _, overrides = parse_arguments([hparams_file, *recipe_args])
     hparams, _ = load_hparams(hparams_file, overrides)
-    return check_splits(hparams)[0], hparams["data_folder"]
+    _require(hparams, "eval_splits")
+    return _checked_eval_splits(parse_splits(hparams["eval_splits"], "eval_splits")), hparams["data_folder"]
 
 
 def scoring_arguments(parser, threads_help="torch threads (default 1)"):

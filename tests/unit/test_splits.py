@@ -9,7 +9,7 @@ from speechbrain_ext.calibration_metrics import CalibrationError
 from speechbrain_ext.epoch_log import EpochLogError, read_epoch_log, write_epoch
 from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.split_metrics import check_calibration
-from speechbrain_ext.splits import Split, SplitError, calibration_splits, check_splits, parse_splits
+from speechbrain_ext.splits import Split, SplitError, calibration_splits, check_splits, parse_splits, recipe_splits
 
 
 @pytest.fixture
@@ -64,6 +64,18 @@ def test_empty_trial_folder_and_malformed_values(prepared):
         parse_splits({"valid": None}, "valid_splits")
     with pytest.raises(SplitError, match="the hparams have no 'eval_splits'"):
         check_splits({"valid_splits": {}})
+
+
+def test_a_scoring_tool_reads_only_the_eval_splits(prepared):
+    tmp_path, _, _ = prepared
+    hparams_file = tmp_path / "score.yaml"
+    split = f"{{annotation: {tmp_path}/eval.csv, trials: {tmp_path}/trials/eval}}"
+    hparams_file.write_text(f"data_folder: {tmp_path}\neval_splits: {{eval: {split}}}\n"
+                            "valid_splits: {valid: {annotation: /nope/valid.csv, trials: /nope}}\n")
+    eval_splits, data_folder = recipe_splits(str(hparams_file))
+    assert [s.name for s in eval_splits] == ["eval"] and data_folder == str(tmp_path)
+    with pytest.raises(SplitError, match="eval_splits.mine: annotation not found: /nope/mine.csv"):
+        recipe_splits(str(hparams_file), ["--eval_splits", "{mine: {annotation: /nope/mine.csv, trials: /nope}}"])
 
 
 @pytest.mark.parametrize("rule, ok", [("valid", True), ("mean", True), ("ood", False), ("eval", False)])

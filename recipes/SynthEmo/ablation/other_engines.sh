@@ -26,13 +26,9 @@ for pair in "$@"; do
 done
 "$python" -m data_prep.other_engines "$data"
 mkdir -p "$out"
-# The recipe's scoring settings with this set as its only split. The tools want a validation split too,
-# so the set is named one, but nothing is chosen on it and nothing is calibrated (calibration_splits: []).
-split="annotation: $data/other.csv, trials: $data/trials/other"
+# The recipe's scoring settings with this set as its only split (raw cosine scores, no calibration).
 args=(recipes/SynthEmo/hparams/ecapa_aam.yaml --data_folder "$data" --output_root "$out/recipe"
-      --calibration_splits "[]" --checkpoint_selection other
-      --valid_splits "{valid: null, ood_valid: null, other: {$split, condition: all}}"
-      --eval_splits "{eval: null, ood: null, other: {$split}}")
+      --eval_splits "{eval: null, ood: null, other: {annotation: $data/other.csv, trials: $data/trials/other}}")
 systems=()
 for pair in "$@"; do
   name=${pair%%=*} scored=()
