@@ -131,9 +131,11 @@ def actor_folders(data_folder):
     if not os.path.isdir(data_folder):
         raise PreparationError(f"{VERSION}: missing folder {data_folder}")
     folders = _actor_dirs(data_folder)
+    # a zip made on macOS carries __MACOSX/ with AppleDouble copies of every folder: never a copy to read
     nested = sorted(
         path
-        for path in (os.path.join(data_folder, d) for d in os.listdir(data_folder) if not d.startswith("Actor_"))
+        for path in (os.path.join(data_folder, d) for d in os.listdir(data_folder)
+                     if not d.startswith(("Actor_", ".")) and d != "__MACOSX")
         if os.path.isdir(path) and _actor_dirs(path)
     )
     if folders:

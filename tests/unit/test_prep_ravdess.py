@@ -109,3 +109,17 @@ def test_appledouble_files_are_ignored(corpus, tmp_path):
     summary = prepare_ravdess(corpus["data_folder"], str(tmp_path / "prep"), **OPTS)
     assert summary["skipped"] == {"filtered_not_audio_speech": {"count": 1, "first": [
         os.path.join(corpus["data_folder"], "Actor_01", "03-02-01-01-01-01-01.wav")]}}
+
+
+def test_macos_zip_folder_beside_the_nested_copy_is_not_a_second_copy(tmp_path):
+    # a zip made on macOS unpacks __MACOSX/<same folders>/ beside the real ones (AppleDouble "._" files)
+    info = replicas.make_ravdess(tmp_path / "kaggle", kaggle=True)
+    for actor in info["actors"]:
+        shutil.rmtree(os.path.join(info["data_folder"], actor))
+    shadow = os.path.join(info["data_folder"], "__MACOSX", replicas.RAVDESS_KAGGLE_NESTED, "Actor_23")
+    os.makedirs(shadow)
+    open(os.path.join(shadow, "._03-01-01-01-01-01-23.wav"), "wb").close()
+    os.makedirs(os.path.join(info["data_folder"], "__MACOSX", "Actor_23"))
+    summary = prepare_ravdess(info["data_folder"], str(tmp_path / "prep"), **OPTS)
+    assert summary["eval"] == {"utterances": 12, "speakers": 2}
+    assert "__MACOSX" not in read(str(tmp_path / "prep"), "eval.csv")
