@@ -32,6 +32,7 @@ Example
 """
 
 import argparse
+import collections
 import itertools
 import os
 import shutil
@@ -109,6 +110,13 @@ def _festival_voice_installed(name):
 def _flite_voices():
     out = subprocess.run(["flite", "-lv"], capture_output=True, text=True, check=False).stdout
     return set(out.split(":", 1)[-1].split())
+
+
+def _read(path):
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def missing_packages(voices=VOICES):
@@ -233,17 +241,18 @@ def prepare_other_engines(data_folder, voices=VOICES, sentences=SENTENCES, synth
         raise PreparationError(f"a voice is listed twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
     wav_dir = os.path.join(data_folder, "wav")
     os.makedirs(wav_dir, exist_ok=True)
+    voices_of = collections.Counter(v.speaker for v in voices)
     rows = []
     for voice, (i, text) in itertools.product(voices, enumerate(sentences)):
-        uid = f"{voice.speaker}_{voice.name}_{i:02d}" if sum(v.speaker == voice.speaker for v in voices) > 1 \
-            else f"{voice.speaker}_{i:02d}"
+        prefix = f"{voice.speaker}_{voice.name}" if voices_of[voice.speaker] > 1 else voice.speaker
+        uid = f"{prefix}_{i:02d}"
         path = os.path.join(wav_dir, uid + ".wav")
         # what made the file, beside it: another voice or text under the same ID is synthesized again
         made_by = os.path.join(wav_dir, uid + ".txt")
         source = f"{voice.engine} {voice.name}\n{text}\n"
-        if not os.path.exists(path) or not os.path.exists(made_by) or open(made_by).read() != source:
+        if not (os.path.exists(path) and _read(made_by) == source):
             synthesize(voice, text, path)
-            with atomic_write(made_by) as f:
+            with atomic_write(made_by, encoding="utf-8") as f:
                 f.write(source)
         try:
             info = sf.info(path)
