@@ -23,9 +23,10 @@ into ``na飗e``. A
 transcript in which no line reads as ``<spk>_<nnnnnn> <text> <emotion>`` after decoding
 (an encoding ESD does not use: UTF-32, EBCDIC...) is an error naming the file.
 
-Known quirk of the published transcripts: 14 lines have a space instead of a tab
-after the utterance ID (``0012_001355``, ``0013_000431``, ``0015_000137`` ...; the
-Strong-AI-Lab script patches them by ID). They are repaired here by their shape: a
+Known quirk of the published transcripts: 15 lines do not split into three
+tab-separated fields (``0012_001355``, ``0013_000431``, ``0015_000137`` ...; the
+Strong-AI-Lab script patches them by ID), typically a space instead of a tab after
+the utterance ID. Those are repaired here by their shape, not by a list of IDs: a
 line ``<spk>_<nnnnnn><spaces><text>\t<emotion>`` is read as the three fields
 (counted as ``transcript_lines_repaired``, the first named in the log). Lines that
 still do not parse are ignored (``transcript_lines_unparsed``).
