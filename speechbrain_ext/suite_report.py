@@ -393,6 +393,23 @@ def _systems(ctx):
     return lines + [""]
 
 
+def _training_seconds(run):
+    """A run's training-stage and validation seconds summed over its epochs (``train_log.jsonl``)."""
+    return sum((e.get("train", {}).get("seconds") or 0) + (e.get("valid_seconds") or 0) for e in run.epochs)
+
+
+def _relative_cost(ctx, rows):
+    """``({row name: its runs' mean training seconds / the reference row's}, the reference's mean seconds)``.
+
+    Empty (and None) when the reference row has no timed run.
+    """
+    reference = mean_std([_training_seconds(r) for r in ctx.finished(ctx.suite.row(ctx.suite.reference))])[0]
+    if math.isnan(reference) or not reference:
+        return {}, None
+    timed = {row.name: [t for r in ctx.finished(row) if (t := _training_seconds(r))] for row in rows}
+    return {name: mean_std(values)[0] / reference for name, values in timed.items() if values}, reference
+
+
 def _cost(ctx):
     lines = ["## Training cost", "",
              "Per run, mean ± std over its seeds: wall and CPU time of the whole run (training, validation, "
@@ -400,8 +417,10 @@ def _cost(ctx):
              "per epoch from `train_log.jsonl`: the training stage's wall time, the time inside training steps, "
              "and the loader-wait share = wait / (wait + step) summed over every epoch and seed.", "",
              "| system | wall min / run | CPU min / run | epochs | train s / epoch | step s / epoch "
-             "| loader wait share | valid s / epoch |", "|:---|---:|---:|---:|---:|---:|---:|---:|"]
-    for row in [*ctx.rows, *(r for r in ctx.suite.rows if r.variant and ctx.finished(r))]:
+             "| loader wait share | valid s / epoch | relative cost |", "|:---|" + "---:|" * 8]
+    rows = [*ctx.rows, *(r for r in ctx.suite.rows if r.variant and ctx.finished(r))]
+    relative, reference_seconds = _relative_cost(ctx, rows)
+    for row in rows:
         runs = ctx.finished(row)
         walls = [r.record.get("wall_seconds") for r in runs]
         cpus = [r.record.get("cpu_seconds") for r in runs]
@@ -412,7 +431,16 @@ def _cost(ctx):
         lines.append(
             f"| {row.label} | {wall} | {cpu} | {fmt(mean_std([len(r.epochs) for r in runs])[0], digits=0)} "
             f"| {fmt(*mean_std(ctx.log_values(row, 'train', 'seconds')), 1)} | {fmt(*mean_std(steps), 1)} | {share} "
-            f"| {fmt(*mean_std(valid), 1)} |")
+            f"| {fmt(*mean_std(valid), 1)} | {f'{relative[row.name]:.2f}' if row.name in relative else 'n/a'} |")
+    if relative:
+        units = sum(len(ctx.finished(row)) * relative[row.name] for row in rows if row.name in relative)
+        label = ctx.suite.row(ctx.suite.reference).label
+        lines += ["", f"Relative cost: a run's training and validation seconds (`train_log.jsonl`) over the mean of "
+                  f"{label}'s runs. A ratio carries to another machine where minutes do not (when the runs were "
+                  f"timed under like load). The finished runs cost {units:.1f} {label} runs; {ctx.suite.jobs} at "
+                  f"a time, about {units / ctx.suite.jobs:.1f} of them in wall time (one here: "
+                  f"{reference_seconds / 60:.1f} min of training and validation), plus start-up, evaluation and "
+                  "the sections' own work."]
     for row in (r for r in ctx.rows if r.continues):
         lines += ["", f"{row.label}: times of its fine-tuning stage only; it continues {row.continues} (add its)."]
     jobs = sorted({r.record.get("jobs") for k, r in ctx.runs.items() if r.record.get("jobs")})

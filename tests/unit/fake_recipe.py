@@ -64,7 +64,8 @@ def main(argv):
         return 4
     time.sleep(float(hp.get("sleep", 0)))
     marker = os.path.join(out, "save", "crashed")
-    epochs = [{"epoch": e, "lr": 0.001, "train": {"loss": 1.0 / e, "seconds": 2.0, "step_seconds": 1.5,
+    seconds = float(hp.get("train_seconds", 2.0))
+    epochs = [{"epoch": e, "lr": 0.001, "train": {"loss": 1.0 / e, "seconds": seconds, "step_seconds": 1.5,
                                                    "loader_wait_seconds": 0.5, "alpha": 0.25 * e},
                "valid": {"valid": {"EER": v, "minDCF": 0.5}, "ood_valid": {"EER": v + 10, "minDCF": 0.7}},
                "valid_seconds": 0.5, "selection": {"rule": "valid", "EER": v, "minDCF": 0.5}}

@@ -14,7 +14,8 @@ from speechbrain_ext import anchor, suite_report, suite_runner, trial_scores
 from speechbrain_ext.suite import SuiteError, load_suite
 
 SYSTEMS_HERE = {
-    "worse": {"quality": 0.5, "valid_eers": [40.0, 35.0, 36.0], "evaluated_epoch": 2},
+    # 5.0 s of training per epoch against the others' 2.0: 3 x (5.0 + 0.5) / 3 x (2.0 + 0.5) = 2.2x the reference's cost
+    "worse": {"quality": 0.5, "valid_eers": [40.0, 35.0, 36.0], "evaluated_epoch": 2, "train_seconds": 5.0},
     # the log's lowest EER is epoch 2, the recipe evaluated epoch 1: the report must say 1
     "odd": {"quality": 2.0, "valid_eers": [30.0, 20.0, 25.0], "evaluated_epoch": 1},
 }
@@ -109,7 +110,11 @@ def test_per_epoch_validation_comes_from_the_jsonl(trained):
     assert ood["system base"] == "| system base | 40.00 | 30.00 | 35.00 |"
     cost = table_rows(section(text, "Training cost"))
     # 3 epochs of 2.0 s, steps 1.5 s, waits 0.5 s -> 25 % of (wait + step)
-    assert "| 3 | 2.0 ± 0.0 | 1.5 ± 0.0 | 25.0 % | 0.5 ± 0.0 |" in cost["system base"]
+    assert "| 3 | 2.0 ± 0.0 | 1.5 ± 0.0 | 25.0 % | 0.5 ± 0.0 | 1.00 |" in cost["system base"]
+    assert cost["system worse"].endswith("| 5.0 ± 0.0 | 1.5 ± 0.0 | 25.0 % | 0.5 ± 0.0 | 2.20 |")
+    # 2 seeds of 4 rows at 1.0 and of one at 2.2: 12.4 reference runs, 2 at a time 6.2; one is 7.5 s
+    assert ("The finished runs cost 12.4 system base runs; 2 at a time, about 6.2 of them in wall time "
+            "(one here: 0.1 min") in section(text, "Training cost")
 
 
 def test_resolution_and_full_tables(trained):
