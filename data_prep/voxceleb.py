@@ -8,6 +8,8 @@ mindaudio ``recipes/VoxCeleb``: ``wav/<spk>/<video>/<n>.wav``, VoxCeleb2 release
 
     <data_folder>/wav/<spk>/<video>/<nnnnn>.wav          vox1_dev_wav.zip + vox1_test_wav.zip
       or vox1_dev_wav/wav/... and vox1_test_wav/wav/...   (two separate extractions)
+      or dev/wav/... and test/wav/...                     (``unzip vox1_dev_wav.zip -d dev``,
+                                                          ``-d test``: WeSpeaker's voxceleb1/)
     <data_folder>/veri_test2.txt                          Vox1-O (cleaned)
     <data_folder>/list_test_all2.txt                      Vox1-E (cleaned)
     <data_folder>/list_test_hard2.txt                     Vox1-H (cleaned)
@@ -82,7 +84,7 @@ VOX1_VERSION = "VoxCeleb1 (vox1_dev_wav.zip + vox1_test_wav.zip, wav/<spk>/<vide
 VOX2_VERSION = "VoxCeleb2 dev (vox2_dev_aac.zip converted to 16 kHz wav or flac)"
 VOX1_TEST_SPEAKERS = tuple(f"id{n}" for n in range(10270, 10310))
 TRIAL_LISTS = {"vox1_o": "veri_test2.txt", "vox1_e": "list_test_all2.txt", "vox1_h": "list_test_hard2.txt"}
-DEFAULT_VOX1_ROOTS = ("wav", "vox1_dev_wav/wav", "vox1_test_wav/wav")
+DEFAULT_VOX1_ROOTS = ("wav", "vox1_dev_wav/wav", "vox1_test_wav/wav", "dev/wav", "test/wav")
 LIST_SUBFOLDERS = ("", "meta", "lists")
 VOX2_LEVELS = ("", "dev/aac", "aac", "dev/wav", "wav", "dev")  # below vox2_root
 VOX2_TOP_LEVELS = ("dev/aac", "dev/wav", "dev")  # vox2_dev_aac.zip unzipped into data_folder itself
@@ -209,8 +211,9 @@ def _vox1_roots(data_folder, vox1_roots):
     return roots
 
 
-def _has_speakers(path):
-    return os.path.isdir(path) and any(n.startswith("id") for n, _ in _subdirs(path))
+def _has_vox2_speakers(path):
+    # A VoxCeleb1 dev/wav (WeSpeaker's layout) is no VoxCeleb2 candidate: its speakers are id1xxxx.
+    return os.path.isdir(path) and any(VOX2_SPEAKER.fullmatch(n) for n, _ in _subdirs(path))
 
 
 def _has_audio(path):
@@ -225,7 +228,7 @@ def _vox2_root(data_folder, vox2_root):
     """The VoxCeleb2 folder of speaker folders (see the module docstring), or ``None`` when there is none."""
     candidates = [os.path.normpath(os.path.join(data_folder, vox2_root, level)) for level in VOX2_LEVELS]
     candidates += [os.path.join(data_folder, level) for level in VOX2_TOP_LEVELS]
-    with_speakers = [c for c in dict.fromkeys(candidates) if _has_speakers(c)]
+    with_speakers = [c for c in dict.fromkeys(candidates) if _has_vox2_speakers(c)]
     if not with_speakers:
         return None
     chosen = next((c for c in with_speakers if _has_audio(c)), with_speakers[0])

@@ -262,7 +262,7 @@ def _anchor(suite):
         return None, f"anchor row skipped: {reason}"
     if not os.path.isfile(os.path.join(folder, report.METRICS_FILE)):
         return None, f"anchor row missing: {folder} has no metrics.json yet (the runner scores it with the runs)"
-    return folder, f"{ANCHOR_LABEL}: {folder}"
+    return folder, f"{ANCHOR_LABEL}: `{os.path.relpath(folder)}`"
 
 
 def compare(suite, runs, command=None):

@@ -215,6 +215,35 @@ def test_split_archive_layout_and_lists_folder(corpus, tmp_path):
     assert read(save, "trials/eval/vox1_o.txt") == VOX1_O
 
 
+def _wespeaker_layout(root):
+    """VoxCeleb1 as WeSpeaker unpacks it: ``unzip vox1_dev_wav.zip -d dev``, ``unzip vox1_test_wav.zip -d test``."""
+    for name, speakers in (("dev", ("id10001", "id10002", "id10003")), ("test", ("id10270", "id10271"))):
+        for spk in speakers:
+            shutil.move(os.path.join(root, "wav", spk), os.path.join(root, name, "wav", spk))
+    os.rmdir(os.path.join(root, "wav"))
+
+
+def test_wespeaker_layout_dev_wav_and_test_wav(corpus, tmp_path):
+    _wespeaker_layout(corpus["data_folder"])
+    save = str(tmp_path / "prep")
+    summary = prepare_voxceleb(corpus["data_folder"], save, **OPTS)
+    assert read(save, "train.csv") == TRAIN.replace("$data_root/wav/", "$data_root/dev/wav/")
+    assert read(save, "eval.csv") == EVAL_O.replace("$data_root/wav/", "$data_root/test/wav/")
+    assert read(save, "trials/eval/vox1_o.txt") == VOX1_O
+    assert summary["vox1_roots"] == [os.path.join(corpus["data_folder"], r) for r in ("dev/wav", "test/wav")]
+
+
+def test_wespeaker_layout_is_no_voxceleb2_candidate(tmp_path):
+    # VoxCeleb1's dev/wav holds converted audio of id1xxxx speakers; VoxCeleb2, unzipped beside it
+    # as dev/aac, is not converted yet: the error must be about the .m4a, not a missing VoxCeleb2.
+    info = replicas.make_voxceleb(tmp_path / "corpus", vox2="m4a", vox2_folder="dev/aac")
+    _wespeaker_layout(info["data_folder"])
+    with pytest.raises(PreparationError) as err:
+        prepare_voxceleb(info["data_folder"], str(tmp_path / "prep"), **OPTS)
+    assert ".m4a files and no .wav" in str(err.value)
+    assert os.path.join(info["data_folder"], "dev", "aac") in str(err.value)
+
+
 def test_duration_from_none_skips_header_reads(corpus, tmp_path):
     save = str(tmp_path / "prep")
     prepare_voxceleb(corpus["data_folder"], save, duration_from="none", **OPTS)
