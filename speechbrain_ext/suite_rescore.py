@@ -55,9 +55,14 @@ IDENTITY = "rescore.json"
 
 
 def _recipe_args(suite, row, seed, out):
-    """The recipe's command-line overrides of one run, with the manifests of ``out``."""
+    """The recipe's command-line overrides of one run, with the manifests of ``out``.
+
+    Loading a recipe's hyperparameters makes its output folder (the checkpointer's ``save``), so
+    it points at one scratch folder, as the runner's preparation does: otherwise every row and seed
+    would leave an empty ``<out>/<system>/seed<n>/save`` that looks like a run.
+    """
     values = {k: v for k, v in suite.overrides(row, seed).items() if k != "output_folder"}
-    return override_args({**values, "output_root": out})
+    return override_args({**values, "output_root": out, "output_folder": os.path.join(out, ".prepare")})
 
 
 def _export(run, model_dir):

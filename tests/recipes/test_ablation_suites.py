@@ -100,6 +100,7 @@ def test_both_suites_run_end_to_end_share_the_baseline_and_resume(tiny_synthemo,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     rescored = (tmp_path / "rescored" / "report.md").read_text()
+    assert not [row for row in ROWS["contrastive"] if (tmp_path / "rescored" / row).exists()]  # no empty run folders
     assert "| AAM + AM-SupCon + CAA + MGDA (paper A) |" in rescored
     assert ("| Resemblyzer (external anchor) | 1 |" in rescored) == has_resemblyzer()
     for row in ROWS["contrastive"]:
