@@ -143,3 +143,16 @@ def test_the_section_shows_the_rescored_comparison_in_the_report_and_the_summary
     summary = section.summary_lines(suite)
     assert summary[0] == "Stronger emotions:" and summary[1].startswith("EER % [95 % CI]")
     assert any(line.startswith("system good") for line in summary)
+
+
+def test_loading_a_rows_recipe_leaves_no_run_folder_in_out(tmp_path):
+    # Loading hyperparameters makes the checkpointer's folder: it must be the scratch one, not <out>/<system>/seed<n>.
+    from speechbrain_ext.hparams import load_hparams
+    from speechbrain_ext.recipe import parse_arguments
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    suite = load_suite(os.path.join(root, "recipes", "SynthEmo", "ablation", "contrastive.yaml"))
+    row = suite.row(suite.reference)
+    args = suite_rescore._recipe_args(suite, row, suite.seeds[0], str(tmp_path))
+    load_hparams(row.hparams, parse_arguments([row.hparams, *args])[2])
+    assert os.listdir(tmp_path) == [".prepare"]
