@@ -1,7 +1,9 @@
 """What a suite's runs leave for the runner (:mod:`speechbrain_ext.suite_runner`) and the report.
 
 - ``<runs>/suite_runs.json``: ``{run key: record}`` of every job (exit status, wall and CPU
-  seconds, log), written by the runner after each job (:func:`read_records`, :func:`update_record`).
+  seconds, log; ``epochs_before``: the epochs a training job found already logged, which the
+  recipe resumed after), written by the runner after each job (:func:`read_records`,
+  :func:`update_record`). A resumed run's record times only its last part (:func:`times_whole_run`).
 - ``<run>/suite_run.json``: what the run was trained and evaluated with (:func:`run_identity`:
   the digests of the system file's training values and of its evaluation values
   (:data:`~speechbrain_ext.hparams.EVALUATION_KEYS`), the overrides; for a row that
@@ -23,7 +25,7 @@ from speechbrain_ext.files import atomic_write_json
 from speechbrain_ext.suite import SuiteError, config_digests
 
 __all__ = ["EFFECTIVE", "RECORDS", "RUN_RECORD", "check_finished", "is_finished", "read_records", "run_identity",
-           "source_checkpoint", "update_record"]
+           "source_checkpoint", "times_whole_run", "update_record"]
 
 RECORDS = "suite_runs.json"
 RUN_RECORD = "suite_run.json"
@@ -42,6 +44,17 @@ def read_records(runs):
             return json.load(f)
     except ValueError as err:
         raise SuiteError(f"{path}: not readable JSON ({err}); move it away to start the records again") from err
+
+
+def times_whole_run(record):
+    """False when the record's job resumed a run after epochs of an earlier, interrupted job (its times are a part).
+
+    Example
+    -------
+    >>> times_whole_run({"wall_seconds": 860.0, "epochs_before": 0}), times_whole_run({"epochs_before": 4})
+    (True, False)
+    """
+    return not record.get("epochs_before")
 
 
 def update_record(runs, key, record):

@@ -32,6 +32,7 @@ from speechbrain_ext.compare import SplitComparison
 from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.files import atomic_write, atomic_write_json
 from speechbrain_ext.suite import SuiteError
+from speechbrain_ext.suite_records import times_whole_run
 
 __all__ = ["ANCHOR_LABEL", "ReportContext", "RunResult", "Section", "collect", "mean_std", "resolve_sections",
            "terminal_summary", "write_report"]
@@ -422,8 +423,8 @@ def _cost(ctx):
     relative, reference_seconds = _relative_cost(ctx, rows)
     for row in rows:
         runs = ctx.finished(row)
-        walls = [r.record.get("wall_seconds") for r in runs]
-        cpus = [r.record.get("cpu_seconds") for r in runs]
+        walls = [r.record.get("wall_seconds") for r in runs if times_whole_run(r.record)]
+        cpus = [r.record.get("cpu_seconds") for r in runs if times_whole_run(r.record)]
         steps, waits = ctx.log_values(row, "train", "step_seconds"), ctx.log_values(row, "train", "loader_wait_seconds")
         share = f"{100 * sum(waits) / (sum(waits) + sum(steps)):.1f} %" if steps and sum(steps) + sum(waits) else "n/a"
         valid = [e.get("valid_seconds") for r in runs for e in r.epochs]
@@ -496,12 +497,17 @@ def _header(ctx, command):
               f"`OMP_NUM_THREADS={suite.threads}`."
               + (f" **Rows of the suite file not run for this report** (`--rows`): {', '.join(suite.left_out)}."
                  if suite.left_out else ""), ""]
-    records = [r.record for r in ctx.runs.values() if r.metrics is not None and r.record.get("returncode") == 0]
+    timed = [r for r in ctx.runs.values() if r.metrics is not None and r.record.get("returncode") == 0]
+    records = [r.record for r in timed if times_whole_run(r.record)]
+    resumed = [f"{r.row.name}/seed{r.seed} (after epoch {r.record['epochs_before']})" for r in timed
+               if not times_whole_run(r.record)]
     if records:
         wall, cpu = sum(r["wall_seconds"] for r in records), sum(r["cpu_seconds"] for r in records)
         loads = [r.get("load_average") for r in records]
         lines += [f"**Measured.** {len(records)} run(s): {wall / 60:.1f} min of run wall time in total "
-                  f"({cpu / 60:.1f} min CPU), load average when each ended {fmt(*mean_std(loads), 1)}.", ""]
+                  f"({cpu / 60:.1f} min CPU), load average when each ended {fmt(*mean_std(loads), 1)}."
+                  + (f" Not in these times: {len(resumed)} run(s) resumed from a checkpoint of an interrupted job, "
+                     f"whose records time only the rest: {', '.join(resumed)}." if resumed else ""), ""]
     missing = [k for k, r in ctx.runs.items() if r.metrics is None]
     if missing:
         lines += ["**Missing runs** (not finished): " + ", ".join(f"{n}/seed{s}" for n, s in missing) + ".", ""]

@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 
+from speechbrain_ext import epoch_log
 from speechbrain_ext.errors import SpeechBrainExtError
 from speechbrain_ext.files import atomic_write_json
 from speechbrain_ext.suite import SuiteError, load_suite
@@ -48,6 +49,7 @@ from speechbrain_ext.suite_records import (  # noqa: F401 (RECORDS, RUN_RECORD: 
     is_finished,
     read_records,
     run_identity,
+    times_whole_run,
     update_record,
 )
 from speechbrain_ext.suite_values import override_args, parse_value
@@ -276,7 +278,7 @@ def _jobs(suite):
 def _durations(records):
     out = {}
     for record in records.values():
-        if record.get("returncode") == 0 and "row" in record:
+        if record.get("returncode") == 0 and "row" in record and times_whole_run(record):
             out.setdefault(record["row"], []).append(record["wall_seconds"])
     return out
 
@@ -302,7 +304,7 @@ class _Progress:
             row, _ = self.running.pop(key)
             self.done += 1
             if record["returncode"] == 0:
-                if row != self.suite.anchor and training:
+                if row != self.suite.anchor and training and times_whole_run(record):
                     self.durations.setdefault(row, []).append(record["wall_seconds"])
                 state = f"in {format_duration(record['wall_seconds'])} (CPU {format_duration(record['cpu_seconds'])})"
             else:
@@ -357,17 +359,21 @@ def train_suite(suite, out=print):
                 done[job.key].set()
 
         def run(job):
-            identity = None
+            identity, resumed = None, {}
             if job.seed is not None:
                 row = suite.row(job.row)
-                path = os.path.join(suite.run_folder(row, job.seed), RUN_RECORD)
+                folder = suite.run_folder(row, job.seed)
+                path = os.path.join(folder, RUN_RECORD)
                 identity = (path, run_identity(suite, row, job.seed))
                 if not job.evaluate:  # before training: a run that dies half-way is trained with these settings
                     atomic_write_json(*identity, indent=1, default=str)
+                    # the recipe resumes after these: this record then times only the rest of the run
+                    log = epoch_log.log_path(os.path.join(folder, "train_log.txt"))
+                    resumed = {"epochs_before": len(epoch_log.read_epoch_log(log, strict=False))}
             progress.start(job.key)
             log_key = job.key + ("-evaluation" if job.evaluate else "")
             result = {**_execute(suite.runs, log_key, job.command, _env(job.threads)), "row": job.row,
-                      "jobs": suite.jobs, "threads": job.threads}
+                      "jobs": suite.jobs, "threads": job.threads, **resumed}
             # a re-evaluation keeps the training's record (its times are the run's cost) and adds its own
             record = {**read_records(suite.runs).get(job.key, {}), "evaluated": result} if job.evaluate else result
             update_record(suite.runs, job.key, record)

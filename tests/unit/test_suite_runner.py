@@ -10,7 +10,7 @@ import pytest
 import yaml
 from suite_fixtures import make_suite, write_system
 
-from speechbrain_ext import suite_runner
+from speechbrain_ext import suite_report, suite_runner
 from speechbrain_ext.suite import SuiteError, load_suite
 
 
@@ -112,6 +112,16 @@ def test_a_failed_run_is_started_again_and_resumes(tmp_path):
         assert os.path.isfile(tmp_path / "runs" / "good" / f"seed{seed}" / "resumed")
         assert after[f"base/seed{seed}"] == before[f"base/seed{seed}"]  # finished runs were not touched
         assert after[f"good/seed{seed}"]["returncode"] == 0
+        # the crashed job had logged epoch 1: the record of the resumed job times only the rest
+        assert (before[f"base/seed{seed}"]["epochs_before"], after[f"good/seed{seed}"]["epochs_before"]) == (0, 1)
+    # the report's times leave the resumed runs out and name them
+    text = open(suite_report.write_report(suite, suite_report.resolve_sections(suite))["report"]).read()
+    base_wall = sum(after[f"base/seed{seed}"]["wall_seconds"] for seed in (1, 2)) / 60
+    assert f"**Measured.** 2 run(s): {base_wall:.1f} min of run wall time in total" in text
+    assert ("Not in these times: 2 run(s) resumed from a checkpoint of an interrupted job, whose records time only "
+            "the rest: good/seed1 (after epoch 1), good/seed2 (after epoch 1).") in text
+    cost = text.split("## Training cost", 1)[1]
+    assert re.search(r"\| system good \| n/a \| n/a \| 3 \|", cost)  # no whole run timed
 
 
 def test_a_finished_run_of_another_configuration_is_refused(tmp_path):
