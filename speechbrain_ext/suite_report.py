@@ -423,8 +423,8 @@ def _cost(ctx):
     relative, reference_seconds = _relative_cost(ctx, rows)
     for row in rows:
         runs = ctx.finished(row)
-        walls = [r.record.get("wall_seconds") for r in runs if times_whole_run(r.record)]
-        cpus = [r.record.get("cpu_seconds") for r in runs if times_whole_run(r.record)]
+        whole = [r.record for r in runs if times_whole_run(r.record)]
+        walls, cpus = [r.get("wall_seconds") for r in whole], [r.get("cpu_seconds") for r in whole]
         steps, waits = ctx.log_values(row, "train", "step_seconds"), ctx.log_values(row, "train", "loader_wait_seconds")
         share = f"{100 * sum(waits) / (sum(waits) + sum(steps)):.1f} %" if steps and sum(steps) + sum(waits) else "n/a"
         valid = [e.get("valid_seconds") for r in runs for e in r.epochs]

@@ -43,7 +43,7 @@ from speechbrain_ext.splits import recipe_splits
 from speechbrain_ext.suite import SuiteError, load_suite
 from speechbrain_ext.suite_records import is_finished, source_checkpoint
 from speechbrain_ext.suite_report import ANCHOR_LABEL, Section, terminal_summary
-from speechbrain_ext.suite_runner import parse_settings, prepare
+from speechbrain_ext.suite_runner import SCRATCH_FOLDER, parse_settings, prepare
 from speechbrain_ext.suite_values import override_args
 
 __all__ = ["RescoreSection", "main", "rescore_suite"]
@@ -57,12 +57,11 @@ IDENTITY = "rescore.json"
 def _recipe_args(suite, row, seed, out):
     """The recipe's command-line overrides of one run, with the manifests of ``out``.
 
-    Loading a recipe's hyperparameters makes its output folder (the checkpointer's ``save``), so
-    it points at one scratch folder, as the runner's preparation does: otherwise every row and seed
-    would leave an empty ``<out>/<system>/seed<n>/save`` that looks like a run.
+    The output folder is the runner's scratch one (:data:`~speechbrain_ext.suite_runner.SCRATCH_FOLDER`):
+    otherwise every row and seed would leave an empty ``<out>/<system>/seed<n>/save`` that looks like a run.
     """
     values = {k: v for k, v in suite.overrides(row, seed).items() if k != "output_folder"}
-    return override_args({**values, "output_root": out, "output_folder": os.path.join(out, ".prepare")})
+    return override_args({**values, "output_root": out, "output_folder": os.path.join(out, SCRATCH_FOLDER)})
 
 
 def _export(run, model_dir):

@@ -183,11 +183,16 @@ def _env(threads):
     return {**os.environ, "OMP_NUM_THREADS": str(threads)}
 
 
+#: The ``output_folder`` of a recipe loaded only to prepare its data or read its splits: loading makes the
+#: checkpointer's folder, and no run folder should appear for it.
+SCRATCH_FOLDER = ".prepare"
+
+
 def prepare_command(suite):
     """The data preparation of the suite: the reference row's ``prepare_data`` with the suite's settings."""
     row = suite.row(suite.reference) if suite.reference in [r.name for r in suite.rows] else suite.rows[0]
     overrides = suite.overrides(row, suite.seeds[0])
-    overrides["output_folder"] = os.path.join(suite.runs, ".prepare")
+    overrides["output_folder"] = os.path.join(suite.runs, SCRATCH_FOLDER)
     return [sys.executable, "-c", "from speechbrain_ext.suite_runner import prepare; prepare()", row.hparams,
             *override_args(overrides)]
 
