@@ -501,13 +501,18 @@ def _header(ctx, command):
     records = [r.record for r in timed if times_whole_run(r.record)]
     resumed = [f"{r.row.name}/seed{r.seed} (after epoch {r.record['epochs_before']})" for r in timed
                if not times_whole_run(r.record)]
+    measured = []
     if records:
         wall, cpu = sum(r["wall_seconds"] for r in records), sum(r["cpu_seconds"] for r in records)
         loads = [r.get("load_average") for r in records]
-        lines += [f"**Measured.** {len(records)} run(s): {wall / 60:.1f} min of run wall time in total "
-                  f"({cpu / 60:.1f} min CPU), load average when each ended {fmt(*mean_std(loads), 1)}."
-                  + (f" Not in these times: {len(resumed)} run(s) resumed from a checkpoint of an interrupted job, "
-                     f"whose records time only the rest: {', '.join(resumed)}." if resumed else ""), ""]
+        measured.append(f"{len(records)} run(s): {wall / 60:.1f} min of run wall time in total "
+                        f"({cpu / 60:.1f} min CPU), load average when each ended {fmt(*mean_std(loads), 1)}.")
+    if resumed:
+        measured.append(f"{'Not in these times' if records else 'No run timed whole'}: {len(resumed)} run(s) "
+                        f"resumed from a checkpoint of an interrupted job, whose records time only the rest: "
+                        f"{', '.join(resumed)}.")
+    if measured:
+        lines += ["**Measured.** " + " ".join(measured), ""]
     missing = [k for k, r in ctx.runs.items() if r.metrics is None]
     if missing:
         lines += ["**Missing runs** (not finished): " + ", ".join(f"{n}/seed{s}" for n, s in missing) + ".", ""]

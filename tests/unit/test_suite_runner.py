@@ -122,6 +122,14 @@ def test_a_failed_run_is_started_again_and_resumes(tmp_path):
             "the rest: good/seed1 (after epoch 1), good/seed2 (after epoch 1).") in text
     cost = text.split("## Training cost", 1)[1]
     assert re.search(r"\| system good \| n/a \| n/a \| 3 \|", cost)  # no whole run timed
+    # a report of resumed runs only still says that its runs were not timed whole
+    spec = yaml.safe_load(open(path))
+    spec.update(reference="good", rows=spec["rows"][1:], report=str(tmp_path / "only_resumed.md"))
+    (tmp_path / "only_resumed.yaml").write_text(yaml.safe_dump(spec))
+    only_resumed = load_suite(str(tmp_path / "only_resumed.yaml"))
+    text = open(suite_report.write_report(only_resumed, suite_report.resolve_sections(only_resumed))["report"]).read()
+    assert ("**Measured.** No run timed whole: 2 run(s) resumed from a checkpoint of an interrupted job, whose "
+            "records time only the rest: good/seed1 (after epoch 1), good/seed2 (after epoch 1).") in text
 
 
 def test_a_finished_run_of_another_configuration_is_refused(tmp_path):
