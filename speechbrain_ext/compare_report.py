@@ -8,6 +8,7 @@ into tables; :func:`write_report` writes both files atomically.
 
 import argparse
 import math
+import shlex
 import sys
 
 from .bootstrap import metric_keys
@@ -302,7 +303,8 @@ def main(argv=None):
         options = {"n_draws": args.draws, "seed": args.seed, "level": args.level,
                    "p_targets": args.p_target, "conditions": args.conditions, "measure": args.llr or SCORES}
         comparisons = [SplitComparison(systems, split, **options) for split in args.split]
-        command = "python -m speechbrain_ext.compare " + " ".join(sys.argv[1:] if argv is None else argv)
+        # quoted, so that the report's command line can be pasted back into a shell (a --title has spaces)
+        command = shlex.join(["python", "-m", "speechbrain_ext.compare", *(sys.argv[1:] if argv is None else argv)])
         report = build_report(comparisons, args.reference, command)
         paths = write_report(args.out, report, args.json, args.title)
     except SpeechBrainExtError as err:

@@ -3,6 +3,8 @@ and seeds, paired differences and verdicts, resolution, the report and the comma
 
 import json
 import os
+import re
+import shlex
 
 import numpy as np
 import pytest
@@ -320,10 +322,14 @@ def test_command_line_writes_markdown_and_json(tmp_path, capsys):
         for s, folder in zip((1, 2), folders):
             write_run(folder, run(1.0 if name == "base" else 3.0, s, ("all",), noise_seed=50 + s), split="ood")
     out = str(tmp_path / "cmp.md")
-    argv = ["--reference", "base", "--split", "eval", "ood", "--out", out, "--draws", "200"]
+    argv = ["--reference", "base", "--split", "eval", "ood", "--out", out, "--draws", "200",
+            "--title", "Good (two seeds) vs base"]
     argv += [f"{n}={','.join(r)}" for n, r in runs.items()]
     assert main(argv) == 0
     text = open(out).read()
+    # the recorded command line is a shell command giving the same arguments back
+    command = re.search(r"^Command: `(.*)`$", text, re.M).group(1)
+    assert shlex.split(command) == ["python", "-m", "speechbrain_ext.compare", *argv]
     assert "## Split `eval` (30 test speakers)" in text and "### Paired differences vs base" in text
     assert "## Split `ood` (30 test speakers)" in text
     assert text.count("**better**") == 9 and "| `sad` | good | 2 |" in text
@@ -332,7 +338,7 @@ def test_command_line_writes_markdown_and_json(tmp_path, capsys):
     assert [d["metrics"]["eer"]["verdict"] for d in split["differences"]] == ["better", "better"]
     assert split["systems"]["base"]["seeds"] == [1, 2] and report["settings"]["n_draws"] == 200
     # The report is reproducible from its own numbers.
-    assert render_markdown(report) + "\n" == text
+    assert render_markdown(report, "Good (two seeds) vs base") + "\n" == text
 
 
 def test_command_line_errors_name_the_problem(tmp_path, capsys):
