@@ -5,6 +5,23 @@
 at least once per epoch, is reproducible from ``(seed, epoch)`` and is
 checkpointable with SpeechBrain's :class:`~speechbrain.utils.checkpoints.Checkpointer`.
 
+Batches of a group (hard negatives)
+-----------------------------------
+With ``speaker_groups`` (a speaker attribute: accent, nationality, gender, recording
+set-up...), a share ``grouped_share`` of the batches draws its ``P`` speakers from one
+group, so the in-batch negatives of a contrastive loss share that attribute and the
+model must separate speakers by something else. :func:`read_speaker_groups` reads the
+attribute from a speaker table (SynthEmo's ``speakers.csv``, VoxCeleb1's
+``vox1_meta.csv``)::
+
+    train_sampler: !name:speechbrain_ext.sampling.SpeakerBalancedBatchSampler
+        speakers_per_batch: 16
+        utterances_per_speaker: 2
+        speaker_groups: !name:speechbrain_ext.sampling.read_speaker_groups
+            path: !ref <manifest_folder>/speakers.csv
+            column: accent
+        grouped_share: 1.0
+
 Use with SpeechBrain's Brain
 ----------------------------
 Pass it as ``batch_sampler`` in the train dataloader options (and no ``batch_size``,
@@ -40,6 +57,7 @@ sampler's own checkpoint restores ``seed`` and ``epoch``, so the replayed epoch 
 the same sequence and training resumes at the right batch.
 """
 
+import csv
 import json
 import logging
 import math
@@ -49,7 +67,78 @@ import numpy as np
 import torch
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 
+from speechbrain_ext.errors import SpeechBrainExtError
+
 logger = logging.getLogger(__name__)
+
+
+class SpeakerGroupError(SpeechBrainExtError, ValueError):
+    """A speaker-group table or mapping is unusable; the message names the file, column or speaker.
+
+    Example
+    -------
+    >>> isinstance(SpeakerGroupError("speakers.csv: no column 'acent'"), ValueError)
+    True
+    """
+
+
+def read_speaker_groups(path, column, key="spk_id"):
+    """``{speaker: group}`` from the columns ``key`` and ``column`` of a CSV speaker table.
+
+    Arguments
+    ---------
+    path : str
+        A CSV file with a header line (comma-separated; tab-separated when the header has tabs
+        and no commas, as VoxCeleb1's ``vox1_meta.csv``).
+    column : str
+        The attribute that makes a group (e.g. ``accent``, ``Nationality``).
+    key : str
+        The column of speaker IDs, as the training manifest's ``spk_id`` spells them.
+
+    Returns
+    -------
+    dict
+        Speaker ID -> group value (a string).
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "speakers.csv")
+    >>> _ = open(path, "w").write("spk_id,accent\\nS1,en-US\\nS2,en\\n")
+    >>> read_speaker_groups(path, "accent")
+    {'S1': 'en-US', 'S2': 'en'}
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        header = f.readline()
+        f.seek(0)
+        delimiter = "\t" if "\t" in header and "," not in header else ","
+        reader = csv.DictReader(f, delimiter=delimiter)
+        fields = [name.strip() for name in reader.fieldnames or []]
+        for name in (key, column):
+            if name not in fields:
+                raise SpeakerGroupError(f"{path}: no column {name!r} (columns: {', '.join(fields) or 'none'})")
+        reader.fieldnames = fields
+        groups = {}
+        for line, row in enumerate(reader, start=2):
+            speaker, group = (row.get(key) or "").strip(), (row.get(column) or "").strip()
+            if not speaker or not group:
+                raise SpeakerGroupError(f"{path}:{line}: empty {key if not speaker else column!r} value")
+            if speaker in groups:
+                raise SpeakerGroupError(f"{path}:{line}: speaker {speaker!r} listed twice")
+            groups[speaker] = group
+    if not groups:
+        raise SpeakerGroupError(f"{path}: no speakers")
+    return groups
+
+
+def _weighted_pick(rng, candidates, weights, n):
+    """``n`` of ``candidates`` drawn without replacement with probabilities ∝ ``weights`` (Efraimidis-Spirakis keys).
+
+    Draws one uniform number per candidate even when all are taken, so the stream of ``rng``
+    does not depend on ``n``.
+    """
+    keys = np.log(weights) - np.log(-np.log(rng.random(len(candidates))))
+    return candidates[np.argpartition(-keys, n - 1)[:n]] if n < len(candidates) else candidates
 
 
 @register_checkpoint_hooks
@@ -94,6 +183,16 @@ class SpeakerBalancedBatchSampler(torch.utils.data.Sampler):
         Explicit data-parallel partition. ``None`` (default) means one process sees
         the whole sequence (also what SpeechBrain's ``DistributedSamplerWrapper``
         expects).
+    speaker_groups : dict or callable, optional
+        Speaker label -> group (any hashable), or a callable with no argument that returns
+        such a mapping (YAML's ``!name:``, so that the table can be written by data
+        preparation after the hparams are loaded). Every label must have a group.
+        ``None`` (default): no groups, and the batches are exactly those without this option.
+    grouped_share : float
+        With ``speaker_groups``, the probability that a batch is grouped: its speakers
+        are drawn from one group (chosen with probability ∝ the group's chunks still to
+        deal), topped up from the other groups when that group has too few speakers
+        left. Step 2 below is otherwise unchanged: every chunk is still used exactly once.
 
     Attributes
     ----------
@@ -117,7 +216,7 @@ class SpeakerBalancedBatchSampler(torch.utils.data.Sampler):
     """
 
     def __init__(self, labels, speakers_per_batch, utterances_per_speaker, seed=563375142, rank=None,
-                 world_size=None):
+                 world_size=None, speaker_groups=None, grouped_share=1.0):
         super().__init__()
         # tensors / arrays -> Python scalars (0-dim tensors would hash by identity)
         labels = labels.tolist() if hasattr(labels, "tolist") else list(labels)
@@ -159,8 +258,38 @@ class SpeakerBalancedBatchSampler(torch.utils.data.Sampler):
             )
         self._num_batches = int(max(math.ceil(self._chunks_per_speaker.sum() / (p * world_size)),
                                     self._chunks_per_speaker.max()))
+        self._group_of, self.n_groups, self.grouped_share = self._speaker_groups(speaker_groups, grouped_share)
         self._iterated = False  # iterated since the last set_epoch / load
         self._warned_epoch = False
+
+    def _speaker_groups(self, speaker_groups, grouped_share):
+        """The group index of every speaker (in ``self._speakers`` order), the number of groups and the share."""
+        if speaker_groups is None:
+            return None, 0, 0.0
+        if callable(speaker_groups):
+            speaker_groups = speaker_groups()
+        share = float(grouped_share)
+        if not 0.0 <= share <= 1.0:
+            raise SpeakerGroupError(f"grouped_share must be in [0, 1], got {grouped_share!r}")
+        missing = [spk for spk in self._speakers if spk not in speaker_groups]
+        if missing:
+            raise SpeakerGroupError(
+                f"speaker_groups has no group for {len(missing)} of the {len(self._speakers)} training speakers "
+                f"(first: {', '.join(map(repr, missing[:5]))})"
+            )
+        names = sorted({speaker_groups[spk] for spk in self._speakers}, key=str)
+        index = {name: i for i, name in enumerate(names)}
+        return np.array([index[speaker_groups[spk]] for spk in self._speakers]), len(names), share
+
+    def _grouped_pick(self, rng, free, remaining, n_take):
+        """``n_take`` free speakers, as many as it has from one group drawn ∝ its chunks left, the rest from others."""
+        groups = self._group_of[free]
+        weight = np.bincount(groups, weights=remaining[free], minlength=self.n_groups)
+        group = rng.choice(self.n_groups, p=weight / weight.sum())
+        inside, outside = free[groups == group], free[groups != group]
+        if len(inside) >= n_take:
+            return _weighted_pick(rng, inside, remaining[inside], n_take)
+        return np.concatenate([inside, _weighted_pick(rng, outside, remaining[outside], n_take - len(inside))])
 
     def __len__(self):
         """Number of batches per epoch (the same on every rank and every epoch)."""
@@ -230,9 +359,11 @@ class SpeakerBalancedBatchSampler(torch.utils.data.Sampler):
             free = active[remaining[active] < batches_left]
             n_take = min(pw, len(active)) - len(forced)
             if n_take > 0:
-                # weighted sampling without replacement (Efraimidis-Spirakis keys)
-                keys = np.log(remaining[free]) - np.log(-np.log(rng.random(len(free))))
-                picked = free[np.argpartition(-keys, n_take - 1)[:n_take]] if n_take < len(free) else free
+                # no draw for the grouping without groups: the batches stay those of a sampler without them
+                if self._group_of is not None and rng.random() < self.grouped_share:
+                    picked = self._grouped_pick(rng, free, remaining, n_take)
+                else:
+                    picked = _weighted_pick(rng, free, remaining[free], n_take)
                 chosen = np.concatenate([forced, picked])
             else:
                 chosen = forced
@@ -272,6 +403,8 @@ class SpeakerBalancedBatchSampler(torch.utils.data.Sampler):
             "speakers_per_batch": self.speakers_per_batch,
             "utterances_per_speaker": self.utterances_per_speaker,
             "num_batches": self._num_batches,
+            "n_groups": self.n_groups,
+            "grouped_share": self.grouped_share,
         }
         with open(path, "w", encoding="utf-8") as fo:
             json.dump(state, fo)
@@ -284,9 +417,12 @@ class SpeakerBalancedBatchSampler(torch.utils.data.Sampler):
             "speakers_per_batch": self.speakers_per_batch,
             "utterances_per_speaker": self.utterances_per_speaker,
             "num_batches": self._num_batches,
+            "n_groups": self.n_groups,
+            "grouped_share": self.grouped_share,
         }
+        absent = {"n_groups": 0, "grouped_share": 0.0}  # a checkpoint written before groups existed
         for key, value in current.items():
-            if state.get(key) != value:
+            if state.get(key, absent.get(key)) != value:
                 logger.warning("SpeakerBalancedBatchSampler checkpoint has %s=%s, this sampler %s",
                                key, state.get(key), value)
         self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
