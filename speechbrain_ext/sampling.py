@@ -187,7 +187,7 @@ class SpeakerBalancedBatchSampler(torch.utils.data.Sampler):
         Speaker label -> group (any hashable), or a callable with no argument that returns
         such a mapping (YAML's ``!name:``, so that the table can be written by data
         preparation after the hparams are loaded). Every label must have a group.
-        ``None`` (default): no groups, and the batches are exactly those without this option.
+        ``None`` (default) or ``grouped_share`` 0: the batches are exactly those without groups.
     grouped_share : float
         With ``speaker_groups``, the probability that a batch is grouped: its speakers
         are drawn from one group (chosen with probability ∝ the group's chunks still to
@@ -279,7 +279,9 @@ class SpeakerBalancedBatchSampler(torch.utils.data.Sampler):
             )
         names = sorted({speaker_groups[spk] for spk in self._speakers}, key=str)
         index = {name: i for i, name in enumerate(names)}
-        return np.array([index[speaker_groups[spk]] for spk in self._speakers]), len(names), share
+        # share 0: checked, but no draw per batch either, so the batches are those without groups
+        group_of = np.array([index[speaker_groups[spk]] for spk in self._speakers]) if share > 0 else None
+        return group_of, len(names), share
 
     def _grouped_pick(self, rng, free, remaining, n_take):
         """``n_take`` free speakers, as many as it has from one group drawn ∝ its chunks left, the rest from others."""

@@ -115,3 +115,20 @@ def test_speed_perturbation_trains_with_copypaste_and_a_wrong_classifier_size_is
                                        "[1.0, 0.9]", output_root=tmp_path / "other", check=False)
     assert completed.returncode != 0
     assert "classifier has 24 outputs but speed perturbation needs 16" in completed.stdout + completed.stderr
+
+
+def test_same_accent_batches_train_and_a_misspelled_column_is_named(run_synthemo_recipe, tmp_path):
+    system = "ecapa_aam_amsupcon_accentbatches.yaml"
+    _, out = run_synthemo_recipe(system, "--number_of_epochs", "1", "--bootstrap_draws", "20")
+    exp = os.path.join(out, "ecapa_aam_amsupcon_accentbatches", "seed1986")
+    (checkpoint,) = [d for d in os.listdir(os.path.join(exp, "save")) if d.startswith("CKPT")]
+    with open(os.path.join(exp, "save", checkpoint, "train_sampler.ckpt")) as f:
+        state = json.load(f)
+    with open(os.path.join(out, "manifests", "speakers.csv")) as f:
+        accents = {line.split(",")[5] for line in f.read().splitlines()[1:] if line.split(",")[1] == "train"}
+    assert state["grouped_share"] == 1.0 and state["n_groups"] == len(accents) >= 2
+
+    completed, _ = run_synthemo_recipe(system, "--number_of_epochs", "1", "--batch_group_column", "acent",
+                                       output_root=tmp_path / "other", check=False)
+    assert completed.returncode != 0
+    assert "speakers.csv: no column 'acent'" in completed.stdout + completed.stderr

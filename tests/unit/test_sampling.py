@@ -10,7 +10,7 @@ from speechbrain.dataio.dataloader import SaveableDataLoader
 from speechbrain.dataio.sampler import DistributedSamplerWrapper
 from speechbrain.utils.checkpoints import Checkpointer
 
-from speechbrain_ext.sampling import SpeakerBalancedBatchSampler
+from speechbrain_ext.sampling import SpeakerBalancedBatchSampler, SpeakerGroupError, read_speaker_groups
 
 
 def make_labels(seed=0, n_speakers=23, max_utts=17, min_utts=1):
@@ -207,3 +207,90 @@ def test_tensor_labels_accepted():
     for given in (labels, labels.numpy()):
         sampler = SpeakerBalancedBatchSampler(given, 3, 2)
         check_batches(list(sampler), labels.tolist(), 3, 2)
+
+
+# ---------------------------------------------------------------------------- batches of a group
+
+
+def grouped_labels(n_groups=4, per_group=10, utts=6):
+    labels = [f"g{g}s{s}" for g in range(n_groups) for s in range(per_group) for _ in range(utts)]
+    groups = {f"g{g}s{s}": f"group{g}" for g in range(n_groups) for s in range(per_group)}
+    return labels, groups
+
+
+def groups_per_batch(batches, labels, groups):
+    return [len({groups[labels[i]] for i in batch}) for batch in batches]
+
+
+def test_grouped_batches_draw_their_speakers_from_one_group():
+    labels, groups = grouped_labels()
+    plain = SpeakerBalancedBatchSampler(labels, 4, 2, seed=5)
+    grouped = SpeakerBalancedBatchSampler(labels, 4, 2, seed=5, speaker_groups=groups)
+    assert len(grouped) == len(plain) == 30 and grouped.n_groups == 4
+    for epoch in (1, 2):
+        batches = grouped.epoch_batches(epoch).tolist()
+        check_batches(batches, labels, 4, 2)
+        # every chunk exactly once: 40 speakers x 3 chunks of 2 = 240 = 30 batches x 8, so no utterance repeats
+        assert sorted(i for b in batches for i in b) == list(range(len(labels)))
+        mixed = [b for b, n in enumerate(groups_per_batch(batches, labels, groups)) if n > 1]
+        # only where groups run short of speakers with chunks left, late in the epoch
+        assert len(mixed) <= 5 and min(mixed, default=29) >= 15
+    # without groups, 4 speakers of 40 in 4 groups of 10 share one group in ~3 % of the batches
+    ungrouped = groups_per_batch(plain.epoch_batches(1).tolist(), labels, groups)
+    assert sum(n == 1 for n in ungrouped) <= 5
+
+
+def test_grouped_share_sets_how_many_batches_are_grouped_and_zero_is_no_grouping():
+    labels, groups = grouped_labels(n_groups=8, per_group=30, utts=20)
+    plain = SpeakerBalancedBatchSampler(labels, 4, 2, seed=9)
+    half = SpeakerBalancedBatchSampler(labels, 4, 2, seed=9, speaker_groups=groups, grouped_share=0.5)
+    counts = groups_per_batch(half.epoch_batches(1).tolist(), labels, groups)
+    single, chance = sum(n == 1 for n in counts) / len(counts), (29 / 239) * (28 / 238) * (27 / 237)
+    # grouped batches (share 0.5) plus the ungrouped ones that fall in one group by chance
+    assert abs(single - (0.5 + 0.5 * chance)) < 4 * np.sqrt(0.25 / len(counts))
+    zero = SpeakerBalancedBatchSampler(labels, 4, 2, seed=9, speaker_groups=groups, grouped_share=0.0)
+    assert np.array_equal(zero.epoch_batches(3), plain.epoch_batches(3))
+
+
+def test_grouped_batches_are_reproducible_and_partition_the_ranks():
+    labels, groups = grouped_labels(n_groups=3, per_group=12, utts=8)
+    make = lambda rank: SpeakerBalancedBatchSampler(labels, 3, 2, seed=4, rank=rank, world_size=2,  # noqa: E731
+                                                    speaker_groups=lambda: groups)
+    r0, r1 = make(0).epoch_batches(2), make(1).epoch_batches(2)
+    assert np.array_equal(r0, make(0).epoch_batches(2)) and r0.shape == r1.shape
+    for a, b in zip(r0.tolist(), r1.tolist()):
+        assert not {labels[i] for i in a} & {labels[i] for i in b}  # ranks see disjoint speakers
+    single = [len({groups[labels[i]] for i in a + b}) == 1 for a, b in zip(r0.tolist(), r1.tolist())]
+    assert sum(single) >= len(single) - 3  # the 6 speakers of a global batch share a group
+
+
+def test_bad_speaker_groups_are_named():
+    labels, groups = grouped_labels(n_groups=2, per_group=4, utts=4)
+    del groups["g1s3"], groups["g0s0"]
+    with pytest.raises(SpeakerGroupError, match=r"no group for 2 of the 8 training speakers \(first: 'g0s0', 'g1s3'\)"):
+        SpeakerBalancedBatchSampler(labels, 2, 2, speaker_groups=groups)
+    _, groups = grouped_labels(n_groups=2, per_group=4, utts=4)
+    with pytest.raises(SpeakerGroupError, match=r"grouped_share must be in \[0, 1\], got 1.5"):
+        SpeakerBalancedBatchSampler(labels, 2, 2, speaker_groups=groups, grouped_share=1.5)
+
+
+def test_read_speaker_groups_reads_comma_and_tab_tables_and_names_bad_ones(tmp_path):
+    table = tmp_path / "speakers.csv"
+    table.write_text("spk_id,split,accent\nS1,train,en-US\nS2,train,en\n")
+    assert read_speaker_groups(str(table), "accent") == {"S1": "en-US", "S2": "en"}
+    meta = tmp_path / "vox1_meta.csv"  # VoxCeleb1's table: tab-separated, padded names
+    meta.write_text("VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet\nid10001\tA.J._Buckley\tm\tIreland\tdev\n"
+                    "id10002\tA.R._Rahman\tm\tIndia\tdev\n")
+    assert read_speaker_groups(str(meta), "Nationality", key="VoxCeleb1 ID") == {"id10001": "Ireland",
+                                                                                "id10002": "India"}
+    with pytest.raises(SpeakerGroupError, match=r"speakers.csv: no column 'acent' \(columns: spk_id, split, accent\)"):
+        read_speaker_groups(str(table), "acent")
+    table.write_text("spk_id,accent\nS1,en\nS2,\n")
+    with pytest.raises(SpeakerGroupError, match=r"speakers.csv:3: empty 'accent' value"):
+        read_speaker_groups(str(table), "accent")
+    table.write_text("spk_id,accent\nS1,en\nS1,en-US\n")
+    with pytest.raises(SpeakerGroupError, match=r"speakers.csv:3: speaker 'S1' listed twice"):
+        read_speaker_groups(str(table), "accent")
+    table.write_text("spk_id,accent\n")
+    with pytest.raises(SpeakerGroupError, match=r"speakers.csv: no speakers"):
+        read_speaker_groups(str(table), "accent")
