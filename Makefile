@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT := results/demo
 THREADS ?= 2
 
-.PHONY: demo test lint unit reliability bench ablation-contrastive ablation-emotion ablation-extensions ablation-augmentation clean
+.PHONY: demo test lint unit reliability bench ablation-contrastive ablation-emotion ablation-extensions ablation-augmentation ablation-batches clean
 
 # Resemblyzer (the reports' external anchor) goes in without its declared deps: setup.cfg's
 # `anchor` extra brings the ones it needs (webrtcvad-wheels in place of the source-only webrtcvad).
@@ -36,7 +36,7 @@ test: $(STAMP) lint
 reliability: $(STAMP)
 	OMP_NUM_THREADS=1 SX_RELIABILITY_TABLE=results/reliability.md $(PY) -m pytest -q tests/reliability
 
-# Ablations on SynthEmo: the suites recipes/SynthEmo/ablation/{contrastive,emotion,extensions,augmentation}.yaml (5 seeds
+# Ablations on SynthEmo: the suites recipes/SynthEmo/ablation/{contrastive,emotion,extensions,augmentation,batches}.yaml (5 seeds
 # per row); resumable, they share the baseline runs. ARGS passes options: --jobs N, --background,
 # --dry-run, --report-only, --seeds, --rows, --variants ROW:key=value. See docs/ablations.md.
 ablation-contrastive: $(STAMP)
@@ -50,6 +50,9 @@ ablation-extensions: $(STAMP)
 
 ablation-augmentation: $(STAMP)
 	$(PY) recipes/SynthEmo/ablation/run.py augmentation $(ARGS)
+
+ablation-batches: $(STAMP)
+	$(PY) recipes/SynthEmo/ablation/run.py batches $(ARGS)
 
 clean:
 	rm -rf results/demo results/SynthEmo

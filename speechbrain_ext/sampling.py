@@ -200,6 +200,9 @@ class SpeakerBalancedBatchSampler(torch.utils.data.Sampler):
         Speakers with fewer than ``K`` utterances (sampled with replacement).
     epoch : int
         Current epoch (set by :meth:`set_epoch`).
+    n_groups, grouped_share
+        Number of speaker groups among the training speakers (0 without ``speaker_groups``)
+        and the share of grouped batches (0.0 without).
 
     Example
     -------

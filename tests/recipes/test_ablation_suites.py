@@ -125,7 +125,7 @@ def test_both_suites_run_end_to_end_share_the_baseline_and_resume(tiny_synthemo,
 def test_suite_files_name_existing_systems_and_the_ablation_rows():
     from speechbrain_ext.suite import load_suite
 
-    for name in ("contrastive", "emotion", "extensions", "augmentation"):
+    for name in ("contrastive", "emotion", "extensions", "augmentation", "batches"):
         path = os.path.join(ROOT, "recipes", "SynthEmo", "ablation", f"{name}.yaml")
         suite = load_suite(path)
         assert len(suite.seeds) >= 5 and suite.jobs == 2 and suite.threads == 1 and suite.reference == "ecapa_aam"
@@ -147,6 +147,9 @@ def test_suite_files_name_existing_systems_and_the_ablation_rows():
     assert [r.name for r in augmentation.rows] == [
         "ecapa_aam", "ecapa_aam_dropaug", "ecapa_aam_amsupcon", "ecapa_aam_amsupcon_dropaug",
         "ecapa_aam_speedperturb", "ecapa_aam_amsupcon_speedperturb"]
+    batches = load_suite(os.path.join(ROOT, "recipes", "SynthEmo", "ablation", "batches.yaml"))
+    assert [(r.name, r.compare_with) for r in batches.rows] == [
+        ("ecapa_aam", None), ("ecapa_aam_amsupcon", None), ("ecapa_aam_amsupcon_accentbatches", "ecapa_aam_amsupcon")]
     from speechbrain_ext.suite_report import resolve_sections
 
     assert [type(s).__name__ for s in resolve_sections(emotion)] == ["EmotionGap", "CompositionSection", "Projection",
@@ -154,7 +157,7 @@ def test_suite_files_name_existing_systems_and_the_ablation_rows():
 
 
 @pytest.mark.parametrize("target", ["ablation-contrastive", "ablation-emotion", "ablation-extensions",
-                                    "ablation-augmentation"])
+                                    "ablation-augmentation", "ablation-batches"])
 def test_make_targets_run_the_suites(target):
     done = subprocess.run(["make", "-n", target, "ARGS=--dry-run --jobs 1"], capture_output=True, text=True,
                           cwd=ROOT)
