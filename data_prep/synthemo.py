@@ -27,7 +27,8 @@ The corpus stands in for ESD-like data where no licensed corpus can be used
 The engine is driven by :mod:`data_prep.espeak` (a private library copy per
 corpus, a fresh library instance per utterance, so the output does not depend on
 generation order or on the number of worker processes); the signal processing is
-:mod:`data_prep.dsp`. This module lays the corpus out and writes its manifests.
+:mod:`data_prep.dsp`, the folder's marker :mod:`data_prep.synthemo_marker`. This module lays
+the corpus out and writes its manifests.
 
 Options (:data:`GENERATION_DEFAULTS`; every one is a keyword of
 :func:`generate_synthemo` and :func:`prepare_synthemo`):
@@ -72,9 +73,7 @@ file counts may change freely (they only add or drop files).
 """
 
 import argparse
-import contextlib
 import csv
-import glob
 import json
 import logging
 import math
@@ -91,7 +90,6 @@ import soundfile as sf
 
 from data_prep import dsp, espeak
 from data_prep.common import (
-    PreparationError,
     data_root_path,
     emotion_trials,
     is_prepared,
@@ -102,6 +100,7 @@ from data_prep.common import (
 )
 from data_prep.dsp import SAMPLE_RATE
 from data_prep.sentences import SENTENCES
+from data_prep.synthemo_marker import DATA_MARKER, check_marker, read_marker, remove_stale_temporaries, write_marker
 from data_prep.voices import (
     DEFAULT_SPEAKER_SPREAD,
     EMOTION_PRESETS,
@@ -112,7 +111,6 @@ from data_prep.voices import (
     STREAM_SESSION,
     STREAM_TEXT,
     STREAM_UTTERANCE,
-    VOICE_SPACE,
     SynthEmoSettingError,
     check_held_out,
     check_voice_space,
@@ -121,7 +119,7 @@ from data_prep.voices import (
     variant_text,
     voice_pools,
 )
-from speechbrain_ext.files import TMP_PREFIX, atomic_write
+from speechbrain_ext.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +127,6 @@ __all__ = ["DATA_MARKER", "DEFAULT_SNR_DB", "EVALUATION_SPLITS", "FORMAT_VERSION
            "generate_synthemo", "main", "prepare_synthemo", "speaker_name", "split_speakers", "utterance_number"]
 
 FORMAT_VERSION = 2
-DATA_MARKER = "synthemo.json"
 DATA_LOCK = ".synthemo.lock"
 DEFAULT_SNR_DB = (5.0, 25.0)
 NOISE_KINDS = ("white", "pink", "brown", "babble")
@@ -472,37 +469,6 @@ def _plan(data_folder, options, root):
 # ------------------------------------------------------------------------ generation
 
 
-def _flat(value, prefix=""):
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            out.update(_flat(item, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): value}
-
-
-def differing_keys(old, new):
-    """``key: old -> new`` for every (nested) key whose value differs, sorted.
-
-    Example
-    -------
-    >>> differing_keys({"format": 1, "a": {"b": 1}}, {"format": 2, "a": {"b": 1}, "c": 3})
-    ['c: (absent) -> 3', 'format: 1 -> 2']
-    """
-    old, new = _flat(old or {}), _flat(new or {})
-    missing = "(absent)"
-    return [f"{k}: {old.get(k, missing)} -> {new.get(k, missing)}" for k in sorted(set(old) | set(new))
-            if old.get(k, missing) != new.get(k, missing)]
-
-
-def _read_marker(data_folder):
-    try:
-        with open(os.path.join(data_folder, DATA_MARKER)) as f:
-            return json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
 def _clear_corpus(data_folder):
     """Remove what a SynthEmo generation wrote in ``data_folder`` (speaker folders, noise, rir, eSpeak copy, marker)."""
     for name in os.listdir(data_folder):
@@ -510,52 +476,6 @@ def _clear_corpus(data_folder):
         if os.path.isdir(path) and (_SPEAKER_FOLDER.fullmatch(name) or name in ("noise", "rir", ".espeak-data")):
             shutil.rmtree(path)
     os.remove(os.path.join(data_folder, DATA_MARKER))
-
-
-def _with_later_keys(content):
-    """``content`` of a marker with the voice-space keys added since it was written, at their defaults.
-
-    A key added to :data:`~data_prep.voices.VOICE_SPACE` defaults to the value that reproduces
-    the corpora generated before it existed, so such a corpus is the one its marker describes.
-
-    Example
-    -------
-    >>> _with_later_keys({"voice_space": {"vtl_sd": 0.05}})["voice_space"]["expressiveness_mean"]
-    1.0
-    """
-    if not isinstance(content, dict) or not isinstance(content.get("voice_space"), dict):
-        return content
-    defaults = json.loads(json.dumps(dict(VOICE_SPACE)))
-    return {**content, "voice_space": {**defaults, **content["voice_space"]}}
-
-
-def _check_marker(data_folder, content, regenerate):
-    info = _read_marker(data_folder)
-    if info is None or _with_later_keys(info.get("content_options")) == content:
-        return
-    if regenerate:
-        logger.warning("%s: clearing a SynthEmo corpus of other settings to regenerate it", data_folder)
-        _clear_corpus(data_folder)
-        return
-    differences = differing_keys(_with_later_keys(info.get("content_options")), content)
-    raise PreparationError(
-        f"{data_folder} holds a SynthEmo corpus generated with other settings ({'; '.join(differences)}): "
-        f"generate into another data_folder, delete it, or regenerate it (regenerate=True, "
-        f"python -m data_prep.synthemo {data_folder} --regenerate ...)"
-    )
-
-
-def _write_marker(data_folder, content, options, totals=None):
-    with atomic_write(os.path.join(data_folder, DATA_MARKER)) as f:
-        json.dump({"content_options": content, "options": options, "complete": totals is not None,
-                   "totals": totals}, f, indent=2, sort_keys=True)
-
-
-def _remove_stale_temporaries(data_folder):
-    """Temporary files of an interrupted generation: the data lock is held, so nobody is writing them."""
-    for path in glob.glob(os.path.join(glob.escape(data_folder), "**", TMP_PREFIX + "*.wav"), recursive=True):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
 
 
 def _run_tasks(todo, num_workers, progress):
@@ -611,9 +531,11 @@ def _generate(data_folder, options, num_workers, progress, regenerate=False):
     data_folder = os.path.abspath(data_folder)
     content = _content_options(options)
     with prep_lock(data_folder, lock_file=DATA_LOCK):
-        _check_marker(data_folder, content, regenerate)
-        _write_marker(data_folder, content, options)
-        _remove_stale_temporaries(data_folder)
+        if check_marker(data_folder, content, regenerate):
+            logger.warning("%s: clearing a SynthEmo corpus of other settings to regenerate it", data_folder)
+            _clear_corpus(data_folder)
+        write_marker(data_folder, content, options)
+        remove_stale_temporaries(data_folder)
         (utterances, noises, rirs, splits), lengths, n_new = _render_missing(data_folder, options, num_workers,
                                                                             progress)
         utt_rows = _with_duration([row for _, row in utterances], lengths)
@@ -625,7 +547,7 @@ def _generate(data_folder, options, num_workers, progress, regenerate=False):
             "n_noise": len(noise_rows),
             "n_rir": len(rir_rows),
         }
-        _write_marker(data_folder, content, options, totals)
+        write_marker(data_folder, content, options, totals)
     summary = {
         "data_folder": data_folder,
         "speakers": {split: len(spks) for split, spks in splits.items()},
@@ -706,7 +628,7 @@ def _write_augment_csv(path, rows):
 
 
 def _corpus_complete(data_folder, options):
-    info = _read_marker(data_folder)
+    info = read_marker(data_folder)
     return info is not None and bool(info.get("complete")) and info.get("options") == options
 
 

@@ -4,17 +4,18 @@
 work and warn; use ``data_prep.synthemo`` (``python -m data_prep.synthemo``).
 The generator is split into :mod:`data_prep.espeak` (the engine),
 :mod:`data_prep.voices` (the voice design), :mod:`data_prep.dsp` (signal
-processing) and :mod:`data_prep.synthemo` (corpus layout, manifests, command line).
+processing), :mod:`data_prep.synthemo_marker` (what generated a corpus folder) and
+:mod:`data_prep.synthemo` (corpus layout, manifests, command line).
 """
 
 import sys
 import warnings
 
-from data_prep import dsp, sentences, synthemo, voices
+from data_prep import dsp, sentences, synthemo, synthemo_marker, voices
 
 _MOVED = "data_prep.synthetic is deprecated: use data_prep.synthemo"
 # Where each name is defined first: synthemo re-imports some of the others' names.
-_HOMES = (sentences, voices, dsp, synthemo)
+_HOMES = (sentences, voices, dsp, synthemo_marker, synthemo)
 
 
 def __getattr__(name):
