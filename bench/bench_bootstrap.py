@@ -27,6 +27,7 @@ import argparse
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -209,7 +210,8 @@ def main(argv=None):
     parser.add_argument("--coverage-speakers", type=int, default=100)
     parser.add_argument("--write", action="store_true", help=f"replace the '{SECTION}' section of {README}")
     args = parser.parse_args(argv)
-    command = ".venv/bin/python bench/bench_bootstrap.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    argv_used = argv if argv is not None else sys.argv[1:]
+    command = shlex.join([".venv/bin/python", "bench/bench_bootstrap.py", *argv_used])
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     res = {"load": os.getloadavg()}
     with tempfile.TemporaryDirectory() as root:

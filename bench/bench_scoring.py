@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -318,7 +319,7 @@ def main(argv=None):
     parser.add_argument("--write", action="store_true", help=f"replace the '{SECTION}' section of {README}")
     args = parser.parse_args(argv)
     argv_used = argv if argv is not None else sys.argv[1:]
-    command = ".venv/bin/python bench/bench_scoring.py " + " ".join(argv_used)
+    command = shlex.join([".venv/bin/python", "bench/bench_scoring.py", *argv_used])
     section = render(run(args), args, command.strip())
     print(section)
     if args.write:
