@@ -57,7 +57,6 @@ sampler's own checkpoint restores ``seed`` and ``epoch``, so the replayed epoch 
 the same sequence and training resumes at the right batch.
 """
 
-import csv
 import json
 import logging
 import math
@@ -68,6 +67,7 @@ import torch
 from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 
 from speechbrain_ext.errors import SpeechBrainExtError
+from speechbrain_ext.trial_composition import CompositionError, read_attributes
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ def read_speaker_groups(path, column, key="spk_id"):
     ---------
     path : str
         A CSV file with a header line (comma-separated; tab-separated when the header has tabs
-        and no commas, as VoxCeleb1's ``vox1_meta.csv``).
+        and no commas, as VoxCeleb1's ``vox1_meta.csv``), read by
+        :func:`speechbrain_ext.trial_composition.read_attributes`.
     column : str
         The attribute that makes a group (e.g. ``accent``, ``Nationality``).
     key : str
@@ -110,25 +111,14 @@ def read_speaker_groups(path, column, key="spk_id"):
     """
     with open(path, newline="", encoding="utf-8") as f:
         header = f.readline()
-        f.seek(0)
-        delimiter = "\t" if "\t" in header and "," not in header else ","
-        reader = csv.DictReader(f, delimiter=delimiter)
-        fields = [name.strip() for name in reader.fieldnames or []]
-        for name in (key, column):
-            if name not in fields:
-                raise SpeakerGroupError(f"{path}: no column {name!r} (columns: {', '.join(fields) or 'none'})")
-        reader.fieldnames = fields
-        groups = {}
-        for line, row in enumerate(reader, start=2):
-            speaker, group = (row.get(key) or "").strip(), (row.get(column) or "").strip()
-            if not speaker or not group:
-                raise SpeakerGroupError(f"{path}:{line}: empty {key if not speaker else column!r} value")
-            if speaker in groups:
-                raise SpeakerGroupError(f"{path}:{line}: speaker {speaker!r} listed twice")
-            groups[speaker] = group
-    if not groups:
+    delimiter = "\t" if "\t" in header and "," not in header else ","
+    try:
+        table = read_attributes(path, [column], id_column=key, delimiter=delimiter)
+    except CompositionError as err:
+        raise SpeakerGroupError(str(err)) from err
+    if not table:
         raise SpeakerGroupError(f"{path}: no speakers")
-    return groups
+    return {speaker: group for speaker, (group,) in table.items()}
 
 
 def _weighted_pick(rng, candidates, weights, n):

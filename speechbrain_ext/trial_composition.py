@@ -74,7 +74,15 @@ def read_attributes(path, keys, id_column="spk_id", delimiter=","):
         for key in (id_column, *keys):
             if key not in columns:
                 raise CompositionError(f"{path}: no column {key!r} (columns: {', '.join(columns)})")
-        return {row[id_column]: tuple(row[k] for k in keys) for row in reader}
+        table = {}
+        for line, row in enumerate(reader, start=2):
+            for key in (id_column, *keys):
+                if not (row.get(key) or "").strip():
+                    raise CompositionError(f"{path}:{line}: empty {key!r} value")
+            if row[id_column] in table:
+                raise CompositionError(f"{path}:{line}: speaker {row[id_column]!r} listed twice")
+            table[row[id_column]] = tuple(row[k] for k in keys)
+        return table
 
 
 class UnmatchedComposition(CompositionError):

@@ -278,7 +278,7 @@ def test_read_speaker_groups_reads_comma_and_tab_tables_and_names_bad_ones(tmp_p
     table = tmp_path / "speakers.csv"
     table.write_text("spk_id,split,accent\nS1,train,en-US\nS2,train,en\n")
     assert read_speaker_groups(str(table), "accent") == {"S1": "en-US", "S2": "en"}
-    meta = tmp_path / "vox1_meta.csv"  # VoxCeleb1's table: tab-separated, padded names
+    meta = tmp_path / "vox1_meta.csv"  # VoxCeleb1's table: tab-separated
     meta.write_text("VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet\nid10001\tA.J._Buckley\tm\tIreland\tdev\n"
                     "id10002\tA.R._Rahman\tm\tIndia\tdev\n")
     assert read_speaker_groups(str(meta), "Nationality", key="VoxCeleb1 ID") == {"id10001": "Ireland",
